@@ -1,0 +1,41 @@
+//! The command line: clap parses what the user typed (one file per
+//! subcommand, each with its `Args` and `run`), and every error surfaces here
+//! as one line on stderr with its context, and exit status 125.
+//!
+//! Exit statuses: 0 success; 1 a negative answer (a guest that exited
+//! non-zero or trapped under `run`, a receipt that fails verification, a tally
+//! that is not accepted); 2 a usage error (from clap); 125 canon itself could
+//! not do what was asked (bad job spec, unreadable file, ...). `canon exec`
+//! passes the guest's exit code through and uses 134 for a trap.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status when canon itself fails (bad input, I/O error, ...).
+pub const EXIT_ERROR: u8 = 125;
+
+/// Run WebAssembly jobs deterministically, sign what they produced, and score
+/// trust by quorum.
+#[derive(Debug, Parser)]
+#[command(name = "canon", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {}
+
+/// Parses the command line, runs the subcommand and maps errors to exit statuses.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: anyhow::Result<ExitCode> = match cli.command {};
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("canon: error: {err:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

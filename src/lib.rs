@@ -1,0 +1,9 @@
+//! canon runs WebAssembly jobs deterministically, signs what they produced and
+//! scores trust by quorum.
+
+pub mod digest;
+pub mod encoding;
+pub mod job;
+pub mod outcome;
+pub mod tree;
+pub mod sandbox;

@@ -1,0 +1,278 @@
+//! What a run produced, and the digest every honest node agrees on.
+//!
+//! An [`Outcome`] is the whole result of a job: how it ended (exit code or
+//! trap kind), stdout, stderr, the output tree and the fuel consumed. Nothing
+//! else — no wall time, host path, address or backtrace — is part of it.
+//!
+//! # Outcome encoding, `canon/outcome/v1`
+//!
+//! The outcome digest is SHA-256 over (see [`crate::encoding`]): tag
+//! `canon/outcome/v1`; termination (`u8` 0 then the exit code as `u32`, or
+//! `u8` 1 then the trap kind's name as a string); fuel consumed (`u64`);
+//! SHA-256 of stdout (digest); SHA-256 of stderr (digest); the output
+//! manifest's digest (digest, `canon/manifest/v1`, paths absolute in the
+//! guest, e.g. `/out/a.txt`). Because it is built from the parts' digests, a
+//! receipt that carries the parts lets anyone recompute the outcome digest.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Digest, OutcomeDigest};
+use crate::encoding::Encoder;
+use crate::tree::Manifest;
+
+/// Why a guest stopped without exiting. The names are part of the outcome
+/// encoding: they never change meaning, and new kinds are only added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrapKind {
+    /// `unreachable` executed (also how Rust's `panic=abort` and `abort()` end).
+    Unreachable,
+    /// A load or store outside linear memory.
+    MemoryOutOfBounds,
+    /// Integer division or remainder by zero.
+    IntegerDivideByZero,
+    /// Integer overflow (`i32.div_s` of MIN by -1, or a trapping truncation out of range).
+    IntegerOverflow,
+    /// Float-to-integer conversion of NaN.
+    BadConversionToInteger,
+    /// `call_indirect` whose function has the wrong type.
+    IndirectCallTypeMismatch,
+    /// `call_indirect` on a null table entry.
+    IndirectCallToNull,
+    /// A table access out of bounds.
+    TableOutOfBounds,
+    /// The call stack exceeded its fixed limit.
+    StackOverflow,
+    /// The job's fuel budget ran out.
+    OutOfFuel,
+    /// The module's initial memory or tables exceed the job's limits.
+    MemoryLimit,
+    /// stdout exceeded its cap.
+    StdoutLimit,
+    /// stderr exceeded its cap.
+    StderrLimit,
+    /// The files written exceeded the output byte or file-count cap.
+    OutputLimit,
+    /// A misaligned atomic access.
+    UnalignedAtomic,
+    /// A null reference was dereferenced.
+    NullReference,
+    /// The guest raised a signal with `proc_raise`.
+    Signal,
+    /// The module has no `_start` (or the job's entry point) to run.
+    NoEntryPoint,
+    /// The start function or an import-time initialisation failed in another way.
+    Other,
+}
+
+impl TrapKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [TrapKind; 19] = [
+        TrapKind::Unreachable,
+        TrapKind::MemoryOutOfBounds,
+        TrapKind::IntegerDivideByZero,
+        TrapKind::IntegerOverflow,
+        TrapKind::BadConversionToInteger,
+        TrapKind::IndirectCallTypeMismatch,
+        TrapKind::IndirectCallToNull,
+        TrapKind::TableOutOfBounds,
+        TrapKind::StackOverflow,
+        TrapKind::OutOfFuel,
+        TrapKind::MemoryLimit,
+        TrapKind::StdoutLimit,
+        TrapKind::StderrLimit,
+        TrapKind::OutputLimit,
+        TrapKind::UnalignedAtomic,
+        TrapKind::NullReference,
+        TrapKind::Signal,
+        TrapKind::NoEntryPoint,
+        TrapKind::Other,
+    ];
+
+    /// The stable name used in encodings, JSON and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrapKind::Unreachable => "unreachable",
+            TrapKind::MemoryOutOfBounds => "memory_out_of_bounds",
+            TrapKind::IntegerDivideByZero => "integer_divide_by_zero",
+            TrapKind::IntegerOverflow => "integer_overflow",
+            TrapKind::BadConversionToInteger => "bad_conversion_to_integer",
+            TrapKind::IndirectCallTypeMismatch => "indirect_call_type_mismatch",
+            TrapKind::IndirectCallToNull => "indirect_call_to_null",
+            TrapKind::TableOutOfBounds => "table_out_of_bounds",
+            TrapKind::StackOverflow => "stack_overflow",
+            TrapKind::OutOfFuel => "out_of_fuel",
+            TrapKind::MemoryLimit => "memory_limit",
+            TrapKind::StdoutLimit => "stdout_limit",
+            TrapKind::StderrLimit => "stderr_limit",
+            TrapKind::OutputLimit => "output_limit",
+            TrapKind::UnalignedAtomic => "unaligned_atomic",
+            TrapKind::NullReference => "null_reference",
+            TrapKind::Signal => "signal",
+            TrapKind::NoEntryPoint => "no_entry_point",
+            TrapKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for TrapKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A trap kind name that canon does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown trap kind {0:?}")]
+pub struct UnknownTrapKind(pub String);
+
+impl FromStr for TrapKind {
+    type Err = UnknownTrapKind;
+    fn from_str(s: &str) -> Result<TrapKind, UnknownTrapKind> {
+        TrapKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| UnknownTrapKind(s.to_string()))
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Termination {
+    /// The guest called `proc_exit` (or returned from `_start`: code 0).
+    Exit(u32),
+    /// The guest trapped or hit a limit.
+    Trap(TrapKind),
+}
+
+impl Termination {
+    /// The exit code, if the guest exited.
+    pub fn exit_code(&self) -> Option<u32> {
+        match self {
+            Termination::Exit(c) => Some(*c),
+            Termination::Trap(_) => None,
+        }
+    }
+
+    /// The trap kind, if the guest trapped.
+    pub fn trap(&self) -> Option<TrapKind> {
+        match self {
+            Termination::Exit(_) => None,
+            Termination::Trap(t) => Some(*t),
+        }
+    }
+}
+
+impl fmt::Display for Termination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Termination::Exit(c) => write!(f, "exit {c}"),
+            Termination::Trap(t) => write!(f, "trap {t}"),
+        }
+    }
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// How the run ended.
+    pub termination: Termination,
+    /// Fuel consumed (instructions metered by the engine).
+    pub fuel_consumed: u64,
+    /// Bytes the guest wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// Bytes the guest wrote to stderr.
+    pub stderr: Vec<u8>,
+    /// The final content of every writable mount, as one tree whose top-level
+    /// names are the mounts' guest paths without the leading `/`.
+    pub outputs: crate::tree::Tree,
+}
+
+/// The digests of an outcome's parts, and the outcome digest built from them.
+/// This is what receipts carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeSummary {
+    /// How the run ended.
+    pub termination: Termination,
+    /// Fuel consumed.
+    pub fuel_consumed: u64,
+    /// SHA-256 of stdout.
+    pub stdout_sha256: Digest,
+    /// SHA-256 of stderr.
+    pub stderr_sha256: Digest,
+    /// The output manifest (paths absolute in the guest).
+    pub manifest: Manifest,
+    /// Digest of the manifest (`canon/manifest/v1`).
+    pub manifest_digest: Digest,
+    /// The outcome digest (`canon/outcome/v1`).
+    pub outcome_digest: OutcomeDigest,
+}
+
+impl Outcome {
+    /// The output manifest, paths absolute in the guest (`/out/a.txt`).
+    pub fn manifest(&self) -> Manifest {
+        let mut m = Manifest::default();
+        for (name, node) in &self.outputs.entries {
+            if let crate::tree::Node::Dir(t) = node {
+                m.extend_from_tree(&format!("/{name}"), t);
+            }
+        }
+        m
+    }
+
+    /// Computes the digests of every part and the outcome digest.
+    pub fn summary(&self) -> OutcomeSummary {
+        let manifest = self.manifest();
+        let manifest_digest = manifest.digest();
+        let stdout_sha256 = Digest::of(&self.stdout);
+        let stderr_sha256 = Digest::of(&self.stderr);
+        let outcome_digest = outcome_digest(&self.termination, self.fuel_consumed, &stdout_sha256, &stderr_sha256, &manifest_digest);
+        OutcomeSummary { termination: self.termination, fuel_consumed: self.fuel_consumed, stdout_sha256, stderr_sha256, manifest, manifest_digest, outcome_digest }
+    }
+}
+
+/// The canonical encoding `canon/outcome/v1` of an outcome's parts.
+pub fn encode_outcome(termination: &Termination, fuel_consumed: u64, stdout_sha256: &Digest, stderr_sha256: &Digest, manifest_digest: &Digest) -> Vec<u8> {
+    let mut e = Encoder::new("canon/outcome/v1");
+    match termination {
+        Termination::Exit(code) => e.u8(0).u32(*code),
+        Termination::Trap(kind) => e.u8(1).str(kind.as_str()),
+    };
+    e.u64(fuel_consumed).digest(stdout_sha256).digest(stderr_sha256).digest(manifest_digest);
+    e.into_bytes()
+}
+
+/// The outcome digest: SHA-256 of [`encode_outcome`].
+pub fn outcome_digest(termination: &Termination, fuel_consumed: u64, stdout_sha256: &Digest, stderr_sha256: &Digest, manifest_digest: &Digest) -> OutcomeDigest {
+    OutcomeDigest::new(Digest::of(&encode_outcome(termination, fuel_consumed, stdout_sha256, stderr_sha256, manifest_digest)))
+}
+
+impl OutcomeSummary {
+    /// Recomputes the outcome digest from the parts; a receipt whose claimed
+    /// digest differs from this is inconsistent.
+    pub fn recompute_digest(&self) -> OutcomeDigest {
+        outcome_digest(&self.termination, self.fuel_consumed, &self.stdout_sha256, &self.stderr_sha256, &self.manifest_digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trap_names_round_trip() {
+        for k in TrapKind::ALL {
+            assert_eq!(k.as_str().parse::<TrapKind>(), Ok(k));
+        }
+    }
+
+    #[test]
+    fn summary_is_self_consistent() {
+        let o = Outcome { termination: Termination::Exit(3), fuel_consumed: 10, stdout: b"x".to_vec(), stderr: vec![], outputs: Default::default() };
+        let s = o.summary();
+        assert_eq!(s.recompute_digest(), s.outcome_digest);
+        let o2 = Outcome { fuel_consumed: 11, ..o };
+        assert_ne!(o2.summary().outcome_digest, s.outcome_digest);
+    }
+}

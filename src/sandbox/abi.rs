@@ -1,0 +1,95 @@
+//! The import surface canon offers a guest: every function of WASI preview 1
+//! (`wasi_snapshot_preview1`) with its core-wasm signature.
+//!
+//! Job validation checks a module's imports against this table before
+//! anything runs, so an unknown import is a clear error naming it rather than
+//! a link failure; a test checks that the host defines exactly these.
+
+/// The WASI preview 1 import module name.
+pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
+
+/// A core-wasm value type in a host function signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValType {
+    /// `i32`
+    I32,
+    /// `i64`
+    I64,
+}
+
+use ValType::{I32, I64};
+
+/// One provided function: name, parameter types, result types.
+pub type Signature = (&'static str, &'static [ValType], &'static [ValType]);
+
+/// Every function of `wasi_snapshot_preview1`, sorted by name.
+pub const WASI_FUNCTIONS: &[Signature] = &[
+    ("args_get", &[I32, I32], &[I32]),
+    ("args_sizes_get", &[I32, I32], &[I32]),
+    ("clock_res_get", &[I32, I32], &[I32]),
+    ("clock_time_get", &[I32, I64, I32], &[I32]),
+    ("environ_get", &[I32, I32], &[I32]),
+    ("environ_sizes_get", &[I32, I32], &[I32]),
+    ("fd_advise", &[I32, I64, I64, I32], &[I32]),
+    ("fd_allocate", &[I32, I64, I64], &[I32]),
+    ("fd_close", &[I32], &[I32]),
+    ("fd_datasync", &[I32], &[I32]),
+    ("fd_fdstat_get", &[I32, I32], &[I32]),
+    ("fd_fdstat_set_flags", &[I32, I32], &[I32]),
+    ("fd_fdstat_set_rights", &[I32, I64, I64], &[I32]),
+    ("fd_filestat_get", &[I32, I32], &[I32]),
+    ("fd_filestat_set_size", &[I32, I64], &[I32]),
+    ("fd_filestat_set_times", &[I32, I64, I64, I32], &[I32]),
+    ("fd_pread", &[I32, I32, I32, I64, I32], &[I32]),
+    ("fd_prestat_dir_name", &[I32, I32, I32], &[I32]),
+    ("fd_prestat_get", &[I32, I32], &[I32]),
+    ("fd_pwrite", &[I32, I32, I32, I64, I32], &[I32]),
+    ("fd_read", &[I32, I32, I32, I32], &[I32]),
+    ("fd_readdir", &[I32, I32, I32, I64, I32], &[I32]),
+    ("fd_renumber", &[I32, I32], &[I32]),
+    ("fd_seek", &[I32, I64, I32, I32], &[I32]),
+    ("fd_sync", &[I32], &[I32]),
+    ("fd_tell", &[I32, I32], &[I32]),
+    ("fd_write", &[I32, I32, I32, I32], &[I32]),
+    ("path_create_directory", &[I32, I32, I32], &[I32]),
+    ("path_filestat_get", &[I32, I32, I32, I32, I32], &[I32]),
+    ("path_filestat_set_times", &[I32, I32, I32, I32, I64, I64, I32], &[I32]),
+    ("path_link", &[I32, I32, I32, I32, I32, I32, I32], &[I32]),
+    ("path_open", &[I32, I32, I32, I32, I32, I64, I64, I32, I32], &[I32]),
+    ("path_readlink", &[I32, I32, I32, I32, I32, I32], &[I32]),
+    ("path_remove_directory", &[I32, I32, I32], &[I32]),
+    ("path_rename", &[I32, I32, I32, I32, I32, I32], &[I32]),
+    ("path_symlink", &[I32, I32, I32, I32, I32], &[I32]),
+    ("path_unlink_file", &[I32, I32, I32], &[I32]),
+    ("poll_oneoff", &[I32, I32, I32, I32], &[I32]),
+    ("proc_exit", &[I32], &[]),
+    ("proc_raise", &[I32], &[I32]),
+    ("random_get", &[I32, I32], &[I32]),
+    ("sched_yield", &[], &[I32]),
+    ("sock_accept", &[I32, I32, I32], &[I32]),
+    ("sock_recv", &[I32, I32, I32, I32, I32, I32], &[I32]),
+    ("sock_send", &[I32, I32, I32, I32, I32], &[I32]),
+    ("sock_shutdown", &[I32, I32], &[I32]),
+];
+
+/// The signature of a provided import, if canon provides it.
+pub fn lookup(module: &str, name: &str) -> Option<&'static Signature> {
+    if module != WASI_MODULE {
+        return None;
+    }
+    WASI_FUNCTIONS.binary_search_by(|(n, _, _)| n.cmp(&name)).ok().map(|i| &WASI_FUNCTIONS[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_and_complete() {
+        assert!(WASI_FUNCTIONS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(WASI_FUNCTIONS.len(), 46);
+        assert!(lookup(WASI_MODULE, "fd_write").is_some());
+        assert!(lookup("env", "fd_write").is_none());
+        assert!(lookup(WASI_MODULE, "fd_frobnicate").is_none());
+    }
+}
