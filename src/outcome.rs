@@ -60,8 +60,6 @@ pub enum TrapKind {
     UnalignedAtomic,
     /// A null reference was dereferenced.
     NullReference,
-    /// The guest raised a signal with `proc_raise`.
-    Signal,
     /// The module has no `_start` (or the job's entry point) to run.
     NoEntryPoint,
     /// The start function or an import-time initialisation failed in another way.
@@ -70,7 +68,7 @@ pub enum TrapKind {
 
 impl TrapKind {
     /// Every kind, in declaration order.
-    pub const ALL: [TrapKind; 19] = [
+    pub const ALL: [TrapKind; 18] = [
         TrapKind::Unreachable,
         TrapKind::MemoryOutOfBounds,
         TrapKind::IntegerDivideByZero,
@@ -87,7 +85,6 @@ impl TrapKind {
         TrapKind::OutputLimit,
         TrapKind::UnalignedAtomic,
         TrapKind::NullReference,
-        TrapKind::Signal,
         TrapKind::NoEntryPoint,
         TrapKind::Other,
     ];
@@ -111,7 +108,6 @@ impl TrapKind {
             TrapKind::OutputLimit => "output_limit",
             TrapKind::UnalignedAtomic => "unaligned_atomic",
             TrapKind::NullReference => "null_reference",
-            TrapKind::Signal => "signal",
             TrapKind::NoEntryPoint => "no_entry_point",
             TrapKind::Other => "other",
         }

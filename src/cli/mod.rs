@@ -12,6 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod exec;
+mod outdir;
+
 /// Exit status when canon itself fails (bad input, I/O error, ...).
 pub const EXIT_ERROR: u8 = 125;
 
@@ -25,12 +28,16 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    Exec(exec::Args),
+}
 
 /// Parses the command line, runs the subcommand and maps errors to exit statuses.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Exec(args) => exec::run(args),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {

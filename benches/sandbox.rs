@@ -1,0 +1,141 @@
+//! Sandbox benchmarks, each measured against a baseline in the same run.
+//!
+//! - `compute/*`: a compute-bound guest under canon (every determinism knob
+//!   on: fuel, epoch watchdog, NaN canonicalisation, canon's WASI host)
+//!   versus plain wasmtime with wasmtime-wasi on the same module, both
+//!   compiled ahead of the measurement; each iteration instantiates and runs
+//!   the guest to completion.
+//! - `per_job/*`: the whole in-process path for `hello` with a warm module
+//!   cache (job spec on disk → outcome digest), versus spawning a process
+//!   per job (`canon exec`, and the `plain_wasmtime` example: a minimal
+//!   wasmtime + wasmtime-wasi runner standing in for the wasmtime CLI).
+//! - `compile/*`: compiling the largest fixture cold versus loading it from
+//!   canon's disk cache.
+//!
+//! Run: `cargo bench --bench sandbox`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use wasmtime::{Engine, Linker, Module, Store};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use canon::job::Job;
+use canon::sandbox::Sandbox;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn load(spec: &str) -> Job {
+    Job::load(&root().join("fixtures/jobs").join(spec)).expect("fixture job loads")
+}
+
+/// Plain wasmtime: default configuration, wasmtime-wasi preview 1.
+struct Plain {
+    engine: Engine,
+    linker: Linker<WasiP1Ctx>,
+}
+
+impl Plain {
+    fn new() -> Plain {
+        let engine = Engine::default();
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| c).expect("link wasi");
+        Plain { engine, linker }
+    }
+
+    fn run(&self, module: &Module, argv: &[String]) {
+        let wasi = WasiCtxBuilder::new().args(argv).build_p1();
+        let mut store = Store::new(&self.engine, wasi);
+        let instance = self.linker.instantiate(&mut store, module).expect("instantiate");
+        let start = instance.get_typed_func::<(), ()>(&mut store, "_start").expect("_start");
+        if let Err(e) = start.call(&mut store, ()) {
+            let exit = e.downcast_ref::<wasmtime_wasi::I32Exit>().map(|e| e.0);
+            assert_eq!(exit, Some(0), "guest failed: {e:#}");
+        }
+    }
+}
+
+fn compute(c: &mut Criterion) {
+    let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
+    let plain = Plain::new();
+    let mut group = c.benchmark_group("compute");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
+    for name in ["sha256chain", "nbody"] {
+        let job = load(&format!("{name}.toml"));
+        sandbox.prepare(&job.module, &job.module_sha256).expect("compile");
+        let module = Module::new(&plain.engine, job.module.as_slice()).expect("compile plain");
+        let mut argv = vec![job.argv0.clone()];
+        argv.extend(job.args.iter().cloned());
+        group.bench_function(format!("{name}/canon"), |b| b.iter(|| sandbox.run(&job).expect("run")));
+        group.bench_function(format!("{name}/wasmtime"), |b| b.iter(|| plain.run(&module, &argv)));
+    }
+    group.finish();
+}
+
+fn per_job(c: &mut Criterion) {
+    let cache = tempfile::tempdir().expect("cache dir");
+    let sandbox = Sandbox::builder().cache_dir(Some(cache.path().to_path_buf())).build().expect("sandbox");
+    let spec = root().join("fixtures/jobs/hello.toml");
+    let warm = Job::load(&spec).expect("hello");
+    sandbox.run(&warm).expect("warm the cache");
+    let mut group = c.benchmark_group("per_job");
+    group.bench_function("hello/canon-in-process", |b| {
+        b.iter(|| {
+            let job = Job::load(&spec).expect("hello");
+            sandbox.run(&job).expect("run").summary().outcome_digest
+        })
+    });
+    let canon = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/canon");
+    let plain = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/examples/plain_wasmtime");
+    let hello = root().join("fixtures/hello.wasm");
+    group.sample_size(30);
+    if canon.exists() {
+        group.bench_function("hello/spawn-canon-exec", |b| {
+            b.iter(|| assert!(Command::new(&canon).env("CANON_CACHE_DIR", cache.path()).arg("exec").arg(&hello).output().expect("spawn").status.success()))
+        });
+    }
+    if plain.exists() {
+        let cwasm = cache.path().join("hello.cwasm");
+        std::fs::write(&cwasm, Engine::default().precompile_module(&std::fs::read(&hello).expect("read")).expect("precompile")).expect("write");
+        group.bench_function("hello/spawn-plain-wasmtime", |b| {
+            b.iter(|| assert!(Command::new(&plain).arg(&cwasm).output().expect("spawn").status.success()))
+        });
+    }
+    group.finish();
+}
+
+fn compile(c: &mut Criterion) {
+    let largest = ["probe.wasm", "fswalk.wasm", "wasi-conformance.wasm", "hello.wasm", "nbody.wasm", "sha256chain.wasm"]
+        .iter()
+        .map(|n| root().join("fixtures").join(n))
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a fixture");
+    let bytes = std::fs::read(&largest).expect("read fixture");
+    let sha = canon::digest::Digest::of(&bytes);
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10);
+    group.bench_function("largest/cold", |b| {
+        b.iter(|| {
+            let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
+            sandbox.prepare(&bytes, &sha).expect("compile");
+        })
+    });
+    let cache = tempfile::tempdir().expect("cache dir");
+    Sandbox::builder().cache_dir(Some(cache.path().to_path_buf())).build().expect("sandbox").prepare(&bytes, &sha).expect("fill cache");
+    group.bench_function("largest/disk-cache", |b| {
+        b.iter(|| {
+            let sandbox = Sandbox::builder().cache_dir(Some(cache.path().to_path_buf())).build().expect("sandbox");
+            let (_, hit) = sandbox.prepare(&bytes, &sha).expect("load");
+            assert_eq!(hit, canon::sandbox::CacheHit::Disk);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, compute, per_job, compile);
+criterion_main!(benches);

@@ -1,0 +1,145 @@
+//! `canon exec`: run a module ad hoc, like `wasmtime run`, in the
+//! deterministic sandbox.
+
+use std::io::{IsTerminal as _, Read as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use canon::digest::Digest;
+use canon::job::{DEFAULT_EPOCH, Job, Limits, Mount};
+use canon::outcome::Termination;
+use canon::sandbox::{RunOptions, Sandbox};
+use canon::tree::{Node, Tree};
+
+/// Exit status of `canon exec` when the guest traps (as `wasmtime run`: 128 + SIGABRT).
+pub const EXIT_TRAP: u8 = 134;
+
+/// Largest input tree `canon exec` loads into memory per `--dir`.
+const MAX_DIR_BYTES: u64 = 4 << 30;
+
+/// Run a WebAssembly module ad hoc in the deterministic sandbox.
+///
+/// The guest's stdout and stderr pass through; canon exits with the guest's
+/// exit code, or 134 with a one-line message if it traps.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Mount a host directory as a writable in-memory copy (the host
+    /// directory is never modified), at GUEST or at the host path as given.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    dirs: Vec<String>,
+    /// Set an environment variable for the guest.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Seed of the guest's random stream.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Fuel budget (instructions).
+    #[arg(long, default_value_t = Limits::EXEC_DEFAULT.fuel)]
+    fuel: u64,
+    /// Wall-clock time the guest sees at start, in seconds since the Unix epoch.
+    #[arg(long, default_value_t = DEFAULT_EPOCH)]
+    epoch: u64,
+    /// Wall-clock safety timeout in seconds (past it: no result).
+    #[arg(long, default_value_t = 3600)]
+    timeout: u64,
+    /// Write the final content of every writable mount here.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// The module to run.
+    module: PathBuf,
+    /// Arguments for the guest (after `--`).
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+/// Resolves the arguments into a job.
+fn job_from_args(args: &Args) -> Result<Job> {
+    let bytes = std::fs::read(&args.module).with_context(|| format!("{}: cannot read module", args.module.display()))?;
+    canon::job::validate_module(&bytes).with_context(|| format!("{}: not a module canon can run", args.module.display()))?;
+    let mut mounts: Vec<Mount> = Vec::new();
+    for spec in &args.dirs {
+        let (host, guest) = match spec.split_once("::") {
+            Some((h, g)) => (h, g),
+            None => (spec.as_str(), spec.as_str()),
+        };
+        if guest.is_empty() || host.is_empty() {
+            bail!("--dir {spec:?}: expected HOST or HOST::GUEST");
+        }
+        if mounts.iter().any(|m| m.guest == guest) {
+            bail!("--dir {spec:?}: guest path {guest:?} is mounted twice");
+        }
+        let host_path = PathBuf::from(host);
+        let tree = match Node::load(&host_path, MAX_DIR_BYTES).with_context(|| format!("--dir {spec:?}"))? {
+            Node::Dir(t) => t,
+            _ => bail!("--dir {spec:?}: {host} is not a directory"),
+        };
+        mounts.push(Mount { guest: guest.to_string(), writable: true, tree, source: Some(host_path) });
+    }
+    mounts.sort_by(|a, b| a.guest.cmp(&b.guest));
+    let mut env = Vec::new();
+    for kv in &args.env {
+        let Some((k, v)) = kv.split_once('=') else { bail!("--env {kv:?}: expected KEY=VALUE") };
+        if k.is_empty() {
+            bail!("--env {kv:?}: the name is empty");
+        }
+        env.retain(|(name, _): &(String, String)| name != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    env.sort();
+    let mut stdin = Vec::new();
+    if !std::io::stdin().is_terminal() {
+        std::io::stdin().read_to_end(&mut stdin).context("cannot read stdin")?;
+    }
+    let name = args.module.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "module".into());
+    Ok(Job {
+        name,
+        module_sha256: Digest::of(&bytes),
+        module: Arc::new(bytes),
+        module_path: args.module.clone(),
+        argv0: args.module.display().to_string(),
+        args: args.args.clone(),
+        env,
+        stdin,
+        mounts,
+        seed: args.seed,
+        epoch: args.epoch,
+        limits: Limits { fuel: args.fuel, ..Limits::EXEC_DEFAULT },
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        commit: None,
+    })
+}
+
+/// Runs `canon exec`.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let job = job_from_args(&args)?;
+    let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
+    let sandbox = Sandbox::new()?;
+    let outcome = sandbox.run_with(&job, RunOptions { stream_stdio: true })?;
+    if let Some(staged) = staged {
+        write_mounts(&outcome.outputs, staged.path())?;
+        staged.commit()?;
+    }
+    Ok(match outcome.termination {
+        Termination::Exit(code) => ExitCode::from((code & 0xff) as u8),
+        Termination::Trap(kind) => {
+            eprintln!("canon: guest trapped: {kind}");
+            ExitCode::from(EXIT_TRAP)
+        }
+    })
+}
+
+/// Writes each writable mount's final tree under `dir`, at its guest path
+/// with the leading `/` removed (`.` is `dir` itself).
+fn write_mounts(outputs: &Tree, dir: &std::path::Path) -> Result<()> {
+    for (name, node) in &outputs.entries {
+        let Node::Dir(tree) = node else { continue };
+        let target = dir.join(name);
+        std::fs::create_dir_all(&target).with_context(|| format!("{}: cannot create", target.display()))?;
+        tree.write_to(&target).with_context(|| format!("{}: cannot write output", target.display()))?;
+    }
+    Ok(())
+}

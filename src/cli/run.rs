@@ -1,0 +1,108 @@
+//! `canon run`: validate a job spec, run it, write its results.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use canon::digest::{Digest, JobDigest, OutcomeDigest};
+use canon::job::Job;
+use canon::outcome::{Outcome, OutcomeSummary, TrapKind};
+use canon::sandbox::Sandbox;
+use canon::tree::ManifestEntry;
+
+/// Validate and run a job; print a summary (or JSON) and optionally write
+/// stdout, stderr and the output tree to a directory.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The job spec (TOML).
+    job: PathBuf,
+    /// Write `stdout`, `stderr`, `outcome.json` and the output tree (guest
+    /// `/out/a` as `DIR/out/a`) here. DIR must not exist or be empty.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print one JSON object instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The JSON form of a run's result (`canon run --json`, `outcome.json`).
+#[derive(Debug, Serialize)]
+pub struct RunReport<'a> {
+    /// The job digest.
+    pub job_digest: JobDigest,
+    /// The outcome digest.
+    pub outcome_digest: OutcomeDigest,
+    /// Exit code, or null if the guest trapped.
+    pub exit_code: Option<u32>,
+    /// Trap kind, or null if the guest exited.
+    pub trap: Option<TrapKind>,
+    /// Fuel consumed.
+    pub fuel_consumed: u64,
+    /// SHA-256 of stdout.
+    pub stdout_sha256: Digest,
+    /// SHA-256 of stderr.
+    pub stderr_sha256: Digest,
+    /// Digest of the output manifest.
+    pub manifest_digest: Digest,
+    /// The output manifest.
+    pub outputs: &'a [ManifestEntry],
+}
+
+impl<'a> RunReport<'a> {
+    /// The report for a job digest and an outcome summary.
+    pub fn new(job_digest: JobDigest, s: &'a OutcomeSummary) -> RunReport<'a> {
+        RunReport {
+            job_digest,
+            outcome_digest: s.outcome_digest,
+            exit_code: s.termination.exit_code(),
+            trap: s.termination.trap(),
+            fuel_consumed: s.fuel_consumed,
+            stdout_sha256: s.stdout_sha256,
+            stderr_sha256: s.stderr_sha256,
+            manifest_digest: s.manifest_digest,
+            outputs: &s.manifest.entries,
+        }
+    }
+}
+
+/// Runs `canon run`.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let job = Job::load(&args.job).with_context(|| format!("{}: invalid job", args.job.display()))?;
+    let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
+    let sandbox = Sandbox::new()?;
+    let outcome = sandbox.run(&job).with_context(|| format!("{}: no result", args.job.display()))?;
+    let summary = outcome.summary();
+    let report = RunReport::new(job.digest(), &summary);
+    if let Some(staged) = staged {
+        write_results(staged.path(), &outcome, &report)?;
+        staged.commit()?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&job, &outcome, &report);
+    }
+    Ok(if outcome.termination.exit_code() == Some(0) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Writes stdout, stderr, outcome.json and the output tree into `dir`.
+pub fn write_results(dir: &Path, outcome: &Outcome, report: &RunReport) -> Result<()> {
+    std::fs::write(dir.join("stdout"), &outcome.stdout).context("cannot write stdout")?;
+    std::fs::write(dir.join("stderr"), &outcome.stderr).context("cannot write stderr")?;
+    let json = serde_json::to_string_pretty(report)? + "\n";
+    std::fs::write(dir.join("outcome.json"), json).context("cannot write outcome.json")?;
+    outcome.outputs.write_to(dir).context("cannot write the output tree")?;
+    Ok(())
+}
+
+fn print_summary(job: &Job, outcome: &Outcome, r: &RunReport) {
+    let files = r.outputs.iter().filter(|e| e.kind == canon::tree::Kind::File).count();
+    println!("job      {} {}", job.name, r.job_digest);
+    println!("result   {} (fuel {})", outcome.termination, r.fuel_consumed);
+    println!("outcome  {}", r.outcome_digest);
+    println!("stdout   {} bytes {}", outcome.stdout.len(), r.stdout_sha256);
+    println!("stderr   {} bytes {}", outcome.stderr.len(), r.stderr_sha256);
+    println!("outputs  {files} files, manifest {}", r.manifest_digest);
+}

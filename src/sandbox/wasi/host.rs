@@ -1,0 +1,1184 @@
+//! canon's WASI preview 1 host: every function of `wasi_snapshot_preview1`,
+//! each a deterministic function of the job and of what the guest did.
+//!
+//! Each method here takes the guest's memory and its raw arguments and either
+//! succeeds, returns an errno to the guest, or stops the guest ([`Stop`]: an
+//! exit or a deterministic trap such as an output cap). `link.rs` binds them
+//! to wasmtime.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use super::errno::Errno;
+use super::mem::Mem;
+use super::vfs::{Content, Ino, OverLimit, Vfs};
+use crate::digest::Digest;
+use crate::job::Job;
+use crate::outcome::TrapKind;
+use crate::tree::Tree;
+
+/// Logical nanoseconds per unit of fuel consumed: the monotonic clock is
+/// `fuel consumed × NS_PER_FUEL + virtual sleeps`. One instruction is
+/// roughly a nanosecond on current hardware, so programs that time
+/// themselves see plausible figures.
+pub const NS_PER_FUEL: u64 = 1;
+
+/// Resolution reported by `clock_res_get` for every clock, in nanoseconds.
+pub const CLOCK_RESOLUTION_NS: u64 = 1;
+
+/// Most descriptors a guest may hold open at once (a typical `ulimit -n`).
+pub const MAX_OPEN_FDS: usize = 1024;
+
+/// Most subscriptions one `poll_oneoff` call may pass.
+pub const MAX_POLL_SUBSCRIPTIONS: u32 = 4096;
+
+// Rights (WASI preview 1 `rights` bit positions).
+const RIGHT_FD_READ: u64 = 1 << 1;
+const RIGHT_FD_WRITE: u64 = 1 << 6;
+/// Every right preview 1 defines (bits 0..=29).
+const ALL_RIGHTS: u64 = (1 << 30) - 1;
+
+// Lookup, open and fd flags.
+const LOOKUP_SYMLINK_FOLLOW: u32 = 1;
+const O_CREAT: u16 = 1;
+const O_DIRECTORY: u16 = 2;
+const O_EXCL: u16 = 4;
+const O_TRUNC: u16 = 8;
+const FDFLAG_APPEND: u16 = 1;
+const FDFLAGS_ALL: u16 = 0x1f;
+
+// File types.
+const FILETYPE_CHARACTER_DEVICE: u8 = 2;
+const FILETYPE_DIRECTORY: u8 = 3;
+
+// `fstflags` for set_times.
+const FST_ATIM: u16 = 1;
+const FST_ATIM_NOW: u16 = 2;
+const FST_MTIM: u16 = 4;
+const FST_MTIM_NOW: u16 = 8;
+
+/// Device number reported for every file: one file system.
+const DEV: u64 = 1;
+
+/// Why a guest stops: it exited, or it hit a deterministic trap in a host call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Stop {
+    /// `proc_exit`.
+    #[error("guest exited with code {0}")]
+    Exit(u32),
+    /// A limit enforced by the host.
+    #[error("guest trapped: {0}")]
+    Trap(TrapKind),
+}
+
+/// The result of one host call, before it is mapped to wasmtime.
+#[derive(Debug)]
+pub enum Fault {
+    /// Return this errno to the guest.
+    Errno(Errno),
+    /// Stop the guest.
+    Stop(Stop),
+}
+
+impl From<Errno> for Fault {
+    fn from(e: Errno) -> Fault {
+        Fault::Errno(e)
+    }
+}
+
+impl From<OverLimit> for Fault {
+    fn from(_: OverLimit) -> Fault {
+        Fault::Stop(Stop::Trap(TrapKind::OutputLimit))
+    }
+}
+
+type R<T = ()> = Result<T, Fault>;
+
+/// An open descriptor.
+#[derive(Clone, Debug)]
+enum Fd {
+    Stdin,
+    Stdout,
+    Stderr,
+    File { ino: Ino, offset: u64, flags: u16, rights: u64 },
+    Dir { ino: Ino, preopen: Option<String>, rights: u64 },
+}
+
+impl Fd {
+    fn rights(&self) -> (u64, u64) {
+        match self {
+            Fd::Stdin => (RIGHT_FD_READ | (1 << 27), 0),
+            Fd::Stdout | Fd::Stderr => (RIGHT_FD_WRITE | (1 << 27), 0),
+            Fd::File { rights, .. } => (*rights, 0),
+            Fd::Dir { rights, .. } => (*rights, ALL_RIGHTS),
+        }
+    }
+}
+
+/// What the host needs to know about a job to serve it.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// `argv`, including `argv[0]`.
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` strings, in the job's order.
+    pub env: Vec<String>,
+    /// stdin's bytes.
+    pub stdin: Arc<Vec<u8>>,
+    /// Preopens: guest name, writable, content.
+    pub mounts: Vec<(String, bool, Tree)>,
+    /// Seed of the random stream.
+    pub seed: u64,
+    /// Wall-clock start, seconds since the Unix epoch.
+    pub epoch: u64,
+    /// Fuel budget (to turn remaining fuel into fuel consumed).
+    pub fuel: u64,
+    /// Caps.
+    pub stdout_cap: u64,
+    /// Caps.
+    pub stderr_cap: u64,
+    /// Cap on bytes held by writable mounts.
+    pub output_bytes: u64,
+    /// Cap on inodes the guest creates.
+    pub output_files: u64,
+    /// Also copy the guest's stdout/stderr to the host's as they are written.
+    pub stream_stdio: bool,
+}
+
+impl HostConfig {
+    /// The host configuration for a job: its mounts plus the default empty,
+    /// writable `/out` and scratch `/tmp` unless the job mounts those itself.
+    pub fn for_job(job: &Job) -> HostConfig {
+        let mut mounts: Vec<(String, bool, Tree)> = job.mounts.iter().map(|m| (m.guest.clone(), m.writable, m.tree.clone())).collect();
+        for default in ["/out", "/tmp"] {
+            if !mounts.iter().any(|(g, _, _)| g == default) {
+                mounts.push((default.to_string(), true, Tree::new()));
+            }
+        }
+        mounts.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut argv = vec![job.argv0.clone()];
+        argv.extend(job.args.iter().cloned());
+        HostConfig {
+            argv,
+            env: job.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            stdin: Arc::new(job.stdin.clone()),
+            mounts,
+            seed: job.seed,
+            epoch: job.epoch,
+            fuel: job.limits.fuel,
+            stdout_cap: job.limits.stdout_bytes,
+            stderr_cap: job.limits.stderr_bytes,
+            output_bytes: job.limits.output_bytes,
+            output_files: job.limits.output_files,
+            stream_stdio: false,
+        }
+    }
+}
+
+/// The state of one guest's WASI world.
+pub struct WasiHost {
+    argv: Vec<String>,
+    env: Vec<String>,
+    stdin: Arc<Vec<u8>>,
+    stdin_pos: usize,
+    /// Bytes written to stdout.
+    pub stdout: Vec<u8>,
+    /// Bytes written to stderr.
+    pub stderr: Vec<u8>,
+    stdout_cap: u64,
+    stderr_cap: u64,
+    stream_stdio: bool,
+    /// The file system.
+    pub vfs: Vfs,
+    fds: BTreeMap<u32, Fd>,
+    /// Preopens: guest name, writable, root inode.
+    pub preopens: Vec<(String, bool, Ino)>,
+    rng: ChaCha20Rng,
+    epoch_ns: u64,
+    fuel_budget: u64,
+    /// Fuel remaining at the current host call (set by the caller).
+    pub fuel_remaining: u64,
+    sleep_ns: u64,
+}
+
+impl WasiHost {
+    /// A fresh host for one run.
+    pub fn new(cfg: HostConfig) -> WasiHost {
+        let epoch_ns = cfg.epoch.saturating_mul(1_000_000_000);
+        let mut vfs = Vfs::new(cfg.output_bytes, cfg.output_files);
+        let mut fds = BTreeMap::new();
+        fds.insert(0, Fd::Stdin);
+        fds.insert(1, Fd::Stdout);
+        fds.insert(2, Fd::Stderr);
+        let mut preopens = Vec::new();
+        for (i, (name, writable, tree)) in cfg.mounts.iter().enumerate() {
+            let ino = vfs.mount(tree, *writable, epoch_ns);
+            vfs.get_mut(ino).map(|n| n.open += 1).ok();
+            fds.insert(3 + i as u32, Fd::Dir { ino, preopen: Some(name.clone()), rights: ALL_RIGHTS });
+            preopens.push((name.clone(), *writable, ino));
+        }
+        let mut seed_material = b"canon/rng/v1\n".to_vec();
+        seed_material.extend_from_slice(&cfg.seed.to_le_bytes());
+        let rng = ChaCha20Rng::from_seed(*Digest::of(&seed_material).as_bytes());
+        WasiHost {
+            argv: cfg.argv,
+            env: cfg.env,
+            stdin: cfg.stdin,
+            stdin_pos: 0,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            stdout_cap: cfg.stdout_cap,
+            stderr_cap: cfg.stderr_cap,
+            stream_stdio: cfg.stream_stdio,
+            vfs,
+            fds,
+            preopens,
+            rng,
+            epoch_ns,
+            fuel_budget: cfg.fuel,
+            fuel_remaining: cfg.fuel,
+            sleep_ns: 0,
+        }
+    }
+
+    /// The final content of every writable mount except `/tmp`, as one tree
+    /// whose top-level names are the mounts' guest paths without the leading `/`.
+    pub fn output_tree(&self) -> Tree {
+        let mut out = Tree::new();
+        for (name, writable, ino) in &self.preopens {
+            if !*writable || name == "/tmp" {
+                continue;
+            }
+            let key = name.trim_start_matches('/').to_string();
+            out.entries.insert(key, crate::tree::Node::Dir(self.vfs.to_tree(*ino)));
+        }
+        out
+    }
+
+    // ---- clocks ----------------------------------------------------------
+
+    /// Logical nanoseconds since the start of the run.
+    fn logical_ns(&self) -> u64 {
+        let used = self.fuel_budget.saturating_sub(self.fuel_remaining);
+        used.saturating_mul(NS_PER_FUEL).saturating_add(self.sleep_ns)
+    }
+
+    fn now(&self, clock: u32) -> Result<u64, Errno> {
+        match clock {
+            0 => Ok(self.epoch_ns.saturating_add(self.logical_ns())),
+            1..=3 => Ok(self.logical_ns()),
+            _ => Err(Errno::Inval),
+        }
+    }
+
+    /// Wall-clock time now, for timestamps on files.
+    fn wall(&self) -> u64 {
+        self.epoch_ns.saturating_add(self.logical_ns())
+    }
+
+    /// `clock_res_get`
+    pub fn clock_res_get(&mut self, mem: &mut Mem, id: u32, out: u32) -> R {
+        self.now(id)?;
+        mem.put_u64(out, CLOCK_RESOLUTION_NS)?;
+        Ok(())
+    }
+
+    /// `clock_time_get`
+    pub fn clock_time_get(&mut self, mem: &mut Mem, id: u32, _precision: u64, out: u32) -> R {
+        let t = self.now(id)?;
+        mem.put_u64(out, t)?;
+        Ok(())
+    }
+
+    // ---- args, environ, random, proc ------------------------------------
+
+    fn strings_sizes(strings: &[String], mem: &mut Mem, count_ptr: u32, size_ptr: u32) -> R {
+        let size: usize = strings.iter().map(|s| s.len() + 1).sum();
+        mem.put_u32(count_ptr, u32::try_from(strings.len()).map_err(|_| Errno::Overflow)?)?;
+        mem.put_u32(size_ptr, u32::try_from(size).map_err(|_| Errno::Overflow)?)?;
+        Ok(())
+    }
+
+    fn strings_get(strings: &[String], mem: &mut Mem, ptrs: u32, buf: u32) -> R {
+        let mut at = buf;
+        for (i, s) in strings.iter().enumerate() {
+            mem.put_u32(ptrs.checked_add(4 * i as u32).ok_or(Errno::Fault)?, at)?;
+            mem.write(at, s.as_bytes())?;
+            let end = at.checked_add(s.len() as u32).ok_or(Errno::Fault)?;
+            mem.put_u8(end, 0)?;
+            at = end + 1;
+        }
+        Ok(())
+    }
+
+    /// `args_sizes_get`
+    pub fn args_sizes_get(&mut self, mem: &mut Mem, count: u32, size: u32) -> R {
+        Self::strings_sizes(&self.argv, mem, count, size)
+    }
+
+    /// `args_get`
+    pub fn args_get(&mut self, mem: &mut Mem, argv: u32, buf: u32) -> R {
+        Self::strings_get(&self.argv, mem, argv, buf)
+    }
+
+    /// `environ_sizes_get`
+    pub fn environ_sizes_get(&mut self, mem: &mut Mem, count: u32, size: u32) -> R {
+        Self::strings_sizes(&self.env, mem, count, size)
+    }
+
+    /// `environ_get`
+    pub fn environ_get(&mut self, mem: &mut Mem, environ: u32, buf: u32) -> R {
+        Self::strings_get(&self.env, mem, environ, buf)
+    }
+
+    /// `random_get`: the job's ChaCha20 stream, never host entropy.
+    pub fn random_get(&mut self, mem: &mut Mem, buf: u32, len: u32) -> R {
+        let dst = mem.slice_mut(buf, len)?;
+        self.rng.fill_bytes(dst);
+        Ok(())
+    }
+
+    /// `proc_exit`
+    pub fn proc_exit(&mut self, code: u32) -> R {
+        Err(Fault::Stop(Stop::Exit(code)))
+    }
+
+    /// `proc_raise`: signals are not part of the sandbox.
+    pub fn proc_raise(&mut self, _sig: u32) -> R {
+        Err(Errno::Nosys.into())
+    }
+
+    /// `sched_yield`: there is one thread; yielding is a no-op.
+    pub fn sched_yield(&mut self) -> R {
+        Ok(())
+    }
+
+    // ---- sockets: none ----------------------------------------------------
+
+    /// `sock_*`: no descriptor is a socket.
+    pub fn sock_any(&mut self, fd: u32) -> R {
+        self.fd(fd)?;
+        Err(Errno::Notsock.into())
+    }
+
+    // ---- descriptors -------------------------------------------------------
+
+    fn fd(&self, fd: u32) -> Result<&Fd, Errno> {
+        self.fds.get(&fd).ok_or(Errno::Badf)
+    }
+
+    fn fd_mut(&mut self, fd: u32) -> Result<&mut Fd, Errno> {
+        self.fds.get_mut(&fd).ok_or(Errno::Badf)
+    }
+
+    fn dir_fd(&self, fd: u32) -> Result<Ino, Errno> {
+        match self.fd(fd)? {
+            Fd::Dir { ino, .. } => Ok(*ino),
+            _ => Err(Errno::Notdir),
+        }
+    }
+
+    fn insert_fd(&mut self, entry: Fd) -> Result<u32, Errno> {
+        if self.fds.len() >= MAX_OPEN_FDS {
+            return Err(Errno::Mfile);
+        }
+        let mut n = 0u32;
+        while self.fds.contains_key(&n) {
+            n += 1;
+        }
+        self.fds.insert(n, entry);
+        Ok(n)
+    }
+
+    fn release(&mut self, entry: Fd) {
+        if let Fd::File { ino, .. } | Fd::Dir { ino, .. } = entry {
+            if let Ok(node) = self.vfs.get_mut(ino) {
+                node.open = node.open.saturating_sub(1);
+            }
+            self.vfs.maybe_free(ino);
+        }
+    }
+
+    /// `fd_close`
+    pub fn fd_close(&mut self, fd: u32) -> R {
+        let entry = self.fds.remove(&fd).ok_or(Errno::Badf)?;
+        self.release(entry);
+        Ok(())
+    }
+
+    /// `fd_renumber`: moves `from` onto `to`, closing what `to` was.
+    pub fn fd_renumber(&mut self, from: u32, to: u32) -> R {
+        self.fd(from)?;
+        self.fd(to)?;
+        if from == to {
+            return Ok(());
+        }
+        let entry = self.fds.remove(&from).ok_or(Errno::Badf)?;
+        if let Some(old) = self.fds.insert(to, entry) {
+            self.release(old);
+        }
+        Ok(())
+    }
+
+    /// `fd_fdstat_get`
+    pub fn fd_fdstat_get(&mut self, mem: &mut Mem, fd: u32, out: u32) -> R {
+        let entry = self.fd(fd)?;
+        let (filetype, flags) = match entry {
+            Fd::Stdin | Fd::Stdout | Fd::Stderr => (FILETYPE_CHARACTER_DEVICE, 0),
+            Fd::File { ino, flags, .. } => (self.vfs.get(*ino)?.filetype(), *flags),
+            Fd::Dir { .. } => (FILETYPE_DIRECTORY, 0),
+        };
+        let (base, inheriting) = entry.rights();
+        mem.slice_mut(out, 24)?.fill(0);
+        mem.put_u8(out, filetype)?;
+        mem.put_u16(out + 2, flags)?;
+        mem.put_u64(out + 8, base)?;
+        mem.put_u64(out + 16, inheriting)?;
+        Ok(())
+    }
+
+    /// `fd_fdstat_set_flags`: only `APPEND` changes anything; the others are
+    /// meaningless in memory and accepted.
+    pub fn fd_fdstat_set_flags(&mut self, fd: u32, new: u16) -> R {
+        if new & !FDFLAGS_ALL != 0 {
+            return Err(Errno::Inval.into());
+        }
+        if let Fd::File { flags, .. } = self.fd_mut(fd)? {
+            *flags = new;
+        }
+        Ok(())
+    }
+
+    /// `fd_fdstat_set_rights`: rights can only be dropped.
+    pub fn fd_fdstat_set_rights(&mut self, fd: u32, base: u64, _inheriting: u64) -> R {
+        match self.fd_mut(fd)? {
+            Fd::File { rights, .. } | Fd::Dir { rights, .. } => {
+                if base & !*rights != 0 {
+                    return Err(Errno::Notcapable.into());
+                }
+                *rights = base;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `fd_prestat_get`
+    pub fn fd_prestat_get(&mut self, mem: &mut Mem, fd: u32, out: u32) -> R {
+        match self.fd(fd)? {
+            Fd::Dir { preopen: Some(name), .. } => {
+                let len = name.len() as u32;
+                mem.put_u64(out, 0)?;
+                mem.put_u32(out + 4, len)?;
+                Ok(())
+            }
+            _ => Err(Errno::Badf.into()),
+        }
+    }
+
+    /// `fd_prestat_dir_name`
+    pub fn fd_prestat_dir_name(&mut self, mem: &mut Mem, fd: u32, path: u32, len: u32) -> R {
+        match self.fd(fd)? {
+            Fd::Dir { preopen: Some(name), .. } => {
+                if (len as usize) < name.len() {
+                    return Err(Errno::Nametoolong.into());
+                }
+                let name = name.clone();
+                mem.write(path, name.as_bytes())?;
+                Ok(())
+            }
+            _ => Err(Errno::Badf.into()),
+        }
+    }
+
+    fn write_filestat(&self, mem: &mut Mem, ino: Ino, out: u32) -> R {
+        let node = self.vfs.get(ino)?;
+        mem.slice_mut(out, 64)?.fill(0);
+        mem.put_u64(out, DEV)?;
+        mem.put_u64(out + 8, ino)?;
+        mem.put_u8(out + 16, node.filetype())?;
+        mem.put_u64(out + 24, node.nlink.max(1))?;
+        mem.put_u64(out + 32, node.size())?;
+        mem.put_u64(out + 40, node.atim)?;
+        mem.put_u64(out + 48, node.mtim)?;
+        mem.put_u64(out + 56, node.ctim)?;
+        Ok(())
+    }
+
+    /// `fd_filestat_get`
+    pub fn fd_filestat_get(&mut self, mem: &mut Mem, fd: u32, out: u32) -> R {
+        match self.fd(fd)? {
+            Fd::Stdin | Fd::Stdout | Fd::Stderr => {
+                mem.slice_mut(out, 64)?.fill(0);
+                mem.put_u8(out + 16, FILETYPE_CHARACTER_DEVICE)?;
+                mem.put_u64(out + 24, 1)?;
+                Ok(())
+            }
+            Fd::File { ino, .. } | Fd::Dir { ino, .. } => {
+                let ino = *ino;
+                self.write_filestat(mem, ino, out)
+            }
+        }
+    }
+
+    fn set_times(&mut self, ino: Ino, atim: u64, mtim: u64, fst: u16) -> R {
+        if fst & !(FST_ATIM | FST_ATIM_NOW | FST_MTIM | FST_MTIM_NOW) != 0
+            || (fst & FST_ATIM != 0 && fst & FST_ATIM_NOW != 0)
+            || (fst & FST_MTIM != 0 && fst & FST_MTIM_NOW != 0)
+        {
+            return Err(Errno::Inval.into());
+        }
+        let now = self.wall();
+        let node = self.vfs.get_mut(ino)?;
+        if !node.writable {
+            return Err(Errno::Rofs.into());
+        }
+        if fst & FST_ATIM != 0 {
+            node.atim = atim;
+        } else if fst & FST_ATIM_NOW != 0 {
+            node.atim = now;
+        }
+        if fst & FST_MTIM != 0 {
+            node.mtim = mtim;
+        } else if fst & FST_MTIM_NOW != 0 {
+            node.mtim = now;
+        }
+        node.ctim = now;
+        Ok(())
+    }
+
+    /// `fd_filestat_set_times`
+    pub fn fd_filestat_set_times(&mut self, fd: u32, atim: u64, mtim: u64, fst: u16) -> R {
+        match self.fd(fd)? {
+            Fd::File { ino, .. } | Fd::Dir { ino, .. } => {
+                let ino = *ino;
+                self.set_times(ino, atim, mtim, fst)
+            }
+            _ => Err(Errno::Badf.into()),
+        }
+    }
+
+    fn file_fd(&self, fd: u32) -> Result<(Ino, u64, u16, u64), Errno> {
+        match self.fd(fd)? {
+            Fd::File { ino, offset, flags, rights } => Ok((*ino, *offset, *flags, *rights)),
+            Fd::Dir { .. } => Err(Errno::Isdir),
+            _ => Err(Errno::Spipe),
+        }
+    }
+
+    /// Resizes file `ino` to `len`, charging the output cap.
+    fn resize(&mut self, ino: Ino, len: u64) -> R {
+        let now = self.wall();
+        let node = self.vfs.get(ino)?;
+        let old = node.size() as i64;
+        let len_usize = usize::try_from(len).map_err(|_| Errno::Fbig)?;
+        self.vfs.reserve(len as i64 - old, 0)?;
+        let node = self.vfs.get_mut(ino)?;
+        if let Content::File(bytes) = &mut node.content {
+            Arc::make_mut(bytes).resize(len_usize, 0);
+        }
+        node.mtim = now;
+        node.ctim = now;
+        Ok(())
+    }
+
+    /// Writes `data` into file `ino` at `offset`, growing it as needed.
+    fn write_at(&mut self, ino: Ino, offset: u64, data: &[u8]) -> R {
+        let end = offset.checked_add(data.len() as u64).ok_or(Errno::Fbig)?;
+        let size = self.vfs.get(ino)?.size();
+        if end > size {
+            self.resize(ino, end)?;
+        }
+        let now = self.wall();
+        let node = self.vfs.get_mut(ino)?;
+        if let Content::File(bytes) = &mut node.content {
+            let start = usize::try_from(offset).map_err(|_| Errno::Fbig)?;
+            Arc::make_mut(bytes)[start..start + data.len()].copy_from_slice(data);
+        }
+        node.mtim = now;
+        node.ctim = now;
+        Ok(())
+    }
+
+    fn read_at(&self, ino: Ino, offset: u64, max: usize) -> Result<&[u8], Errno> {
+        match &self.vfs.get(ino)?.content {
+            Content::File(bytes) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+                let end = start.saturating_add(max).min(bytes.len());
+                Ok(&bytes[start..end])
+            }
+            Content::Dir { .. } => Err(Errno::Isdir),
+            Content::Symlink(_) => Err(Errno::Inval),
+        }
+    }
+
+    /// `fd_filestat_set_size`
+    pub fn fd_filestat_set_size(&mut self, fd: u32, size: u64) -> R {
+        let (ino, _, _, rights) = self.file_fd(fd).map_err(|e| if e == Errno::Spipe { Errno::Inval } else { e })?;
+        if rights & RIGHT_FD_WRITE == 0 {
+            return Err(Errno::Badf.into());
+        }
+        self.resize(ino, size)
+    }
+
+    /// `fd_advise`: accepted and ignored after checking its arguments.
+    pub fn fd_advise(&mut self, fd: u32, _offset: u64, _len: u64, advice: u8) -> R {
+        self.file_fd(fd)?;
+        if advice > 5 {
+            return Err(Errno::Inval.into());
+        }
+        Ok(())
+    }
+
+    /// `fd_allocate`: makes the file at least `offset + len` long.
+    pub fn fd_allocate(&mut self, fd: u32, offset: u64, len: u64) -> R {
+        let (ino, _, _, rights) = self.file_fd(fd)?;
+        if rights & RIGHT_FD_WRITE == 0 {
+            return Err(Errno::Badf.into());
+        }
+        let end = offset.checked_add(len).ok_or(Errno::Fbig)?;
+        if end > self.vfs.get(ino)?.size() {
+            self.resize(ino, end)?;
+        }
+        Ok(())
+    }
+
+    /// `fd_sync` and `fd_datasync`: memory is always in sync.
+    pub fn fd_sync(&mut self, fd: u32) -> R {
+        self.fd(fd)?;
+        Ok(())
+    }
+
+    /// `fd_seek`
+    pub fn fd_seek(&mut self, mem: &mut Mem, fd: u32, delta: i64, whence: u8, out: u32) -> R {
+        let (ino, offset, _, _) = self.file_fd(fd).map_err(|e| if e == Errno::Isdir { Errno::Badf } else { e })?;
+        let base = match whence {
+            0 => 0i128,
+            1 => offset as i128,
+            2 => self.vfs.get(ino)?.size() as i128,
+            _ => return Err(Errno::Inval.into()),
+        };
+        let new = base + delta as i128;
+        if new < 0 || new > i64::MAX as i128 {
+            return Err(Errno::Inval.into());
+        }
+        let new = new as u64;
+        mem.put_u64(out, new)?;
+        if let Fd::File { offset, .. } = self.fd_mut(fd)? {
+            *offset = new;
+        }
+        Ok(())
+    }
+
+    /// `fd_tell`
+    pub fn fd_tell(&mut self, mem: &mut Mem, fd: u32, out: u32) -> R {
+        let (_, offset, _, _) = self.file_fd(fd).map_err(|e| if e == Errno::Isdir { Errno::Badf } else { e })?;
+        mem.put_u64(out, offset)?;
+        Ok(())
+    }
+
+    /// `fd_read`
+    pub fn fd_read(&mut self, mem: &mut Mem, fd: u32, iovs: u32, iovs_len: u32, nread: u32) -> R {
+        let iovs = mem.iovecs(iovs, iovs_len)?;
+        let want: usize = iovs.iter().map(|v| v.len as usize).sum();
+        let n = match self.fd(fd)? {
+            Fd::Stdin => {
+                let rest = &self.stdin[self.stdin_pos.min(self.stdin.len())..];
+                let n = mem.scatter(&iovs, &rest[..want.min(rest.len())])?;
+                self.stdin_pos += n;
+                n
+            }
+            Fd::Stdout | Fd::Stderr => return Err(Errno::Badf.into()),
+            Fd::Dir { .. } => return Err(Errno::Isdir.into()),
+            Fd::File { ino, offset, rights, .. } => {
+                if rights & RIGHT_FD_READ == 0 {
+                    return Err(Errno::Badf.into());
+                }
+                let (ino, offset) = (*ino, *offset);
+                let n = mem.scatter(&iovs, self.read_at(ino, offset, want)?)?;
+                if let Fd::File { offset, .. } = self.fd_mut(fd)? {
+                    *offset += n as u64;
+                }
+                n
+            }
+        };
+        mem.put_u32(nread, n as u32)?;
+        Ok(())
+    }
+
+    /// `fd_pread`
+    pub fn fd_pread(&mut self, mem: &mut Mem, fd: u32, iovs: u32, iovs_len: u32, offset: u64, nread: u32) -> R {
+        let iovs = mem.iovecs(iovs, iovs_len)?;
+        let want: usize = iovs.iter().map(|v| v.len as usize).sum();
+        let (ino, _, _, rights) = self.file_fd(fd)?;
+        if rights & RIGHT_FD_READ == 0 {
+            return Err(Errno::Badf.into());
+        }
+        let n = mem.scatter(&iovs, self.read_at(ino, offset, want)?)?;
+        mem.put_u32(nread, n as u32)?;
+        Ok(())
+    }
+
+    fn emit(&mut self, stream: u32, data: &[u8]) -> R {
+        let (buf, cap, kind) = if stream == 1 {
+            (&mut self.stdout, self.stdout_cap, TrapKind::StdoutLimit)
+        } else {
+            (&mut self.stderr, self.stderr_cap, TrapKind::StderrLimit)
+        };
+        if buf.len() as u64 + data.len() as u64 > cap {
+            return Err(Fault::Stop(Stop::Trap(kind)));
+        }
+        buf.extend_from_slice(data);
+        if self.stream_stdio {
+            // Best effort: the captured bytes are the outcome; a closed host
+            // pipe must not change it.
+            let _ = if stream == 1 { std::io::stdout().write_all(data) } else { std::io::stderr().write_all(data) };
+        }
+        Ok(())
+    }
+
+    /// `fd_write`
+    pub fn fd_write(&mut self, mem: &mut Mem, fd: u32, iovs: u32, iovs_len: u32, nwritten: u32) -> R {
+        let iovs = mem.iovecs(iovs, iovs_len)?;
+        let data = mem.gather(&iovs)?;
+        match self.fd(fd)?.clone() {
+            Fd::Stdout => self.emit(1, &data)?,
+            Fd::Stderr => self.emit(2, &data)?,
+            Fd::Stdin => return Err(Errno::Badf.into()),
+            Fd::Dir { .. } => return Err(Errno::Isdir.into()),
+            Fd::File { ino, offset, flags, rights } => {
+                if rights & RIGHT_FD_WRITE == 0 {
+                    return Err(Errno::Badf.into());
+                }
+                let at = if flags & FDFLAG_APPEND != 0 { self.vfs.get(ino)?.size() } else { offset };
+                self.write_at(ino, at, &data)?;
+                if let Fd::File { offset, .. } = self.fd_mut(fd)? {
+                    *offset = at + data.len() as u64;
+                }
+            }
+        }
+        mem.put_u32(nwritten, data.len() as u32)?;
+        Ok(())
+    }
+
+    /// `fd_pwrite`
+    pub fn fd_pwrite(&mut self, mem: &mut Mem, fd: u32, iovs: u32, iovs_len: u32, offset: u64, nwritten: u32) -> R {
+        let iovs = mem.iovecs(iovs, iovs_len)?;
+        let data = mem.gather(&iovs)?;
+        let (ino, _, flags, rights) = self.file_fd(fd)?;
+        if rights & RIGHT_FD_WRITE == 0 {
+            return Err(Errno::Badf.into());
+        }
+        // As on Linux, pwrite on an append-mode file appends.
+        let at = if flags & FDFLAG_APPEND != 0 { self.vfs.get(ino)?.size() } else { offset };
+        self.write_at(ino, at, &data)?;
+        mem.put_u32(nwritten, data.len() as u32)?;
+        Ok(())
+    }
+
+    /// `fd_readdir`: `.`, `..`, then entries in sorted order; the cookie is
+    /// the index of the next entry.
+    pub fn fd_readdir(&mut self, mem: &mut Mem, fd: u32, buf: u32, buf_len: u32, cookie: u64, bufused: u32) -> R {
+        let ino = match self.fd(fd)? {
+            Fd::Dir { ino, .. } => *ino,
+            _ => return Err(Errno::Notdir.into()),
+        };
+        let parent = self.vfs.parent(ino)?;
+        let mut list: Vec<(&str, Ino)> = vec![(".", ino), ("..", parent)];
+        list.extend(self.vfs.entries(ino)?.iter().map(|(n, &i)| (n.as_str(), i)));
+        let mut out: Vec<u8> = Vec::new();
+        let start = usize::try_from(cookie).unwrap_or(usize::MAX);
+        for (index, (name, child)) in list.iter().enumerate().skip(start) {
+            if out.len() >= buf_len as usize {
+                break;
+            }
+            let filetype = self.vfs.get(*child).map(|n| n.filetype()).unwrap_or(0);
+            out.extend_from_slice(&(index as u64 + 1).to_le_bytes());
+            out.extend_from_slice(&child.to_le_bytes());
+            out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            out.extend_from_slice(&[filetype, 0, 0, 0]);
+            out.extend_from_slice(name.as_bytes());
+        }
+        out.truncate(buf_len as usize);
+        mem.write(buf, &out)?;
+        mem.put_u32(bufused, out.len() as u32)?;
+        Ok(())
+    }
+
+    // ---- paths --------------------------------------------------------------
+
+    /// `path_open`
+    #[allow(clippy::too_many_arguments)]
+    pub fn path_open(&mut self, mem: &mut Mem, dirfd: u32, dirflags: u32, path: u32, path_len: u32, oflags: u16, base: u64, _inheriting: u64, fdflags: u16, out: u32) -> R {
+        let dir = self.dir_fd(dirfd)?;
+        let path = mem.str(path, path_len)?;
+        if fdflags & !FDFLAGS_ALL != 0 || oflags & !0xf != 0 {
+            return Err(Errno::Inval.into());
+        }
+        let follow = dirflags & LOOKUP_SYMLINK_FOLLOW != 0;
+        let r = self.vfs.resolve(dir, &path, follow)?;
+        let wants_write = base & RIGHT_FD_WRITE != 0 || oflags & O_TRUNC != 0 || fdflags & FDFLAG_APPEND != 0;
+        let now = self.wall();
+        let ino = match r.ino {
+            Some(ino) => {
+                if oflags & O_CREAT != 0 && oflags & O_EXCL != 0 {
+                    return Err(Errno::Exist.into());
+                }
+                let node = self.vfs.get(ino)?;
+                match &node.content {
+                    Content::Symlink(_) => return Err(Errno::Loop.into()),
+                    Content::Dir { .. } => {
+                        if wants_write {
+                            return Err(Errno::Isdir.into());
+                        }
+                        self.vfs.get_mut(ino)?.open += 1;
+                        let fd = self.insert_fd(Fd::Dir { ino, preopen: None, rights: ALL_RIGHTS });
+                        return self.finish_open(mem, ino, fd, out);
+                    }
+                    Content::File(_) => {
+                        if oflags & O_DIRECTORY != 0 {
+                            return Err(Errno::Notdir.into());
+                        }
+                        if wants_write && !node.writable {
+                            return Err(Errno::Rofs.into());
+                        }
+                    }
+                }
+                if oflags & O_TRUNC != 0 {
+                    self.resize(ino, 0)?;
+                }
+                ino
+            }
+            None => {
+                if oflags & O_CREAT == 0 {
+                    return Err(Errno::Noent.into());
+                }
+                if oflags & O_DIRECTORY != 0 {
+                    return Err(Errno::Inval.into());
+                }
+                if r.trailing_slash {
+                    return Err(Errno::Isdir.into());
+                }
+                self.vfs.create(r.parent, &r.name, Content::File(Arc::new(Vec::new())), now)??
+            }
+        };
+        // Rights: read and write as asked; everything else a file may have.
+        let rights = (ALL_RIGHTS & !(RIGHT_FD_READ | RIGHT_FD_WRITE)) | (base & (RIGHT_FD_READ | RIGHT_FD_WRITE));
+        self.vfs.get_mut(ino)?.open += 1;
+        let fd = self.insert_fd(Fd::File { ino, offset: 0, flags: fdflags, rights });
+        self.finish_open(mem, ino, fd, out)
+    }
+
+    fn finish_open(&mut self, mem: &mut Mem, ino: Ino, fd: Result<u32, Errno>, out: u32) -> R {
+        match fd {
+            Ok(fd) => {
+                if let Err(e) = mem.put_u32(out, fd) {
+                    self.fd_close(fd)?;
+                    return Err(e.into());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Ok(node) = self.vfs.get_mut(ino) {
+                    node.open = node.open.saturating_sub(1);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    fn writable_dir(&self, ino: Ino) -> Result<(), Errno> {
+        if self.vfs.get(ino)?.writable { Ok(()) } else { Err(Errno::Rofs) }
+    }
+
+    /// `path_create_directory`
+    pub fn path_create_directory(&mut self, mem: &mut Mem, fd: u32, path: u32, len: u32) -> R {
+        let dir = self.dir_fd(fd)?;
+        let path = mem.str(path, len)?;
+        let r = self.vfs.resolve(dir, &path, false)?;
+        if r.ino.is_some() {
+            return Err(Errno::Exist.into());
+        }
+        self.writable_dir(r.parent)?;
+        let now = self.wall();
+        let content = Content::Dir { entries: BTreeMap::new(), parent: r.parent };
+        self.vfs.create(r.parent, &r.name, content, now)??;
+        Ok(())
+    }
+
+    /// `path_filestat_get`
+    pub fn path_filestat_get(&mut self, mem: &mut Mem, fd: u32, flags: u32, path: u32, len: u32, out: u32) -> R {
+        let dir = self.dir_fd(fd)?;
+        let path = mem.str(path, len)?;
+        let r = self.vfs.resolve(dir, &path, flags & LOOKUP_SYMLINK_FOLLOW != 0)?;
+        let ino = r.ino.ok_or(Errno::Noent)?;
+        self.write_filestat(mem, ino, out)
+    }
+
+    /// `path_filestat_set_times`
+    #[allow(clippy::too_many_arguments)]
+    pub fn path_filestat_set_times(&mut self, mem: &mut Mem, fd: u32, flags: u32, path: u32, len: u32, atim: u64, mtim: u64, fst: u16) -> R {
+        let dir = self.dir_fd(fd)?;
+        let path = mem.str(path, len)?;
+        let r = self.vfs.resolve(dir, &path, flags & LOOKUP_SYMLINK_FOLLOW != 0)?;
+        let ino = r.ino.ok_or(Errno::Noent)?;
+        self.set_times(ino, atim, mtim, fst)
+    }
+
+    /// `path_link`: a hard link, within writable mounts only.
+    #[allow(clippy::too_many_arguments)]
+    pub fn path_link(&mut self, mem: &mut Mem, old_fd: u32, old_flags: u32, old_path: u32, old_len: u32, new_fd: u32, new_path: u32, new_len: u32) -> R {
+        let old_dir = self.dir_fd(old_fd)?;
+        let new_dir = self.dir_fd(new_fd)?;
+        let old_path = mem.str(old_path, old_len)?;
+        let new_path = mem.str(new_path, new_len)?;
+        let src = self.vfs.resolve(old_dir, &old_path, old_flags & LOOKUP_SYMLINK_FOLLOW != 0)?;
+        let src_ino = src.ino.ok_or(Errno::Noent)?;
+        if self.vfs.get(src_ino)?.is_dir() {
+            return Err(Errno::Perm.into());
+        }
+        let dst = self.vfs.resolve(new_dir, &new_path, false)?;
+        if dst.ino.is_some() {
+            return Err(Errno::Exist.into());
+        }
+        self.writable_dir(dst.parent)?;
+        if !self.vfs.get(src_ino)?.writable {
+            return Err(Errno::Xdev.into());
+        }
+        self.vfs.reserve(0, 1)?;
+        let now = self.wall();
+        if let Content::Dir { entries, .. } = &mut self.vfs.get_mut(dst.parent)?.content {
+            entries.insert(dst.name, src_ino);
+        }
+        let node = self.vfs.get_mut(src_ino)?;
+        node.nlink += 1;
+        node.ctim = now;
+        Ok(())
+    }
+
+    /// `path_readlink`: the target, truncated to the buffer as on Linux.
+    #[allow(clippy::too_many_arguments)]
+    pub fn path_readlink(&mut self, mem: &mut Mem, fd: u32, path: u32, len: u32, buf: u32, buf_len: u32, bufused: u32) -> R {
+        let dir = self.dir_fd(fd)?;
+        let path = mem.str(path, len)?;
+        let r = self.vfs.resolve(dir, &path, false)?;
+        let ino = r.ino.ok_or(Errno::Noent)?;
+        let Content::Symlink(target) = &self.vfs.get(ino)?.content else {
+            return Err(Errno::Inval.into());
+        };
+        let n = target.len().min(buf_len as usize);
+        let bytes = target.as_bytes()[..n].to_vec();
+        mem.write(buf, &bytes)?;
+        mem.put_u32(bufused, n as u32)?;
+        Ok(())
+    }
+
+    /// `path_remove_directory`
+    pub fn path_remove_directory(&mut self, mem: &mut Mem, fd: u32, path: u32, len: u32) -> R {
+        let dir = self.dir_fd(fd)?;
+        let path = mem.str(path, len)?;
+        let r = self.vfs.resolve(dir, &path, false)?;
+        let ino = r.ino.ok_or(Errno::Noent)?;
+        if r.name == "." {
+            return Err(Errno::Inval.into());
+        }
+        let node = self.vfs.get(ino)?;
+        let Content::Dir { entries, .. } = &node.content else {
+            return Err(Errno::Notdir.into());
+        };
+        if !entries.is_empty() {
+            return Err(Errno::Notempty.into());
+        }
+        self.writable_dir(r.parent)?;
+        let now = self.wall();
+        self.vfs.unlink(r.parent, &r.name, now)?;
+        Ok(())
+    }
+
+    /// `path_unlink_file`
+    pub fn path_unlink_file(&mut self, mem: &mut Mem, fd: u32, path: u32, len: u32) -> R {
+        let dir = self.dir_fd(fd)?;
+        let path = mem.str(path, len)?;
+        let r = self.vfs.resolve(dir, &path, false)?;
+        let ino = r.ino.ok_or(Errno::Noent)?;
+        if self.vfs.get(ino)?.is_dir() {
+            return Err(Errno::Isdir.into());
+        }
+        if r.trailing_slash {
+            return Err(Errno::Notdir.into());
+        }
+        self.writable_dir(r.parent)?;
+        let now = self.wall();
+        self.vfs.unlink(r.parent, &r.name, now)?;
+        Ok(())
+    }
+
+    /// `path_symlink`: any target may be written; following one that leaves
+    /// the preopen is refused at resolution time.
+    pub fn path_symlink(&mut self, mem: &mut Mem, target: u32, target_len: u32, fd: u32, path: u32, len: u32) -> R {
+        let target = mem.str(target, target_len)?;
+        let dir = self.dir_fd(fd)?;
+        let path = mem.str(path, len)?;
+        let r = self.vfs.resolve(dir, &path, false)?;
+        if r.ino.is_some() {
+            return Err(Errno::Exist.into());
+        }
+        if r.trailing_slash {
+            return Err(Errno::Noent.into());
+        }
+        self.writable_dir(r.parent)?;
+        let now = self.wall();
+        self.vfs.create(r.parent, &r.name, Content::Symlink(target), now)??;
+        Ok(())
+    }
+
+    /// `path_rename`, with POSIX `rename` semantics.
+    #[allow(clippy::too_many_arguments)]
+    pub fn path_rename(&mut self, mem: &mut Mem, old_fd: u32, old_path: u32, old_len: u32, new_fd: u32, new_path: u32, new_len: u32) -> R {
+        let old_dir = self.dir_fd(old_fd)?;
+        let new_dir = self.dir_fd(new_fd)?;
+        let old_path = mem.str(old_path, old_len)?;
+        let new_path = mem.str(new_path, new_len)?;
+        let src = self.vfs.resolve(old_dir, &old_path, false)?;
+        let src_ino = src.ino.ok_or(Errno::Noent)?;
+        let dst = self.vfs.resolve(new_dir, &new_path, false)?;
+        if src.name == "." || dst.name == "." {
+            return Err(Errno::Inval.into());
+        }
+        self.writable_dir(src.parent)?;
+        self.writable_dir(dst.parent)?;
+        if self.vfs.get(src.parent)?.writable != self.vfs.get(dst.parent)?.writable {
+            return Err(Errno::Xdev.into());
+        }
+        let src_is_dir = self.vfs.get(src_ino)?.is_dir();
+        if !src_is_dir && (dst.trailing_slash || src.trailing_slash) {
+            return Err(Errno::Notdir.into());
+        }
+        if let Some(dst_ino) = dst.ino {
+            if dst_ino == src_ino {
+                return Ok(());
+            }
+            let dst_node = self.vfs.get(dst_ino)?;
+            match (&dst_node.content, src_is_dir) {
+                (Content::Dir { entries, .. }, true) => {
+                    if !entries.is_empty() {
+                        return Err(Errno::Notempty.into());
+                    }
+                }
+                (Content::Dir { .. }, false) => return Err(Errno::Isdir.into()),
+                (_, true) => return Err(Errno::Notdir.into()),
+                (_, false) => {}
+            }
+        }
+        if src_is_dir && self.vfs.is_ancestor(src_ino, dst.parent) {
+            return Err(Errno::Inval.into());
+        }
+        let now = self.wall();
+        if dst.ino.is_some() {
+            self.vfs.unlink(dst.parent, &dst.name, now)?;
+        }
+        if let Content::Dir { entries, .. } = &mut self.vfs.get_mut(src.parent)?.content {
+            entries.remove(&src.name);
+        }
+        let p = self.vfs.get_mut(src.parent)?;
+        p.mtim = now;
+        p.ctim = now;
+        let p = self.vfs.get_mut(dst.parent)?;
+        if let Content::Dir { entries, .. } = &mut p.content {
+            entries.insert(dst.name, src_ino);
+        }
+        p.mtim = now;
+        p.ctim = now;
+        let node = self.vfs.get_mut(src_ino)?;
+        node.ctim = now;
+        if let Content::Dir { parent, .. } = &mut node.content {
+            *parent = dst.parent;
+        }
+        Ok(())
+    }
+
+    // ---- poll -----------------------------------------------------------
+
+    /// `poll_oneoff`: descriptors are always ready; with only clock
+    /// subscriptions, logical time jumps to the earliest deadline at once.
+    pub fn poll_oneoff(&mut self, mem: &mut Mem, subs: u32, events: u32, nsubs: u32, nevents_out: u32) -> R {
+        if nsubs == 0 || nsubs > MAX_POLL_SUBSCRIPTIONS {
+            return Err(Errno::Inval.into());
+        }
+        mem.slice(subs, nsubs * 48)?;
+        mem.slice_mut(events, nsubs * 32)?;
+        struct Sub {
+            userdata: u64,
+            tag: u8,
+            clock: u32,
+            deadline: Option<u64>,
+            fd: u32,
+        }
+        let mut list = Vec::with_capacity(nsubs as usize);
+        for i in 0..nsubs {
+            let at = subs + i * 48;
+            let userdata = mem.u64(at)?;
+            let tag = mem.u8(at + 8)?;
+            let mut sub = Sub { userdata, tag, clock: 0, deadline: None, fd: 0 };
+            match tag {
+                0 => {
+                    sub.clock = mem.u32(at + 16)?;
+                    let timeout = mem.u64(at + 24)?;
+                    let abstime = mem.u16(at + 40)? & 1 != 0;
+                    sub.deadline = self.now(sub.clock).ok().map(|now| if abstime { timeout } else { now.saturating_add(timeout) });
+                }
+                1 | 2 => sub.fd = mem.u32(at + 16)?,
+                _ => return Err(Errno::Inval.into()),
+            }
+            list.push(sub);
+        }
+        let mut out: Vec<(u64, u16, u8, u64)> = Vec::new();
+        // Descriptor subscriptions and invalid clocks complete at once.
+        for s in &list {
+            match s.tag {
+                0 if s.deadline.is_none() => out.push((s.userdata, Errno::Inval as u16, 0, 0)),
+                0 => {}
+                _ => {
+                    let (err, nbytes) = match self.fds.get(&s.fd) {
+                        None => (Errno::Badf as u16, 0),
+                        Some(Fd::Stdin) if s.tag == 1 => (0, (self.stdin.len() - self.stdin_pos.min(self.stdin.len())) as u64),
+                        Some(Fd::File { ino, offset, .. }) if s.tag == 1 => (0, self.vfs.get(*ino).map(|n| n.size()).unwrap_or(0).saturating_sub(*offset)),
+                        Some(_) => (0, 0),
+                    };
+                    out.push((s.userdata, err, s.tag, nbytes));
+                }
+            }
+        }
+        if out.is_empty() {
+            // Only valid clock subscriptions: sleep until the earliest one,
+            // measured on its own clock, then fire every one that is due.
+            let wait = list
+                .iter()
+                .filter_map(|s| s.deadline.map(|d| d.saturating_sub(self.now(s.clock).unwrap_or(0))))
+                .min()
+                .unwrap_or(0);
+            self.sleep_ns = self.sleep_ns.saturating_add(wait);
+            for s in &list {
+                if let Some(d) = s.deadline
+                    && self.now(s.clock).unwrap_or(0) >= d
+                {
+                    out.push((s.userdata, 0, 0, 0));
+                }
+            }
+        }
+        let n = out.len();
+        for (i, (userdata, err, tag, nbytes)) in out.into_iter().take(n).enumerate() {
+            let at = events + i as u32 * 32;
+            mem.slice_mut(at, 32)?.fill(0);
+            mem.put_u64(at, userdata)?;
+            mem.put_u16(at + 8, err)?;
+            mem.put_u8(at + 10, tag)?;
+            mem.put_u64(at + 16, nbytes)?;
+        }
+        mem.put_u32(nevents_out, n as u32)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! Binds every `wasi_snapshot_preview1` function to its method on
+//! [`WasiHost`], with the signature listed in [`crate::sandbox::abi`].
+
+use wasmtime::{Caller, Linker, Memory, StoreLimits};
+
+use super::errno::Errno;
+use super::host::{Fault, WasiHost};
+use super::mem::Mem;
+use crate::sandbox::abi::WASI_MODULE;
+
+/// What a store holds for one run.
+pub struct StoreData {
+    /// The WASI world.
+    pub wasi: WasiHost,
+    /// Memory and table limits.
+    pub limits: StoreLimits,
+    /// The guest's exported `memory`, found after instantiation.
+    pub memory: Option<Memory>,
+}
+
+/// Runs one host call: records the fuel left (the logical clock reads it),
+/// lends the guest's memory and maps the result to an errno or a trap.
+fn call(caller: &mut Caller<'_, StoreData>, f: impl FnOnce(&mut Mem, &mut WasiHost) -> Result<(), Fault>) -> wasmtime::Result<i32> {
+    let fuel = caller.get_fuel().unwrap_or(0);
+    let memory = match caller.data().memory {
+        Some(m) => Some(m),
+        None => {
+            let m = caller.get_export("memory").and_then(|e| e.into_memory());
+            caller.data_mut().memory = m;
+            m
+        }
+    };
+    let mut empty: [u8; 0] = [];
+    let (bytes, data): (&mut [u8], &mut StoreData) = match memory {
+        Some(m) => m.data_and_store_mut(&mut *caller),
+        None => (&mut empty[..], caller.data_mut()),
+    };
+    data.wasi.fuel_remaining = fuel;
+    match f(&mut Mem(bytes), &mut data.wasi) {
+        Ok(()) => Ok(0),
+        Err(Fault::Errno(e)) => Ok(e.code()),
+        Err(Fault::Stop(stop)) => Err(wasmtime::Error::new(stop)),
+    }
+}
+
+macro_rules! wasi {
+    ($linker:ident, $name:literal, |$h:ident, $m:ident $(, $arg:ident : $ty:ty)*| $body:expr) => {
+        $linker.func_wrap(WASI_MODULE, $name, |mut caller: Caller<'_, StoreData>, $($arg: $ty),*| -> wasmtime::Result<i32> {
+            call(&mut caller, |$m, $h| { let _ = &$m; $body })
+        })?;
+    };
+}
+
+/// Defines every WASI preview 1 function in `linker`.
+pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    wasi!(linker, "args_get", |h, m, a: i32, b: i32| h.args_get(m, a as u32, b as u32));
+    wasi!(linker, "args_sizes_get", |h, m, a: i32, b: i32| h.args_sizes_get(m, a as u32, b as u32));
+    wasi!(linker, "environ_get", |h, m, a: i32, b: i32| h.environ_get(m, a as u32, b as u32));
+    wasi!(linker, "environ_sizes_get", |h, m, a: i32, b: i32| h.environ_sizes_get(m, a as u32, b as u32));
+    wasi!(linker, "clock_res_get", |h, m, id: i32, out: i32| h.clock_res_get(m, id as u32, out as u32));
+    wasi!(linker, "clock_time_get", |h, m, id: i32, p: i64, out: i32| h.clock_time_get(m, id as u32, p as u64, out as u32));
+    wasi!(linker, "fd_advise", |h, m, fd: i32, off: i64, len: i64, adv: i32| h.fd_advise(fd as u32, off as u64, len as u64, adv as u8));
+    wasi!(linker, "fd_allocate", |h, m, fd: i32, off: i64, len: i64| h.fd_allocate(fd as u32, off as u64, len as u64));
+    wasi!(linker, "fd_close", |h, m, fd: i32| h.fd_close(fd as u32));
+    wasi!(linker, "fd_datasync", |h, m, fd: i32| h.fd_sync(fd as u32));
+    wasi!(linker, "fd_fdstat_get", |h, m, fd: i32, out: i32| h.fd_fdstat_get(m, fd as u32, out as u32));
+    wasi!(linker, "fd_fdstat_set_flags", |h, m, fd: i32, fl: i32| h.fd_fdstat_set_flags(fd as u32, fl as u16));
+    wasi!(linker, "fd_fdstat_set_rights", |h, m, fd: i32, b: i64, i: i64| h.fd_fdstat_set_rights(fd as u32, b as u64, i as u64));
+    wasi!(linker, "fd_filestat_get", |h, m, fd: i32, out: i32| h.fd_filestat_get(m, fd as u32, out as u32));
+    wasi!(linker, "fd_filestat_set_size", |h, m, fd: i32, size: i64| h.fd_filestat_set_size(fd as u32, size as u64));
+    wasi!(linker, "fd_filestat_set_times", |h, m, fd: i32, a: i64, mt: i64, fl: i32| h.fd_filestat_set_times(fd as u32, a as u64, mt as u64, fl as u16));
+    wasi!(linker, "fd_pread", |h, m, fd: i32, iov: i32, n: i32, off: i64, out: i32| h.fd_pread(m, fd as u32, iov as u32, n as u32, off as u64, out as u32));
+    wasi!(linker, "fd_prestat_get", |h, m, fd: i32, out: i32| h.fd_prestat_get(m, fd as u32, out as u32));
+    wasi!(linker, "fd_prestat_dir_name", |h, m, fd: i32, p: i32, l: i32| h.fd_prestat_dir_name(m, fd as u32, p as u32, l as u32));
+    wasi!(linker, "fd_pwrite", |h, m, fd: i32, iov: i32, n: i32, off: i64, out: i32| h.fd_pwrite(m, fd as u32, iov as u32, n as u32, off as u64, out as u32));
+    wasi!(linker, "fd_read", |h, m, fd: i32, iov: i32, n: i32, out: i32| h.fd_read(m, fd as u32, iov as u32, n as u32, out as u32));
+    wasi!(linker, "fd_readdir", |h, m, fd: i32, buf: i32, len: i32, cookie: i64, out: i32| h.fd_readdir(m, fd as u32, buf as u32, len as u32, cookie as u64, out as u32));
+    wasi!(linker, "fd_renumber", |h, m, from: i32, to: i32| h.fd_renumber(from as u32, to as u32));
+    wasi!(linker, "fd_seek", |h, m, fd: i32, d: i64, wh: i32, out: i32| h.fd_seek(m, fd as u32, d, wh as u8, out as u32));
+    wasi!(linker, "fd_sync", |h, m, fd: i32| h.fd_sync(fd as u32));
+    wasi!(linker, "fd_tell", |h, m, fd: i32, out: i32| h.fd_tell(m, fd as u32, out as u32));
+    wasi!(linker, "fd_write", |h, m, fd: i32, iov: i32, n: i32, out: i32| h.fd_write(m, fd as u32, iov as u32, n as u32, out as u32));
+    wasi!(linker, "path_create_directory", |h, m, fd: i32, p: i32, l: i32| h.path_create_directory(m, fd as u32, p as u32, l as u32));
+    wasi!(linker, "path_filestat_get", |h, m, fd: i32, fl: i32, p: i32, l: i32, out: i32| h.path_filestat_get(m, fd as u32, fl as u32, p as u32, l as u32, out as u32));
+    wasi!(linker, "path_filestat_set_times", |h, m, fd: i32, fl: i32, p: i32, l: i32, a: i64, mt: i64, fst: i32| h
+        .path_filestat_set_times(m, fd as u32, fl as u32, p as u32, l as u32, a as u64, mt as u64, fst as u16));
+    wasi!(linker, "path_link", |h, m, ofd: i32, ofl: i32, op: i32, ol: i32, nfd: i32, np: i32, nl: i32| h
+        .path_link(m, ofd as u32, ofl as u32, op as u32, ol as u32, nfd as u32, np as u32, nl as u32));
+    wasi!(linker, "path_open", |h, m, fd: i32, dfl: i32, p: i32, l: i32, of: i32, rb: i64, ri: i64, ff: i32, out: i32| h
+        .path_open(m, fd as u32, dfl as u32, p as u32, l as u32, of as u16, rb as u64, ri as u64, ff as u16, out as u32));
+    wasi!(linker, "path_readlink", |h, m, fd: i32, p: i32, l: i32, buf: i32, bl: i32, out: i32| h
+        .path_readlink(m, fd as u32, p as u32, l as u32, buf as u32, bl as u32, out as u32));
+    wasi!(linker, "path_remove_directory", |h, m, fd: i32, p: i32, l: i32| h.path_remove_directory(m, fd as u32, p as u32, l as u32));
+    wasi!(linker, "path_rename", |h, m, ofd: i32, op: i32, ol: i32, nfd: i32, np: i32, nl: i32| h
+        .path_rename(m, ofd as u32, op as u32, ol as u32, nfd as u32, np as u32, nl as u32));
+    wasi!(linker, "path_symlink", |h, m, op: i32, ol: i32, fd: i32, np: i32, nl: i32| h.path_symlink(m, op as u32, ol as u32, fd as u32, np as u32, nl as u32));
+    wasi!(linker, "path_unlink_file", |h, m, fd: i32, p: i32, l: i32| h.path_unlink_file(m, fd as u32, p as u32, l as u32));
+    wasi!(linker, "poll_oneoff", |h, m, i: i32, o: i32, n: i32, out: i32| h.poll_oneoff(m, i as u32, o as u32, n as u32, out as u32));
+    wasi!(linker, "proc_raise", |h, m, sig: i32| h.proc_raise(sig as u32));
+    wasi!(linker, "random_get", |h, m, buf: i32, len: i32| h.random_get(m, buf as u32, len as u32));
+    wasi!(linker, "sched_yield", |h, m| h.sched_yield());
+    wasi!(linker, "sock_accept", |h, m, fd: i32, _fl: i32, _out: i32| h.sock_any(fd as u32));
+    wasi!(linker, "sock_recv", |h, m, fd: i32, _a: i32, _b: i32, _c: i32, _d: i32, _e: i32| h.sock_any(fd as u32));
+    wasi!(linker, "sock_send", |h, m, fd: i32, _a: i32, _b: i32, _c: i32, _d: i32| h.sock_any(fd as u32));
+    wasi!(linker, "sock_shutdown", |h, m, fd: i32, _how: i32| h.sock_any(fd as u32));
+    // proc_exit returns nothing.
+    linker.func_wrap(WASI_MODULE, "proc_exit", |mut caller: Caller<'_, StoreData>, code: i32| -> wasmtime::Result<()> {
+        call(&mut caller, |_, h| h.proc_exit(code as u32)).map(drop)
+    })?;
+    let _ = Errno::Badf;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! canon's own WASI preview 1 implementation: the same ABI wasi-common
+//! served, over an in-memory file system, every call deterministic by
+//! construction.
+
+pub mod errno;
+pub mod host;
+pub mod link;
+pub mod mem;
+pub mod vfs;
+
+pub use host::{HostConfig, Stop, WasiHost};
+pub use link::{StoreData, add_to_linker};

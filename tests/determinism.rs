@@ -1,0 +1,121 @@
+//! The determinism suite: every fixture job gives one outcome digest, run
+//! after run, in process and through the real binary under perturbed hosts
+//! (time zone, locale, HOME, working directory, extra environment, a busy
+//! second core, thread-pool size, cold and warm module cache).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use canon::job::Job;
+use canon::sandbox::Sandbox;
+
+use crate::util::{canon_bin, fixture, scratch};
+
+/// Every job spec under fixtures/jobs/.
+pub fn fixture_jobs() -> Vec<PathBuf> {
+    let mut jobs: Vec<PathBuf> = std::fs::read_dir(fixture("jobs"))
+        .expect("fixtures/jobs exists")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    jobs.sort();
+    assert!(jobs.len() >= 10, "expected the probe jobs under fixtures/jobs, found {jobs:?}");
+    jobs
+}
+
+fn in_process_digests(sandbox: &Sandbox, spec: &Path, runs: usize) -> Vec<String> {
+    let job = Job::load(spec).unwrap_or_else(|e| panic!("{}: {e}", spec.display()));
+    (0..runs).map(|_| sandbox.run(&job).unwrap_or_else(|e| panic!("{}: {e}", spec.display())).summary().outcome_digest.to_string()).collect()
+}
+
+#[test]
+fn every_fixture_job_gives_one_outcome_in_ten_runs() {
+    let cache = scratch();
+    let sandbox = Sandbox::builder().cache_dir(Some(cache.path().to_path_buf())).build().expect("sandbox");
+    for spec in fixture_jobs() {
+        let digests = in_process_digests(&sandbox, &spec, 10);
+        assert!(digests.windows(2).all(|w| w[0] == w[1]), "{}: outcomes differ across runs: {digests:?}", spec.display());
+    }
+}
+
+/// One way of perturbing the host for a `canon run` process.
+struct Perturbation {
+    name: &'static str,
+    env: Vec<(&'static str, String)>,
+    cwd: Option<PathBuf>,
+    busy_core: bool,
+}
+
+fn run_json(spec: &Path, p: &Perturbation, cache: &Path) -> serde_json::Value {
+    let mut cmd = Command::new(canon_bin());
+    cmd.arg("run").arg("--json").arg(spec).env("CANON_CACHE_DIR", cache);
+    for (k, v) in &p.env {
+        cmd.env(k, v);
+    }
+    if let Some(dir) = &p.cwd {
+        cmd.current_dir(dir);
+    }
+    let out = cmd.output().expect("spawn canon");
+    let code = out.status.code();
+    assert!(code == Some(0) || code == Some(1), "{} under {}: canon failed ({code:?}): {}", spec.display(), p.name, String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{} under {}: bad JSON ({e}): {}", spec.display(), p.name, String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn perturbed_hosts_agree_with_in_process_runs() {
+    let cold = scratch();
+    let other_cache = scratch();
+    let home = scratch();
+    let cwd = scratch();
+    let perturbations = vec![
+        Perturbation { name: "cold cache", env: vec![], cwd: None, busy_core: false },
+        Perturbation { name: "warm cache", env: vec![], cwd: None, busy_core: false },
+        Perturbation {
+            name: "time zone and locale",
+            env: vec![("TZ", "Pacific/Chatham".into()), ("LANG", "tr_TR.UTF-8".into()), ("LC_ALL", "tr_TR.UTF-8".into())],
+            cwd: None,
+            busy_core: false,
+        },
+        Perturbation {
+            name: "home, cwd and extra environment",
+            env: vec![("HOME", home.path().display().to_string()), ("CANON_PROBE_NOISE", "x".repeat(1000)), ("PATH", "/nonexistent".into())],
+            cwd: Some(cwd.path().to_path_buf()),
+            busy_core: false,
+        },
+        Perturbation { name: "one compile thread", env: vec![("RAYON_NUM_THREADS", "1".into())], cwd: None, busy_core: false },
+        Perturbation { name: "busy second core", env: vec![("RAYON_NUM_THREADS", "7".into())], cwd: None, busy_core: true },
+    ];
+    let sandbox = Sandbox::builder().cache_dir(Some(other_cache.path().to_path_buf())).build().expect("sandbox");
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for spec in fixture_jobs() {
+        let want = in_process_digests(&sandbox, &spec, 1).remove(0);
+        let want_job = Job::load(&spec).expect("load").digest().to_string();
+        for p in &perturbations {
+            let stop = Arc::new(AtomicBool::new(false));
+            let spinner = p.busy_core.then(|| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                    }
+                })
+            });
+            // Absolute spec path, so a changed working directory still finds it.
+            let json = run_json(&spec.canonicalize().expect("abs"), p, cold.path());
+            stop.store(true, Ordering::Relaxed);
+            if let Some(t) = spinner {
+                t.join().expect("spinner");
+            }
+            assert_eq!(json["outcome_digest"].as_str(), Some(want.as_str()), "{} under {}: outcome differs", spec.display(), p.name);
+            assert_eq!(json["job_digest"].as_str(), Some(want_job.as_str()), "{} under {}: job digest differs", spec.display(), p.name);
+        }
+        seen.insert(spec.display().to_string(), want);
+    }
+    // Different jobs are different: no two probes collapse to one outcome.
+    let distinct: std::collections::BTreeSet<_> = seen.values().collect();
+    assert!(distinct.len() >= seen.len() - 1, "suspiciously few distinct outcomes: {seen:#?}");
+}
