@@ -293,3 +293,86 @@ impl Job {
         e
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::Node;
+
+    fn job() -> Job {
+        let mut tree = Tree::new();
+        tree.entries.insert("f".into(), Node::File(Arc::new(b"x".to_vec())));
+        Job {
+            name: "n".into(),
+            module: Arc::new(vec![]),
+            module_sha256: Digest::of(b"module"),
+            module_path: PathBuf::from("/host/m.wasm"),
+            argv0: "p".into(),
+            args: vec!["a".into()],
+            env: vec![("K".into(), "V".into())],
+            stdin: b"in".to_vec(),
+            mounts: vec![Mount { guest: "/d".into(), writable: true, tree, source: None }],
+            seed: 9,
+            epoch: 5,
+            limits: Limits { fuel: 1, memory_bytes: 2, stdout_bytes: 3, stderr_bytes: 4, output_bytes: 5, output_files: 6 },
+            timeout: DEFAULT_TIMEOUT,
+            commit: Some("ab".into()),
+        }
+    }
+
+    /// The layout, written out byte by byte without the Encoder.
+    #[test]
+    fn encoding_layout_is_as_documented() {
+        let j = job();
+        let str_ = |s: &str| [&(s.len() as u64).to_le_bytes()[..], s.as_bytes()].concat();
+        let u64_ = |v: u64| v.to_le_bytes().to_vec();
+        let mut want = b"canon/job/v1\n".to_vec();
+        want.extend(Digest::of(b"module").as_bytes());
+        want.extend(str_("p"));
+        want.extend(u64_(1));
+        want.extend(str_("a"));
+        want.extend(u64_(1));
+        want.extend(str_("K"));
+        want.extend(str_("V"));
+        want.extend(Digest::of(b"in").as_bytes());
+        want.extend(u64_(1));
+        want.extend(str_("/d"));
+        want.push(1);
+        want.extend(j.mounts[0].tree.manifest().digest().as_bytes());
+        want.push(1);
+        want.extend(u64_(9));
+        want.extend(u64_(5));
+        for v in 1..=6 {
+            want.extend(u64_(v));
+        }
+        want.push(1);
+        want.extend(str_("ab"));
+        assert_eq!(j.encode(), want);
+        assert_eq!(j.digest().digest(), &Digest::of(&want));
+    }
+
+    #[test]
+    fn derived_seed_ignores_the_seed_and_informational_fields() {
+        let j = job();
+        let mut k = job();
+        k.seed = 12345;
+        k.name = "other".into();
+        k.timeout = Duration::from_secs(1);
+        k.module_path = PathBuf::from("elsewhere");
+        assert_eq!(j.derived_seed(), k.derived_seed());
+        assert_ne!(j.digest(), k.digest());
+        k.seed = j.seed;
+        assert_eq!(j.digest(), k.digest());
+        k.epoch += 1;
+        assert_ne!(j.derived_seed(), k.derived_seed());
+    }
+
+    #[test]
+    fn env_and_mounts_encode_in_canonical_order_whatever_the_vec_order() {
+        let mut j = job();
+        j.env = vec![("B".into(), "1".into()), ("A".into(), "2".into())];
+        let mut k = j.clone();
+        k.env.reverse();
+        assert_eq!(j.encode(), k.encode());
+    }
+}

@@ -453,3 +453,53 @@ fn check_reserved(file: &str, index: usize, guest: &str, dir: &str, writable: bo
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_accept_integers_and_binary_units() {
+        let s = |v: &str| parse_size(&toml::Value::String(v.into()));
+        assert_eq!(parse_size(&toml::Value::Integer(65536)), Ok(65536));
+        assert_eq!(s("64 KiB"), Ok(64 << 10));
+        assert_eq!(s("64MiB"), Ok(64 << 20));
+        assert_eq!(s("4 GiB"), Ok(4 << 30));
+        assert_eq!(s("7 B"), Ok(7));
+        for bad in ["", "MiB", "64", "64 MB", "64 kib", "-1 KiB", "1.5 MiB", "99999999999999999999 GiB", "17179869184 GiB"] {
+            assert!(s(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_size(&toml::Value::Integer(-1)).is_err());
+        assert!(parse_size(&toml::Value::Boolean(true)).is_err());
+    }
+
+    #[test]
+    fn guest_paths_must_be_absolute_and_normalised() {
+        for good in ["/data", "/a/b", "/a.b/c-d", "/é"] {
+            assert_eq!(check_guest_path(good), Ok(()), "{good}");
+        }
+        for bad in ["", "data", "./data", "/", "/data/", "/a//b", "/a/./b", "/a/../b", "/..", "/a\0"] {
+            assert!(check_guest_path(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn nesting_respects_component_boundaries() {
+        assert!(nested("/a", "/a"));
+        assert!(nested("/a", "/a/b"));
+        assert!(nested("/a/b/c", "/a"));
+        assert!(!nested("/a", "/ab"));
+        assert!(!nested("/a-b", "/a"));
+        assert!(!nested("/out", "/outside"));
+    }
+
+    #[test]
+    fn line_and_column_are_one_based() {
+        let text = "a = 1\nbé = x\n";
+        assert_eq!(line_col(text, Some(0..1)), (1, 1));
+        assert_eq!(line_col(text, Some(6..7)), (2, 1));
+        // Column counts characters, not bytes: `x` is the 6th character.
+        assert_eq!(line_col(text, Some(12..13)), (2, 6));
+        assert_eq!(line_col(text, None), (1, 1));
+    }
+}
