@@ -720,3 +720,23 @@ fn job_v1_vectors() {
         fs::write(&path, serde_json::to_string_pretty(&doc).expect("json") + "\n").expect("write vectors");
     }
 }
+
+/// `fixtures/bad-jobs/*.toml`: specs that must be refused, each starting
+/// with a `# expect: <text>` line that the error message must contain.
+#[test]
+fn bad_job_fixtures_are_refused_with_the_expected_message() {
+    let mut seen = 0;
+    for entry in fs::read_dir(fixture("bad-jobs")).expect("bad-jobs") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = fs::read_to_string(&path).expect("read");
+        let expect = text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).expect("first line is `# expect: ...`");
+        let msg = Job::load(&path).expect_err(&path.display().to_string()).to_string();
+        assert!(msg.contains(expect), "{}: message {msg:?} lacks {expect:?}", path.display());
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        seen += 1;
+    }
+    assert!(seen >= 10, "only {seen} bad-job fixtures");
+}

@@ -261,7 +261,7 @@ pub enum JobError {
         reason: String,
     },
     /// An input uses a path the sandbox reserves (`/tmp`, or below `/out`).
-    #[error("{file}: `input[{index}].guest` is {guest:?}, which {reason}")]
+    #[error("{file}: `input[{index}].guest` is {guest:?}: {reason}")]
     Reserved {
         /// The spec file.
         file: String,

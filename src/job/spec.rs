@@ -240,9 +240,9 @@ fn resolve_limits(file: &str, spec: &LimitsSpec) -> Result<(Limits, Duration), J
     }
     let size = |field: &'static str, value: &Option<toml::Value>, default: u64, min: u64, max: u64| -> Result<u64, JobError> {
         let Some(value) = value else { return Ok(default) };
-        let n = parse_size(value).map_err(|found| limit_err(field, found, format!("{SIZE_FORMS} between {min} and {max} bytes")))?;
+        let n = parse_size(value).map_err(|found| limit_err(field, found, format!("{SIZE_FORMS} between {} and {}", human(min), human(max))))?;
         if n < min || n > max {
-            return Err(limit_err(field, format!("{value} ({n} bytes)"), format!("a size between {min} and {max} bytes")));
+            return Err(limit_err(field, format!("{value} ({n} bytes)"), format!("a size between {} and {}", human(min), human(max))));
         }
         Ok(n)
     };
@@ -263,6 +263,16 @@ fn resolve_limits(file: &str, spec: &LimitsSpec) -> Result<(Limits, Duration), J
         ));
     }
     Ok((Limits { fuel, memory_bytes, stdout_bytes, stderr_bytes, output_bytes, output_files }, timeout))
+}
+
+/// A size for messages: `64 KiB` when exact, else bytes.
+fn human(n: u64) -> String {
+    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if n != 0 && n % (1 << shift) == 0 {
+            return format!("{} {unit}", n >> shift);
+        }
+    }
+    format!("{n} bytes")
 }
 
 const SIZE_FORMS: &str = "an integer number of bytes or a string \"N B\", \"N KiB\", \"N MiB\" or \"N GiB\"";
@@ -440,7 +450,7 @@ fn same_dir(file: &str, first: usize, second: usize, dir: &str) -> JobError {
 fn check_reserved(file: &str, index: usize, guest: &str, dir: &str, writable: bool) -> Result<(), JobError> {
     let reserved = |reason| JobError::Reserved { file: file.into(), index, guest: guest.into(), reason };
     if nested(dir, "/tmp") {
-        return Err(reserved("is or is inside /tmp, which the sandbox reserves for the guest's scratch files"));
+        return Err(reserved("/tmp is reserved: the sandbox provides it for the guest's scratch files, so no input may be at or inside it"));
     }
     if dir == "/out" {
         if !writable {
@@ -448,7 +458,7 @@ fn check_reserved(file: &str, index: usize, guest: &str, dir: &str, writable: bo
         }
     } else if nested(dir, "/out") {
         return Err(reserved(
-            "would be a preopen inside /out, which the sandbox provides; to seed /out, mount a writable directory at /out or files directly in it",
+            "no preopen may be inside /out, which the sandbox provides; to seed /out, mount a writable directory at /out or put files directly in it",
         ));
     }
     Ok(())
