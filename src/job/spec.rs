@@ -268,7 +268,7 @@ fn resolve_limits(file: &str, spec: &LimitsSpec) -> Result<(Limits, Duration), J
 /// A size for messages: `64 KiB` when exact, else bytes.
 fn human(n: u64) -> String {
     for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if n != 0 && n % (1 << shift) == 0 {
+        if n != 0 && n.is_multiple_of(1 << shift) {
             return format!("{} {unit}", n >> shift);
         }
     }
