@@ -740,3 +740,36 @@ fn bad_job_fixtures_are_refused_with_the_expected_message() {
     }
     assert!(seen >= 10, "only {seen} bad-job fixtures");
 }
+
+/// CORE_FEATURES is meant to be what wasmtime, as canon builds it, accepts:
+/// spot-check that wasmtime and validate_module agree.
+#[test]
+fn module_features_agree_with_wasmtime() {
+    let engine = wasmtime::Engine::default();
+    let shared = MemoryType { shared: true, maximum: Some(1), ..PAGE };
+    let mut two_memories = Module::new();
+    {
+        let mut types = TypeSection::new();
+        types.ty().function([], []);
+        let mut funcs = FunctionSection::new();
+        funcs.function(0);
+        let mut mems = MemorySection::new();
+        mems.memory(PAGE).memory(PAGE);
+        let mut exports = ExportSection::new();
+        exports.export("_start", ExportKind::Func, 0).export("memory", ExportKind::Memory, 0);
+        let mut body = Function::new(vec![]);
+        body.instructions().end();
+        let mut code = CodeSection::new();
+        code.function(&body);
+        two_memories.section(&types).section(&funcs).section(&mems).section(&exports).section(&code);
+    }
+    for (what, bytes) in [
+        ("minimal", fs::read(fixture("vectors/minimal.wasm")).expect("read")),
+        ("multi-memory", two_memories.finish()),
+        ("shared memory (threads)", module(&[], Some(START), Some(shared))),
+    ] {
+        let ours = validate_module(&bytes);
+        let theirs = wasmtime::Module::validate(&engine, &bytes);
+        assert_eq!(ours.is_ok(), theirs.is_ok(), "{what}: canon {ours:?}, wasmtime {theirs:?}");
+    }
+}
