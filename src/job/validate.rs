@@ -31,9 +31,11 @@ const MAGIC: &[u8; 4] = b"\0asm";
 
 /// Checks that `bytes` is a WASI preview 1 command canon can run.
 ///
-/// Used for job specs and for ad-hoc modules given to `canon exec`. The
-/// checks are listed in the [module documentation](self); the first that
-/// fails is returned.
+/// Used for job specs and for ad-hoc modules given to `canon exec`. Checks,
+/// in order, returning the first failure: the `\0asm` magic; a core module,
+/// not a component; full validation with [`CORE_FEATURES`]; every import a
+/// function of [`crate::sandbox::abi::WASI_FUNCTIONS`] with its signature;
+/// `_start: () -> ()` exported; a 32-bit unshared `memory` exported.
 pub fn validate_module(bytes: &[u8]) -> Result<(), ModuleError> {
     if !bytes.starts_with(MAGIC) {
         return Err(ModuleError::NotWasm);
