@@ -2,3 +2,4 @@
 //! a scratch directory and drives the real `canon` binary or the library.
 
 mod util;
+mod job_spec;

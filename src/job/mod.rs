@@ -4,13 +4,125 @@
 //! limit. Nothing in it refers to the host that loaded it except
 //! [`Job::module_path`] and [`Mount::source`], which are informational and
 //! never part of the job digest.
+//!
+//! [`Job::load`] reads a spec file, resolves its paths against the spec's
+//! directory and validates everything before anything runs (see
+//! [`JobError`] for every refusal); [`validate_module`] does the module
+//! checks alone, for `canon exec`.
+//!
+//! # The spec
+//!
+//! ```toml
+//! name = "probe-time"          # required, informational
+//! module = "../probe.wasm"     # required, relative to the spec file
+//! module_sha256 = "…"          # optional; must match the module
+//! args = ["time"]              # argv[1..]
+//! argv0 = "probe"              # default: name
+//! env = { LANG = "C" }         # sorted by name in the job
+//! stdin = "text"               # or stdin_file = "path"; not both
+//! seed = 7                     # default: derived, see Job::derived_seed
+//! epoch = 946684800            # default: DEFAULT_EPOCH
+//! commit = "<40 or 64 hex>"    # optional, stored lowercase
+//! [limits]                     # each defaults to Limits::JOB_DEFAULT
+//! fuel = 1000000               # at least MIN_FUEL
+//! memory = "64 MiB"            # MIN_MEMORY_BYTES ..= MAX_MEMORY_BYTES
+//! stdout = "1 MiB"             # 0 ..= MAX_CAPTURE_BYTES (also stderr, output_bytes)
+//! output_files = 100           # 0 ..= MAX_OUTPUT_FILES
+//! timeout = 120                # seconds, 1 ..= MAX_TIMEOUT; not in the digest
+//! [[input]]
+//! host = "data"                # a file or a directory
+//! guest = "/data"              # absolute, normalised
+//! writable = false
+//! ```
+//!
+//! Sizes are integer bytes or strings `"N B"`, `"N KiB"`, `"N MiB"`,
+//! `"N GiB"`. Unknown keys are errors.
+//!
+//! Mounts: a directory input is preopened at its guest path. A file input
+//! at `/a/b.txt` is put in a synthetic preopen `/a`; file inputs with the
+//! same parent share it and must agree on `writable`. Preopens are sorted by
+//! guest path and never equal or nested. The sandbox adds `/tmp` (reserved:
+//! no input may be at, in or around it) and an empty writable `/out`; an
+//! input whose preopen is `/out` replaces that `/out` and must be writable
+//! (it is where outputs go), and no preopen may be nested inside `/out`.
+//! An input's host path is followed if it is a symlink; symlinks inside an
+//! input directory are kept as links. Inputs and stdin together are capped
+//! at [`MAX_INPUT_BYTES`].
+//!
+//! # The encoding, `canon/job/v1`
+//!
+//! The job digest is SHA-256 over this encoding (field kinds as in
+//! [`crate::encoding`]); `docs/ENCODINGS.md` has the same table.
+//!
+//! | # | field | kind |
+//! | --- | --- | --- |
+//! | 0 | tag `canon/job/v1` and `\n` | 13 bytes |
+//! | 1 | module SHA-256 | digest |
+//! | 2 | argv0 | string |
+//! | 3 | args | list of string |
+//! | 4 | env, sorted by name bytes | list of (name string, value string) |
+//! | 5 | SHA-256 of the stdin bytes | digest |
+//! | 6 | mounts, sorted by guest path bytes | list of (guest string, writable `u8` 0/1, manifest digest of the tree) |
+//! | 7 | seed | optional `u64`; always present in the digest |
+//! | 8 | epoch | `u64` |
+//! | 9 | limits: fuel, memory, stdout, stderr, output bytes, output files | 6 × `u64` |
+//! | 10 | commit | optional string (lowercase hex) |
+//!
+//! Not encoded: `name`, `timeout`, host paths. The default seed is
+//! [`Job::derived_seed`]: the first 8 bytes, read as a little-endian `u64`,
+//! of the SHA-256 of this encoding with field 7 written absent (a single 0).
 
-use std::path::PathBuf;
+mod error;
+mod spec;
+mod validate;
+
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use error::{JobError, ModuleError};
+pub use validate::{CORE_FEATURES, validate_module};
+
 use crate::digest::{Digest, JobDigest};
+use crate::encoding::Encoder;
 use crate::tree::Tree;
+
+/// The version tag of the job encoding.
+pub const JOB_TAG: &str = "canon/job/v1";
+
+/// Wall-clock safety net when a spec names none: 120 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Longest wall-clock timeout a spec may ask for: 7 days. A node holds a
+/// slot for the whole time; longer work belongs in several jobs.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Smallest fuel budget: 1. With no fuel a job cannot execute an
+/// instruction, so 0 is always a mistake.
+pub const MIN_FUEL: u64 = 1;
+
+/// Smallest memory limit: 64 KiB, one WebAssembly page; WASI needs a memory.
+pub const MIN_MEMORY_BYTES: u64 = 64 << 10;
+
+/// Largest memory limit: 4 GiB, all a 32-bit memory can address (WASI
+/// preview 1 is 32-bit).
+pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+
+/// Largest cap on stdout, stderr and output bytes: 4 GiB. Every node holds
+/// what a guest produces in memory and hashes it. A cap of 0 is allowed: a
+/// job may be required to stay silent or write no files.
+pub const MAX_CAPTURE_BYTES: u64 = 4 << 30;
+
+/// Largest cap on files a guest creates: one million, as for `canon exec`.
+/// Each costs memory in the virtual file system and a manifest line in the
+/// outcome. 0 is allowed (a job that writes no files).
+pub const MAX_OUTPUT_FILES: u64 = 1_000_000;
+
+/// Cap on the bytes of all inputs and stdin of one job: 4 GiB. Every node
+/// loads a job's inputs into memory and hashes them before it runs, and a
+/// 32-bit guest could not hold more at once anyway.
+pub const MAX_INPUT_BYTES: u64 = 4 << 30;
 
 /// The wall clock's starting point when a job names none:
 /// 2000-01-01T00:00:00Z, in seconds since the Unix epoch.
@@ -111,9 +223,157 @@ impl Default for Limits {
 }
 
 impl Job {
-    /// The job digest (`canon/job/v1`).
+    /// Reads a job spec, resolves it against the spec's directory and
+    /// validates it and its module. Nothing runs.
+    pub fn load(path: &Path) -> Result<Job, JobError> {
+        let file = path.display().to_string();
+        let text = fs::read_to_string(path).map_err(|source| JobError::Read { file: file.clone(), source })?;
+        let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        spec::resolve(&text, &base, &file)
+    }
+
+    /// Like [`Job::load`], from spec text: paths are relative to `base_dir`
+    /// and errors name the spec `source_name`.
+    pub fn from_toml_str(text: &str, base_dir: &Path, source_name: &str) -> Result<Job, JobError> {
+        spec::resolve(text, base_dir, source_name)
+    }
+
+    /// The job digest: SHA-256 of [`Job::encode`].
     pub fn digest(&self) -> JobDigest {
-        todo!("job encoding")
+        JobDigest::new(self.encoder(Some(self.seed)).digest_of())
+    }
+
+    /// The canonical encoding, `canon/job/v1` (layout in the
+    /// [module documentation](self)).
+    pub fn encode(&self) -> Vec<u8> {
+        self.encoder(Some(self.seed)).into_bytes()
+    }
+
+    /// The seed a spec without `seed` gets: the first 8 bytes, little-endian,
+    /// of the SHA-256 of the encoding with the seed written absent. It
+    /// depends on everything in the digest except the seed itself.
+    pub fn derived_seed(&self) -> u64 {
+        let digest = self.encoder(None).digest_of();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest.as_bytes()[..8]);
+        u64::from_le_bytes(first)
+    }
+
+    fn encoder(&self, seed: Option<u64>) -> Encoder {
+        let mut e = Encoder::new(JOB_TAG);
+        e.digest(&self.module_sha256);
+        e.str(&self.argv0);
+        e.count(self.args.len());
+        for arg in &self.args {
+            e.str(arg);
+        }
+        // Sorted here too, so a Job built by hand encodes canonically.
+        let mut env: Vec<&(String, String)> = self.env.iter().collect();
+        env.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        e.count(env.len());
+        for (name, value) in env {
+            e.str(name).str(value);
+        }
+        e.digest(&Digest::of(&self.stdin));
+        let mut mounts: Vec<&Mount> = self.mounts.iter().collect();
+        mounts.sort_by(|a, b| a.guest.as_bytes().cmp(b.guest.as_bytes()));
+        e.count(mounts.len());
+        for m in mounts {
+            e.str(&m.guest).u8(u8::from(m.writable)).digest(&m.tree.manifest().digest());
+        }
+        e.option(seed, |e, s| {
+            e.u64(s);
+        });
+        e.u64(self.epoch);
+        let l = &self.limits;
+        e.u64(l.fuel).u64(l.memory_bytes).u64(l.stdout_bytes).u64(l.stderr_bytes).u64(l.output_bytes).u64(l.output_files);
+        e.option(self.commit.as_deref(), |e, c| {
+            e.str(c);
+        });
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::Node;
+
+    fn job() -> Job {
+        let mut tree = Tree::new();
+        tree.entries.insert("f".into(), Node::File(Arc::new(b"x".to_vec())));
+        Job {
+            name: "n".into(),
+            module: Arc::new(vec![]),
+            module_sha256: Digest::of(b"module"),
+            module_path: PathBuf::from("/host/m.wasm"),
+            argv0: "p".into(),
+            args: vec!["a".into()],
+            env: vec![("K".into(), "V".into())],
+            stdin: b"in".to_vec(),
+            mounts: vec![Mount { guest: "/d".into(), writable: true, tree, source: None }],
+            seed: 9,
+            epoch: 5,
+            limits: Limits { fuel: 1, memory_bytes: 2, stdout_bytes: 3, stderr_bytes: 4, output_bytes: 5, output_files: 6 },
+            timeout: DEFAULT_TIMEOUT,
+            commit: Some("ab".into()),
+        }
+    }
+
+    /// The layout, written out byte by byte without the Encoder.
+    #[test]
+    fn encoding_layout_is_as_documented() {
+        let j = job();
+        let str_ = |s: &str| [&(s.len() as u64).to_le_bytes()[..], s.as_bytes()].concat();
+        let u64_ = |v: u64| v.to_le_bytes().to_vec();
+        let mut want = b"canon/job/v1\n".to_vec();
+        want.extend(Digest::of(b"module").as_bytes());
+        want.extend(str_("p"));
+        want.extend(u64_(1));
+        want.extend(str_("a"));
+        want.extend(u64_(1));
+        want.extend(str_("K"));
+        want.extend(str_("V"));
+        want.extend(Digest::of(b"in").as_bytes());
+        want.extend(u64_(1));
+        want.extend(str_("/d"));
+        want.push(1);
+        want.extend(j.mounts[0].tree.manifest().digest().as_bytes());
+        want.push(1);
+        want.extend(u64_(9));
+        want.extend(u64_(5));
+        for v in 1..=6 {
+            want.extend(u64_(v));
+        }
+        want.push(1);
+        want.extend(str_("ab"));
+        assert_eq!(j.encode(), want);
+        assert_eq!(j.digest().digest(), &Digest::of(&want));
+    }
+
+    #[test]
+    fn derived_seed_ignores_the_seed_and_informational_fields() {
+        let j = job();
+        let mut k = job();
+        k.seed = 12345;
+        k.name = "other".into();
+        k.timeout = Duration::from_secs(1);
+        k.module_path = PathBuf::from("elsewhere");
+        assert_eq!(j.derived_seed(), k.derived_seed());
+        assert_ne!(j.digest(), k.digest());
+        k.seed = j.seed;
+        assert_eq!(j.digest(), k.digest());
+        k.epoch += 1;
+        assert_ne!(j.derived_seed(), k.derived_seed());
+    }
+
+    #[test]
+    fn env_and_mounts_encode_in_canonical_order_whatever_the_vec_order() {
+        let mut j = job();
+        j.env = vec![("B".into(), "1".into()), ("A".into(), "2".into())];
+        let mut k = j.clone();
+        k.env.reverse();
+        assert_eq!(j.encode(), k.encode());
     }
 }
 
