@@ -2,4 +2,7 @@
 //! a scratch directory and drives the real `canon` binary or the library.
 
 mod util;
+
+mod determinism;
 mod job_spec;
+mod limits;

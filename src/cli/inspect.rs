@@ -16,7 +16,7 @@ pub struct Args {
 
 /// Runs `canon inspect`.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let job = Job::load(&args.job).with_context(|| format!("{}: invalid job", args.job.display()))?;
+    let job = Job::load(&args.job).context("invalid job")?;
     println!("job_digest    {}", job.digest());
     println!("name          {}", job.name);
     println!("module        {} sha256 {} ({} bytes)", job.module_path.display(), job.module_sha256, job.module.len());

@@ -13,7 +13,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod exec;
+mod inspect;
 mod outdir;
+mod run;
 
 /// Exit status when canon itself fails (bad input, I/O error, ...).
 pub const EXIT_ERROR: u8 = 125;
@@ -29,20 +31,41 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Run(run::Args),
     Exec(exec::Args),
+    Inspect(inspect::Args),
 }
 
 /// Parses the command line, runs the subcommand and maps errors to exit statuses.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Exec(args) => exec::run(args),
+        Command::Inspect(args) => inspect::run(args),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("canon: error: {err:#}");
+            eprintln!("canon: error: {}", describe(&err));
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the
+/// message already contains (library errors often print their source too).
+fn describe(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

@@ -69,7 +69,7 @@ impl<'a> RunReport<'a> {
 
 /// Runs `canon run`.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let job = Job::load(&args.job).with_context(|| format!("{}: invalid job", args.job.display()))?;
+    let job = Job::load(&args.job).context("invalid job")?;
     let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
     let sandbox = Sandbox::new()?;
     let outcome = sandbox.run(&job).with_context(|| format!("{}: no result", args.job.display()))?;

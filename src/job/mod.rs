@@ -376,9 +376,3 @@ mod tests {
         assert_eq!(j.encode(), k.encode());
     }
 }
-
-/// Checks that `bytes` is a core WebAssembly module canon can run.
-/// (Placeholder until the job spec module lands: accepts anything with the wasm magic.)
-pub fn validate_module(bytes: &[u8]) -> Result<(), std::io::Error> {
-    if bytes.starts_with(b"\0asm") { Ok(()) } else { Err(std::io::Error::other("not a WebAssembly module")) }
-}

@@ -1,0 +1,92 @@
+//! Limits are outcomes: fuel, memory, stdout/stderr and output caps each end
+//! the run the same way on every run, with a named trap kind; the wall-clock
+//! safety net yields no result at all.
+
+use canon::job::Job;
+use canon::outcome::{Outcome, Termination, TrapKind};
+use canon::sandbox::{RunError, Sandbox};
+
+use crate::util::{fixture, scratch};
+
+/// Writes a job spec for fixture module `module` with extra TOML `body`,
+/// loads it, and runs it twice, checking both runs agree.
+fn run_twice(module: &str, body: &str) -> (Job, Outcome) {
+    let dir = scratch();
+    let spec = dir.path().join("job.toml");
+    let text = format!("name = \"limits\"\nmodule = {:?}\n{body}\n", fixture(module).display().to_string());
+    std::fs::write(&spec, text).expect("write spec");
+    let job = Job::load(&spec).unwrap_or_else(|e| panic!("job: {e}"));
+    let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
+    let a = sandbox.run(&job).expect("first run");
+    let b = sandbox.run(&job).expect("second run");
+    assert_eq!(a.summary().outcome_digest, b.summary().outcome_digest, "two runs of one job differ");
+    (job, a)
+}
+
+#[test]
+fn fuel_exhaustion_traps_at_the_budget() {
+    let (job, o) = run_twice("sha256chain.wasm", "args = [\"100000000\"]\n[limits]\nfuel = 1000000");
+    assert_eq!(o.termination, Termination::Trap(TrapKind::OutOfFuel));
+    assert_eq!(o.fuel_consumed, job.limits.fuel);
+}
+
+#[test]
+fn memory_growth_is_refused_at_the_limit() {
+    let (_, o) = run_twice("probe.wasm", "args = [\"memgrow\"]\n[limits]\nmemory = 16777216");
+    assert_eq!(o.termination, Termination::Exit(0), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("final_pages 256"), "16 MiB is 256 pages: {stdout}");
+}
+
+#[test]
+fn initial_memory_over_the_limit_is_a_memory_limit_trap() {
+    // The probe's initial memory is larger than one page.
+    let (_, o) = run_twice("probe.wasm", "args = [\"hashmap\"]\n[limits]\nmemory = 65536");
+    assert_eq!(o.termination, Termination::Trap(TrapKind::MemoryLimit));
+}
+
+#[test]
+fn stdout_cap_is_a_trap() {
+    let (_, o) = run_twice("hello.wasm", "[limits]\nstdout = 4");
+    assert_eq!(o.termination, Termination::Trap(TrapKind::StdoutLimit));
+    assert!(o.stdout.len() <= 4);
+}
+
+#[test]
+fn output_file_cap_is_a_trap() {
+    let (_, o) = run_twice("probe.wasm", "args = [\"manyfiles\", \"200\"]\n[limits]\noutput_files = 50");
+    assert_eq!(o.termination, Termination::Trap(TrapKind::OutputLimit));
+}
+
+#[test]
+fn output_byte_cap_is_a_trap() {
+    let (_, o) = run_twice("probe.wasm", "args = [\"manyfiles\", \"200\"]\n[limits]\noutput_bytes = 100");
+    assert_eq!(o.termination, Termination::Trap(TrapKind::OutputLimit));
+}
+
+#[test]
+fn exit_codes_and_traps_are_outcomes() {
+    let (_, o) = run_twice("probe.wasm", "args = [\"exit\", \"7\"]");
+    assert_eq!(o.termination, Termination::Exit(7));
+    let (_, o) = run_twice("probe.wasm", "args = [\"trap\"]");
+    assert_eq!(o.termination, Termination::Trap(TrapKind::Unreachable));
+}
+
+#[test]
+fn wall_clock_timeout_gives_no_result() {
+    let dir = scratch();
+    let spec = dir.path().join("job.toml");
+    let text = format!(
+        "name = \"forever\"\nmodule = {:?}\nargs = [\"1000000000000\"]\n[limits]\nfuel = 1000000000000000\ntimeout = 1\n",
+        fixture("sha256chain.wasm").display().to_string()
+    );
+    std::fs::write(&spec, text).expect("write spec");
+    let job = Job::load(&spec).expect("job");
+    let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
+    let started = std::time::Instant::now();
+    match sandbox.run(&job) {
+        Err(RunError::Timeout(_)) => {}
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the watchdog fired late");
+}
