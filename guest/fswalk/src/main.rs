@@ -52,7 +52,10 @@ fn run() -> Result<(), String> {
     ctx(fs::create_dir_all(&copy_root), "create /out/copy")?;
     for dir in &dirs {
         let target = copy_root.join(dir);
-        ctx(fs::create_dir_all(&target), format_args!("create {}", target.display()))?;
+        ctx(
+            fs::create_dir_all(&target),
+            format_args!("create {}", target.display()),
+        )?;
     }
 
     let log_path = out.join("log.txt");
@@ -65,33 +68,53 @@ fn run() -> Result<(), String> {
         total_bytes += size;
         index.push_str(&format!("{rel}\t{size}\t{:016x}\n", fnv1a64(&bytes)));
 
-        let tail = ctx(last_bytes(&source, 4), format_args!("seek in {}", source.display()))?;
+        let tail = ctx(
+            last_bytes(&source, 4),
+            format_args!("seek in {}", source.display()),
+        )?;
         if !bytes.ends_with(&tail) {
-            return Err(format!("{}: the bytes read after seeking differ from the file's tail", source.display()));
+            return Err(format!(
+                "{}: the bytes read after seeking differ from the file's tail",
+                source.display()
+            ));
         }
         let mut log = ctx(
             OpenOptions::new().create(true).append(true).open(&log_path),
             "open /out/log.txt for append",
         )?;
-        ctx(writeln!(log, "copied {rel} size={size} tail={}", hex(&tail)), "append to /out/log.txt")?;
+        ctx(
+            writeln!(log, "copied {rel} size={size} tail={}", hex(&tail)),
+            "append to /out/log.txt",
+        )?;
 
         bytes.reverse();
         let target = copy_root.join(rel);
-        ctx(fs::write(&target, &bytes), format_args!("write {}", target.display()))?;
+        ctx(
+            fs::write(&target, &bytes),
+            format_args!("write {}", target.display()),
+        )?;
     }
 
     let tmp = out.join("index.txt.tmp");
     ctx(fs::write(&tmp, &index), "write /out/index.txt.tmp")?;
-    ctx(fs::rename(&tmp, out.join("index.txt")), "rename /out/index.txt.tmp")?;
+    ctx(
+        fs::rename(&tmp, out.join("index.txt")),
+        "rename /out/index.txt.tmp",
+    )?;
 
     scratch_round_trip()?;
 
     // Leave no trace of a file the job wrote and no longer wants.
     let doomed = out.join("remove-me.txt");
-    ctx(fs::write(&doomed, "temporary\n"), "write /out/remove-me.txt")?;
+    ctx(
+        fs::write(&doomed, "temporary\n"),
+        "write /out/remove-me.txt",
+    )?;
     ctx(fs::remove_file(&doomed), "remove /out/remove-me.txt")?;
 
-    let log_lines = ctx(fs::read_to_string(&log_path), "read /out/log.txt")?.lines().count();
+    let log_lines = ctx(fs::read_to_string(&log_path), "read /out/log.txt")?
+        .lines()
+        .count();
     println!("dirs {}", dirs.len());
     println!("files {}", files.len());
     println!("bytes {total_bytes}");
@@ -110,13 +133,20 @@ fn walk(dir: &Path, rel: &str, dirs: &mut Vec<Rel>, files: &mut Vec<Rel>) -> Res
             .file_name()
             .into_string()
             .map_err(|name| format!("{}: name {name:?} is not UTF-8", dir.display()))?;
-        let kind = ctx(entry.file_type(), format_args!("type of {}", entry.path().display()))?;
+        let kind = ctx(
+            entry.file_type(),
+            format_args!("type of {}", entry.path().display()),
+        )?;
         entries.push((name, kind));
     }
     // Our order, not the runtime's: byte order of the names.
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, kind) in entries {
-        let child_rel = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+        let child_rel = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
         let child: PathBuf = dir.join(&name);
         if kind.is_dir() {
             dirs.push(child_rel.clone());
@@ -124,7 +154,10 @@ fn walk(dir: &Path, rel: &str, dirs: &mut Vec<Rel>, files: &mut Vec<Rel>) -> Res
         } else if kind.is_file() {
             files.push(child_rel);
         } else {
-            return Err(format!("{}: neither a file nor a directory", child.display()));
+            return Err(format!(
+                "{}: neither a file nor a directory",
+                child.display()
+            ));
         }
     }
     Ok(())
@@ -149,12 +182,21 @@ fn scratch_round_trip() -> Result<(), String> {
     let dir = Path::new(SCRATCH);
     ctx(fs::create_dir_all(dir), format_args!("create {SCRATCH}"))?;
     let file = dir.join("scratch.txt");
-    ctx(fs::write(&file, "scratch\n"), format_args!("write {}", file.display()))?;
-    let back = ctx(fs::read_to_string(&file), format_args!("read {}", file.display()))?;
+    ctx(
+        fs::write(&file, "scratch\n"),
+        format_args!("write {}", file.display()),
+    )?;
+    let back = ctx(
+        fs::read_to_string(&file),
+        format_args!("read {}", file.display()),
+    )?;
     if back != "scratch\n" {
         return Err(format!("{}: read back {back:?}", file.display()));
     }
-    ctx(fs::remove_file(&file), format_args!("remove {}", file.display()))?;
+    ctx(
+        fs::remove_file(&file),
+        format_args!("remove {}", file.display()),
+    )?;
     ctx(fs::remove_dir(dir), format_args!("remove {SCRATCH}"))?;
     if dir.exists() {
         return Err(format!("{SCRATCH} still exists after remove_dir"));

@@ -18,20 +18,53 @@ mod raw;
 
 /// The probes, with a one-line description each.
 const PROBES: &[(&str, &str)] = &[
-    ("time", "SystemTime::now as unix nanos; Instant elapsed between two reads"),
-    ("sleep", "sleep N ms (default 250) between two monotonic clock reads"),
-    ("busywait", "spin on Instant until 1 ms has elapsed; count iterations"),
-    ("random", "32 bytes from random_get, then a default HashMap's order"),
-    ("hashmap", "iteration order of a HashMap with the default RandomState"),
+    (
+        "time",
+        "SystemTime::now as unix nanos; Instant elapsed between two reads",
+    ),
+    (
+        "sleep",
+        "sleep N ms (default 250) between two monotonic clock reads",
+    ),
+    (
+        "busywait",
+        "spin on Instant until 1 ms has elapsed; count iterations",
+    ),
+    (
+        "random",
+        "32 bytes from random_get, then a default HashMap's order",
+    ),
+    (
+        "hashmap",
+        "iteration order of a HashMap with the default RandomState",
+    ),
     ("env", "environment variables as given, args, current dir"),
-    ("readdir", "list DIR (default /data) recursively in read_dir order"),
-    ("metadata", "len, kind, times, inode, dev, nlink of each PATH"),
-    ("nan", "bit patterns of NaNs from arithmetic, payload propagation"),
+    (
+        "readdir",
+        "list DIR (default /data) recursively in read_dir order",
+    ),
+    (
+        "metadata",
+        "len, kind, times, inode, dev, nlink of each PATH",
+    ),
+    (
+        "nan",
+        "bit patterns of NaNs from arithmetic, payload propagation",
+    ),
     ("addresses", "heap and stack addresses of a few allocations"),
-    ("memgrow", "grow linear memory a page at a time until refused"),
+    (
+        "memgrow",
+        "grow linear memory a page at a time until refused",
+    ),
     ("missing", "open /data/does-not-exist; print the error"),
-    ("manyfiles", "write N files (default 200) to /out/many/NNNNN.txt"),
-    ("writeout", "write a small tree to /out: file, nested dir, empty dir, symlink"),
+    (
+        "manyfiles",
+        "write N files (default 200) to /out/many/NNNNN.txt",
+    ),
+    (
+        "writeout",
+        "write a small tree to /out: file, nested dir, empty dir, symlink",
+    ),
     ("exit", "exit with code N"),
     ("trap", "execute the wasm `unreachable` instruction"),
     ("stdin", "copy stdin to stdout; byte count to stderr"),
@@ -234,7 +267,11 @@ fn metadata(rest: &[String]) {
         println!("{p} len {}", m.len());
         println!("{p} is_dir {}", m.is_dir());
         println!("{p} is_file {}", m.is_file());
-        for (key, t) in [("modified", m.modified()), ("accessed", m.accessed()), ("created", m.created())] {
+        for (key, t) in [
+            ("modified", m.modified()),
+            ("accessed", m.accessed()),
+            ("created", m.created()),
+        ] {
             match t {
                 Ok(t) => println!("{p} {key} {}", unix_nanos(t)),
                 Err(e) => println!("{p} {key} error {:?}", e.kind()),
@@ -253,6 +290,8 @@ fn metadata(rest: &[String]) {
     }
 }
 
+// `x / x` and `x - x` are the point here: NaN from arithmetic.
+#[allow(clippy::eq_op)]
 fn nan() {
     // Every input goes through black_box so the compiler cannot fold the
     // arithmetic: the wasm instructions run on the engine and the CPU.
@@ -277,7 +316,10 @@ fn nan() {
         ("f64 snan+0", snan64 + z64),
         ("f64 min(payload,1)", payload64.min(one64)),
         ("f64 max(1,payload)", one64.max(payload64)),
-        ("f64 promote(f32 payload)", f64::from(black_box(f32::from_bits(0x7fc0_1234)))),
+        (
+            "f64 promote(f32 payload)",
+            f64::from(black_box(f32::from_bits(0x7fc0_1234))),
+        ),
     ];
     for (what, v) in f64s {
         println!("{what}: {:#018x}", v.to_bits());
@@ -386,10 +428,17 @@ fn manyfiles(rest: &[String]) -> ExitCode {
 }
 
 fn writeout() -> ExitCode {
-    let steps: [(&str, fn() -> io::Result<()>); 5] = [
-        ("file /out/file.txt", || fs::write("/out/file.txt", "hello from canon\n")),
-        ("dir /out/nested/a/b", || fs::create_dir_all("/out/nested/a/b")),
-        ("file /out/nested/a/b/deep.txt", || fs::write("/out/nested/a/b/deep.txt", [0u8, 1, 2, 255])),
+    type Step = (&'static str, fn() -> io::Result<()>);
+    let steps: [Step; 5] = [
+        ("file /out/file.txt", || {
+            fs::write("/out/file.txt", "hello from canon\n")
+        }),
+        ("dir /out/nested/a/b", || {
+            fs::create_dir_all("/out/nested/a/b")
+        }),
+        ("file /out/nested/a/b/deep.txt", || {
+            fs::write("/out/nested/a/b/deep.txt", [0u8, 1, 2, 255])
+        }),
         ("dir /out/empty", || fs::create_dir("/out/empty")),
         // `std::os::wasi::fs::symlink_path` is nightly-only; `soft_link` is
         // the stable (deprecated) name for the same path_symlink call.
@@ -408,7 +457,11 @@ fn writeout() -> ExitCode {
             }
         }
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn exit(rest: &[String]) {

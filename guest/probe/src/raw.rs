@@ -24,7 +24,11 @@ pub fn random_get(buf: &mut [u8]) -> Result<(), u16> {
     // SAFETY: the runtime writes exactly `buf.len()` bytes at `buf`, which
     // is a live, exclusive borrow of that many bytes.
     let errno = unsafe { wasi_random_get(buf.as_mut_ptr() as i32, buf.len() as i32) };
-    if errno == 0 { Ok(()) } else { Err(errno as u16) }
+    if errno == 0 {
+        Ok(())
+    } else {
+        Err(errno as u16)
+    }
 }
 
 /// The monotonic clock in nanoseconds, or the errno.
@@ -55,5 +59,9 @@ pub fn filestat_of(path: &str) -> Result<Filestat, String> {
     if errno != 0 {
         return Err(format!("errno {errno}"));
     }
-    Ok(Filestat { dev: buf[0], ino: buf[1], nlink: buf[3] })
+    Ok(Filestat {
+        dev: buf[0],
+        ino: buf[1],
+        nlink: buf[3],
+    })
 }
