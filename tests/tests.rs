@@ -1,9 +1,11 @@
 //! canon's integration tests: one binary, one module per area. Each test gets
 //! a scratch directory and drives the real `canon` binary or the library.
 
-mod guests;
 mod util;
 
 mod determinism;
+mod guests;
 mod job_spec;
 mod limits;
+mod probes;
+mod wasi;
