@@ -8,4 +8,5 @@ mod guests;
 mod job_spec;
 mod limits;
 mod probes;
+mod vectors;
 mod wasi;
