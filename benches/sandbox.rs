@@ -90,8 +90,11 @@ fn per_job(c: &mut Criterion) {
             sandbox.run(&job).expect("run").summary().outcome_digest
         })
     });
-    let canon = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/canon");
-    let plain = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/examples/plain_wasmtime");
+    // The bench binary is target/release/deps/sandbox-…; its siblings were
+    // built by `cargo build --release --bins --examples`.
+    let release = std::env::current_exe().expect("bench path").parent().and_then(Path::parent).map(Path::to_path_buf).expect("target/release");
+    let canon = release.join("canon");
+    let plain = release.join("examples/plain_wasmtime");
     let hello = root().join("fixtures/hello.wasm");
     group.sample_size(30);
     if canon.exists() {
