@@ -12,6 +12,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod diff;
+mod keygen;
+mod quorum;
+mod verify;
+
 /// Exit status when canon itself fails (bad input, I/O error, ...).
 pub const EXIT_ERROR: u8 = 125;
 
@@ -25,12 +30,26 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Create a node key (OpenSSH ed25519) and print its node id.
+    Keygen(keygen::Args),
+    /// Verify receipts: signature, consistency, job and artifacts.
+    Verify(verify::Args),
+    /// Tally receipts for one job and show how far to trust each outcome.
+    Quorum(quorum::Args),
+    /// Show which parts of two receipts' outcomes differ.
+    Diff(diff::Args),
+}
 
 /// Parses the command line, runs the subcommand and maps errors to exit statuses.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Keygen(args) => keygen::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Quorum(args) => quorum::run(args),
+        Command::Diff(args) => diff::run(args),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {
