@@ -2,3 +2,5 @@
 //! a scratch directory and drives the real `canon` binary or the library.
 
 mod util;
+mod quorum;
+mod receipts;
