@@ -38,8 +38,11 @@ const ED25519_PUB_PREFIX: [u8; 2] = [0xed, 0x01];
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
 /// A node's identity: its ed25519 public key, shown as `did:key:z6Mk…`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct NodeId(VerifyingKey);
+///
+/// Invariant: the 32 bytes are a valid, not small-order, curve point; every
+/// constructor checks it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId([u8; 32]);
 
 /// Why a string is not a canon node id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,23 +84,51 @@ impl NodeId {
         if key.is_weak() {
             return Err(ParseNodeIdError::InvalidKey(hex::encode(key.as_bytes())));
         }
-        Ok(NodeId(key))
+        Ok(NodeId(key.to_bytes()))
     }
 
     /// The id of 32 raw public key bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<NodeId, ParseNodeIdError> {
-        let key = VerifyingKey::from_bytes(bytes).map_err(|_| ParseNodeIdError::InvalidKey(hex::encode(bytes)))?;
-        NodeId::from_verifying_key(key)
+        NodeId::key_from_bytes(bytes).map(|(id, _)| id)
     }
 
-    /// The public key.
-    pub fn verifying_key(&self) -> &VerifyingKey {
-        &self.0
+    /// Checks the bytes and returns the id with its decompressed key, so that
+    /// a verifier decompresses the point only once.
+    fn key_from_bytes(bytes: &[u8; 32]) -> Result<(NodeId, VerifyingKey), ParseNodeIdError> {
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| ParseNodeIdError::InvalidKey(hex::encode(bytes)))?;
+        Ok((NodeId::from_verifying_key(key)?, key))
+    }
+
+    /// Parses a did:key into the id and its decompressed public key.
+    pub fn parse_with_key(s: &str) -> Result<(NodeId, VerifyingKey), ParseNodeIdError> {
+        let multibase = s.strip_prefix(DID_KEY_PREFIX).ok_or_else(|| ParseNodeIdError::NotDidKey(s.to_string()))?;
+        let b58 = multibase.strip_prefix('z').ok_or_else(|| ParseNodeIdError::NotBase58btc(s.to_string()))?;
+        // 34 bytes encode to at most 47 characters; refuse long input before decoding it.
+        if b58.len() > 64 {
+            return Err(ParseNodeIdError::Length { id: s.to_string(), len: b58.len() });
+        }
+        let bytes = bs58::decode(b58).into_vec().map_err(|e| ParseNodeIdError::Base58(s.to_string(), e.to_string()))?;
+        match read_varint(&bytes) {
+            Some((ED25519_PUB_CODEC, 2)) => {}
+            Some((codec, _)) => return Err(ParseNodeIdError::NotEd25519 { id: s.to_string(), codec: format!("{codec:#x}") }),
+            None => return Err(ParseNodeIdError::NotEd25519 { id: s.to_string(), codec: "invalid".into() }),
+        }
+        let key: &[u8; 32] = bytes[2..].try_into().map_err(|_| ParseNodeIdError::Length { id: s.to_string(), len: bytes.len() - 2 })?;
+        NodeId::key_from_bytes(key).map_err(|_| ParseNodeIdError::InvalidKey(s.to_string()))
+    }
+
+    /// The public key (decompressed anew on each call).
+    pub fn verifying_key(&self) -> VerifyingKey {
+        match VerifyingKey::from_bytes(&self.0) {
+            Ok(k) => k,
+            // Every constructor checked that the bytes decompress.
+            Err(_) => unreachable!("NodeId holds a checked ed25519 point"),
+        }
     }
 
     /// The 32 raw public key bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        self.0.as_bytes()
+        &self.0
     }
 
     /// The public key as 64 lowercase hex digits (how securesystemslib and
@@ -129,18 +160,6 @@ impl fmt::Debug for NodeId {
     }
 }
 
-impl PartialOrd for NodeId {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for NodeId {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_bytes().cmp(other.as_bytes())
-    }
-}
-
 /// Reads an unsigned varint (multiformats), returning the value and its length.
 fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
     let mut value = 0u64;
@@ -157,20 +176,7 @@ impl FromStr for NodeId {
     type Err = ParseNodeIdError;
 
     fn from_str(s: &str) -> Result<NodeId, ParseNodeIdError> {
-        let multibase = s.strip_prefix(DID_KEY_PREFIX).ok_or_else(|| ParseNodeIdError::NotDidKey(s.to_string()))?;
-        let b58 = multibase.strip_prefix('z').ok_or_else(|| ParseNodeIdError::NotBase58btc(s.to_string()))?;
-        // 34 bytes encode to at most 47 characters; refuse long input before decoding it.
-        if b58.len() > 64 {
-            return Err(ParseNodeIdError::Length { id: s.to_string(), len: b58.len() });
-        }
-        let bytes = bs58::decode(b58).into_vec().map_err(|e| ParseNodeIdError::Base58(s.to_string(), e.to_string()))?;
-        match read_varint(&bytes) {
-            Some((ED25519_PUB_CODEC, 2)) => {}
-            Some((codec, _)) => return Err(ParseNodeIdError::NotEd25519 { id: s.to_string(), codec: format!("{codec:#x}") }),
-            None => return Err(ParseNodeIdError::NotEd25519 { id: s.to_string(), codec: "invalid".into() }),
-        }
-        let key: &[u8; 32] = bytes[2..].try_into().map_err(|_| ParseNodeIdError::Length { id: s.to_string(), len: bytes.len() - 2 })?;
-        NodeId::from_bytes(key).map_err(|_| ParseNodeIdError::InvalidKey(s.to_string()))
+        NodeId::parse_with_key(s).map(|(id, _)| id)
     }
 }
 
@@ -265,7 +271,7 @@ impl NodeKey {
 
     fn from_signing_key(signing: SigningKey) -> NodeKey {
         // A key derived from a seed is never small-order: its scalar is clamped.
-        let id = NodeId(signing.verifying_key());
+        let id = NodeId(signing.verifying_key().to_bytes());
         NodeKey { signing, id }
     }
 

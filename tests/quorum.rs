@@ -104,7 +104,10 @@ fn scene() -> Scene {
 
 /// Every adversarial receipt, with the reason code the tally must give it
 /// (`None`: not set aside, but must not count).
-fn adversarial(s: &Scene) -> Vec<(&'static str, Vec<Vec<u8>>, Option<&'static str>)> {
+/// One adversarial case: what it is, its receipts, the expected set-aside code.
+type Case = (&'static str, Vec<Vec<u8>>, Option<&'static str>);
+
+fn adversarial(s: &Scene) -> Vec<Case> {
     let bad = |k: &NodeKey| receipt(k, job("j"), "bad");
     let mut forged: Envelope = serde_json::from_slice(&bad(&s.mallory)).expect("env");
     forged.signatures[0].sig[3] ^= 0x40;

@@ -170,7 +170,8 @@ fn each_defect_has_its_own_reason() {
 
     // Statements made wrong, then properly signed: the signature is fine, the content is not.
     let p = payload_of(&good);
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
         ("wrong_statement_type", Box::new(|p| p["_type"] = "https://in-toto.io/Statement/v0.1".into())),
         ("wrong_predicate_type", Box::new(|p| p["predicateType"] = "https://slsa.dev/provenance/v1".into())),
         ("node_mismatch", Box::new(|p| p["predicate"]["node"] = key(2).node_id().to_string().into())),

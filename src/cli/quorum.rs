@@ -84,10 +84,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = TallyOptions { policy, expected_job: args.job_digest, ledger };
     let tally = canon::quorum::tally(&receipts, &options);
 
-    if let (Some(path), Some(mut ledger)) = (&args.ledger, options.ledger) {
-        if ledger.record(&tally) {
-            ledger.save(path)?;
-        }
+    if let (Some(path), Some(mut ledger)) = (&args.ledger, options.ledger)
+        && ledger.record(&tally)
+    {
+        ledger.save(path)?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&tally).context("cannot serialise the tally")?);

@@ -55,10 +55,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    if let Some(dir) = &args.artifacts {
-        if failed == 0 {
-            println!("artifacts in {} match", dir.display());
-        }
+    if let Some(dir) = &args.artifacts
+        && failed == 0
+    {
+        println!("artifacts in {} match", dir.display());
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

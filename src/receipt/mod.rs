@@ -358,6 +358,7 @@ fn first_manifest_difference(claimed: &Manifest, found: &Manifest) -> Option<Str
 /// signature is not yet checked.
 struct Parsed {
     signer: NodeId,
+    key: ed25519_dalek::VerifyingKey,
     signature: Signature,
     pae: Vec<u8>,
     payload: Vec<u8>,
@@ -374,11 +375,11 @@ fn parse_envelope(bytes: &[u8]) -> Result<Parsed, ReceiptError> {
     let [sig] = envelope.signatures.as_slice() else {
         return Err(ReceiptError::SignatureCount(envelope.signatures.len()));
     };
-    let signer: NodeId = sig.keyid.parse().map_err(ReceiptError::KeyId)?;
+    let (signer, key) = NodeId::parse_with_key(&sig.keyid).map_err(ReceiptError::KeyId)?;
     let sig_bytes: &[u8; 64] = sig.sig.as_slice().try_into().map_err(|_| ReceiptError::SignatureEncoding(sig.sig.len()))?;
     let signature = Signature::from_bytes(sig_bytes);
     let pae = envelope.pae();
-    Ok(Parsed { signer, signature, pae, payload: envelope.payload })
+    Ok(Parsed { signer, key, signature, pae, payload: envelope.payload })
 }
 
 /// Only `_type` and `predicateType`, to explain why a payload is not a receipt.
@@ -456,7 +457,7 @@ fn check_statement(signer: NodeId, payload: &[u8]) -> Result<VerifiedReceipt, Re
 /// signature with `verify_strict`.
 pub fn verify_envelope(bytes: &[u8]) -> Result<VerifiedReceipt, ReceiptError> {
     let p = parse_envelope(bytes)?;
-    p.signer.verifying_key().verify_strict(&p.pae, &p.signature).map_err(|_| ReceiptError::BadSignature(p.signer))?;
+    p.key.verify_strict(&p.pae, &p.signature).map_err(|_| ReceiptError::BadSignature(p.signer))?;
     check_statement(p.signer, &p.payload)
 }
 
@@ -483,14 +484,14 @@ fn verify_chunk<B: AsRef<[u8]>>(chunk: &[B]) -> Vec<Result<VerifiedReceipt, Rece
     let ok: Vec<&Parsed> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
     let messages: Vec<&[u8]> = ok.iter().map(|p| p.pae.as_slice()).collect();
     let signatures: Vec<Signature> = ok.iter().map(|p| p.signature).collect();
-    let keys: Vec<_> = ok.iter().map(|p| *p.signer.verifying_key()).collect();
+    let keys: Vec<_> = ok.iter().map(|p| p.key).collect();
     let batch_ok = !ok.is_empty() && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
     parsed
         .into_iter()
         .map(|p| {
             let p = p?;
             if !batch_ok {
-                p.signer.verifying_key().verify_strict(&p.pae, &p.signature).map_err(|_| ReceiptError::BadSignature(p.signer))?;
+                p.key.verify_strict(&p.pae, &p.signature).map_err(|_| ReceiptError::BadSignature(p.signer))?;
             }
             check_statement(p.signer, &p.payload)
         })
