@@ -14,6 +14,8 @@
 //! unchanged. It has no `Display`, its `Debug` shows only the node id, and its
 //! bytes are zeroed on drop (ed25519-dalek's `SigningKey` does that).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -36,6 +38,14 @@ const ED25519_PUB_PREFIX: [u8; 2] = [0xed, 0x01];
 /// Largest key file canon reads; OpenSSH ed25519 keys are about 400 bytes.
 /// Anything far bigger is not a key, and reading it whole would be wasteful.
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// How many parsed ids each thread remembers (see [`NodeId::parse_with_key`]).
+pub const PARSE_CACHE_ENTRIES: usize = 4096;
+
+thread_local! {
+    /// did:key text to its checked id and decompressed key; only successes.
+    static PARSED: RefCell<HashMap<Box<str>, (NodeId, VerifyingKey)>> = RefCell::new(HashMap::new());
+}
 
 /// A node's identity: its ed25519 public key, shown as `did:key:z6Mk…`.
 ///
@@ -100,7 +110,27 @@ impl NodeId {
     }
 
     /// Parses a did:key into the id and its decompressed public key.
+    ///
+    /// Each thread remembers the last [`PARSE_CACHE_ENTRIES`] ids it parsed:
+    /// a verifier meets every id twice per receipt (the signature's `keyid`
+    /// and the statement's `node`) and often across receipts, and
+    /// decompressing the point is most of the cost.
     pub fn parse_with_key(s: &str) -> Result<(NodeId, VerifyingKey), ParseNodeIdError> {
+        if let Some(hit) = PARSED.with(|c| c.borrow().get(s).copied()) {
+            return Ok(hit);
+        }
+        let parsed = NodeId::parse_uncached(s)?;
+        PARSED.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= PARSE_CACHE_ENTRIES {
+                c.clear();
+            }
+            c.insert(s.into(), parsed);
+        });
+        Ok(parsed)
+    }
+
+    fn parse_uncached(s: &str) -> Result<(NodeId, VerifyingKey), ParseNodeIdError> {
         let multibase = s.strip_prefix(DID_KEY_PREFIX).ok_or_else(|| ParseNodeIdError::NotDidKey(s.to_string()))?;
         let b58 = multibase.strip_prefix('z').ok_or_else(|| ParseNodeIdError::NotBase58btc(s.to_string()))?;
         // 34 bytes encode to at most 47 characters; refuse long input before decoding it.

@@ -26,13 +26,13 @@
 //!    - `disputed`: otherwise — groups disagree and none (or more than one,
 //!      a tie) reaches the threshold.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Serialize, Serializer};
 
 use crate::digest::{JobDigest, OutcomeDigest};
 use crate::node::NodeId;
-use crate::quorum::policy::Policy;
+use crate::quorum::policy::{Policy, TrustedNode};
 use crate::quorum::reputation::Ledger;
 use crate::receipt::{self, ReceiptError, RunId, VerifiedReceipt};
 
@@ -301,7 +301,9 @@ pub fn tally_verified(results: Vec<(String, Result<VerifiedReceipt, ReceiptError
             _ => 1.0,
         }
     };
-    let base_weight = |node: &NodeId| -> f64 { policy.trusted(node).map(|t| t.weight).unwrap_or(policy.unknown_weight) };
+    let index: HashMap<NodeId, &TrustedNode> = policy.nodes.iter().map(|n| (n.id, n)).collect();
+    let trusted = |node: &NodeId| -> Option<&TrustedNode> { index.get(node).copied() };
+    let base_weight = |node: &NodeId| -> f64 { trusted(node).map(|t| t.weight).unwrap_or(policy.unknown_weight) };
     let weight_of = |node: &NodeId| -> f64 { base_weight(node) * credibility(node) };
 
     // 2. Fix the job.
@@ -323,39 +325,41 @@ pub fn tally_verified(results: Vec<(String, Result<VerifiedReceipt, ReceiptError
         }
     };
 
-    // 3. One vote per node.
-    let mut by_node: BTreeMap<NodeId, Vec<(String, VerifiedReceipt)>> = BTreeMap::new();
+    // 3. One vote per node: sort by node (stable, so each node's receipts
+    // keep their input order) and walk each node's run.
+    let mut kept: Vec<(String, VerifiedReceipt)> = Vec::with_capacity(valid.len());
     for (source, r) in valid {
         match job {
             Some(j) if r.job() != j => set_aside.push(SetAside { source, node: Some(r.node()), reason: SetAsideReason::WrongJob { expected: j, found: r.job() } }),
-            _ => by_node.entry(r.node()).or_default().push((source, r)),
+            _ => kept.push((source, r)),
         }
     }
+    kept.sort_by_key(|(_, r)| r.node());
     let mut votes: Vec<(OutcomeDigest, Vote, &VerifiedReceipt)> = Vec::new();
     let mut equivocators = Vec::new();
-    let mut voters: BTreeSet<NodeId> = BTreeSet::new();
-    for (node, receipts) in &by_node {
-        voters.insert(*node);
-        let outcomes: BTreeSet<OutcomeDigest> = receipts.iter().map(|(_, r)| r.outcome_digest()).collect();
-        if outcomes.len() > 1 {
-            equivocators.push(NodeRef { node: *node, name: policy.trusted(node).and_then(|t| t.name.clone()) });
+    let mut voters: Vec<NodeId> = Vec::new();
+    for receipts in kept.chunk_by(|(_, a), (_, b)| a.node() == b.node()) {
+        let (first_source, first) = &receipts[0];
+        let node = first.node();
+        voters.push(node);
+        if receipts.iter().any(|(_, r)| r.outcome_digest() != first.outcome_digest()) {
+            equivocators.push(NodeRef { node, name: trusted(&node).and_then(|t| t.name.clone()) });
             for (source, r) in receipts {
-                set_aside.push(SetAside { source: source.clone(), node: Some(*node), reason: SetAsideReason::Equivocation { outcome: r.outcome_digest() } });
+                set_aside.push(SetAside { source: source.clone(), node: Some(node), reason: SetAsideReason::Equivocation { outcome: r.outcome_digest() } });
             }
             continue;
         }
-        let (first_source, first) = &receipts[0];
         for (source, _) in &receipts[1..] {
-            set_aside.push(SetAside { source: source.clone(), node: Some(*node), reason: SetAsideReason::Duplicate { counted: first_source.clone() } });
+            set_aside.push(SetAside { source: source.clone(), node: Some(node), reason: SetAsideReason::Duplicate { counted: first_source.clone() } });
         }
-        let trusted = policy.trusted(node);
+        let listed = trusted(&node);
         votes.push((
             first.outcome_digest(),
             Vote {
-                node: *node,
-                name: trusted.and_then(|t| t.name.clone()),
-                trusted: trusted.is_some() || policy.implicit,
-                weight: weight_of(node),
+                node,
+                name: listed.and_then(|t| t.name.clone()),
+                trusted: listed.is_some() || policy.implicit,
+                weight: weight_of(&node),
                 source: first_source.clone(),
                 run_id: first.statement.predicate.run_id,
             },
@@ -365,7 +369,7 @@ pub fn tally_verified(results: Vec<(String, Result<VerifiedReceipt, ReceiptError
 
     // 4. Groups and scores.
     let listed: f64 = policy.nodes.iter().map(|n| n.weight * credibility(&n.id)).sum();
-    let unlisted: f64 = voters.iter().filter(|n| policy.trusted(n).is_none()).map(weight_of).sum();
+    let unlisted: f64 = voters.iter().filter(|n| trusted(n).is_none()).map(weight_of).sum();
     let total_weight = listed + unlisted;
     let mut groups: BTreeMap<OutcomeDigest, Group> = BTreeMap::new();
     for (outcome, vote, receipt) in votes {
@@ -386,7 +390,9 @@ pub fn tally_verified(results: Vec<(String, Result<VerifiedReceipt, ReceiptError
     let mut groups: Vec<Group> = groups.into_values().collect();
     for g in &mut groups {
         g.score = if total_weight > 0.0 { (g.weight / total_weight).clamp(0.0, 1.0) } else { 0.0 };
-        g.votes.sort_by(|a, b| b.weight.total_cmp(&a.weight).then_with(|| a.label().cmp(&b.label())).then(a.node.cmp(&b.node)));
+        // Heaviest first, then named before unnamed, by name, then by id (cheap keys only:
+        // a group may hold a hundred thousand votes).
+        g.votes.sort_by(|a, b| b.weight.total_cmp(&a.weight).then_with(|| (a.name.is_none(), &a.name).cmp(&(b.name.is_none(), &b.name))).then(a.node.cmp(&b.node)));
     }
     groups.sort_by(|a, b| b.weight.total_cmp(&a.weight).then(b.counted.cmp(&a.counted)).then(b.votes.len().cmp(&a.votes.len())).then(a.outcome.cmp(&b.outcome)));
 

@@ -462,7 +462,7 @@ pub fn verify_envelope(bytes: &[u8]) -> Result<VerifiedReceipt, ReceiptError> {
 }
 
 /// How many signatures one ed25519 batch verifies together.
-const BATCH: usize = 64;
+const BATCH: usize = 256;
 
 /// Verifies many envelopes in parallel; result `i` is for `envelopes[i]`.
 ///
