@@ -466,7 +466,7 @@ const BATCH: usize = 256;
 
 /// Verifies many envelopes in parallel; result `i` is for `envelopes[i]`.
 ///
-/// Signatures are checked with ed25519 batch verification, 64 at a time; a
+/// Signatures are checked with ed25519 batch verification, 256 at a time; a
 /// batch that fails is re-checked one by one with `verify_strict` to find
 /// the culprits. Batch verification accepts a signature exactly when the
 /// single check does, except for signatures whose `R` has a small-order
