@@ -8,5 +8,7 @@ mod guests;
 mod job_spec;
 mod limits;
 mod probes;
+mod quorum;
+mod receipts;
 mod vectors;
 mod wasi;

@@ -12,10 +12,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod diff;
 mod exec;
 mod inspect;
+mod keygen;
 mod outdir;
+mod quorum;
 mod run;
+mod verify;
 
 /// Exit status when canon itself fails (bad input, I/O error, ...).
 pub const EXIT_ERROR: u8 = 125;
@@ -31,9 +35,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Validate and run a job; with --nodes, on several local nodes, signed and tallied.
     Run(run::Args),
+    /// Run a module ad hoc, like `wasmtime run`, in the deterministic sandbox.
     Exec(exec::Args),
+    /// Print a job as canon resolved it, and its job digest.
     Inspect(inspect::Args),
+    /// Create a node key (OpenSSH ed25519) and print its node id.
+    Keygen(keygen::Args),
+    /// Verify receipts: signature, consistency, job and artifacts.
+    Verify(verify::Args),
+    /// Tally receipts for one job and show how far to trust each outcome.
+    Quorum(quorum::Args),
+    /// Show which parts of two receipts' outcomes differ.
+    Diff(diff::Args),
 }
 
 /// Parses the command line, runs the subcommand and maps errors to exit statuses.
@@ -43,6 +58,10 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Keygen(args) => keygen::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Quorum(args) => quorum::run(args),
+        Command::Diff(args) => diff::run(args),
     };
     match result {
         Ok(code) => code,

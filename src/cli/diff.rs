@@ -1,0 +1,84 @@
+//! `canon diff`: which parts of two receipts' outcomes differ.
+//!
+//! Both receipts are verified first. Prints the job, termination, fuel,
+//! stdout, stderr and every file added, removed or changed between A and B.
+//! Exit status 0 when the outcomes are identical, 1 when they differ (like
+//! diff(1)), 125 on errors (including a receipt that does not verify).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use canon::receipt::{self, VerifiedReceipt};
+use canon::tree::ManifestEntry;
+
+/// Show which parts of two receipts' outcomes differ.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The first receipt.
+    a: PathBuf,
+    /// The second receipt.
+    b: PathBuf,
+}
+
+fn load(path: &PathBuf) -> anyhow::Result<VerifiedReceipt> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read receipt {}", path.display()))?;
+    receipt::verify_envelope(&bytes).with_context(|| format!("{} does not verify", path.display()))
+}
+
+fn line<T: PartialEq + std::fmt::Display>(out: &mut String, what: &str, a: T, b: T) -> bool {
+    if a == b {
+        let _ = writeln!(out, "  {what:<12} same       {a}");
+        false
+    } else {
+        let _ = writeln!(out, "  {what:<12} DIFFERS    A {a}  B {b}");
+        true
+    }
+}
+
+/// Runs `canon diff`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let ra = load(&args.a)?;
+    let rb = load(&args.b)?;
+    let (pa, pb) = (&ra.statement.predicate, &rb.statement.predicate);
+    let (oa, ob) = (&pa.outcome, &pb.outcome);
+    let mut out = String::new();
+    let _ = writeln!(out, "A  {}  node {}  outcome {}", args.a.display(), pa.node, oa.outcome_digest);
+    let _ = writeln!(out, "B  {}  node {}  outcome {}", args.b.display(), pb.node, ob.outcome_digest);
+    let _ = writeln!(out);
+    line(&mut out, "job", pa.job_digest.short(), pb.job_digest.short());
+    line(&mut out, "engine", format!("canon {} wasmtime {} {} abi {}", pa.engine.canon, pa.engine.wasmtime, pa.engine.backend, pa.engine.determinism_abi), format!("canon {} wasmtime {} {} abi {}", pb.engine.canon, pb.engine.wasmtime, pb.engine.backend, pb.engine.determinism_abi));
+    let mut differs = false;
+    differs |= line(&mut out, "termination", oa.termination, ob.termination);
+    differs |= line(&mut out, "fuel", oa.fuel_consumed, ob.fuel_consumed);
+    differs |= line(&mut out, "stdout", oa.stdout_sha256.short(), ob.stdout_sha256.short());
+    differs |= line(&mut out, "stderr", oa.stderr_sha256.short(), ob.stderr_sha256.short());
+    let ma: BTreeMap<&str, &ManifestEntry> = oa.manifest.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let mb: BTreeMap<&str, &ManifestEntry> = ob.manifest.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let mut files = Vec::new();
+    for (path, a) in &ma {
+        match mb.get(path) {
+            None => files.push(format!("    - {path}  (only in A)")),
+            Some(b) if a != b => files.push(format!("    ~ {path}  {:?} {} bytes {} -> {:?} {} bytes {}", a.kind, a.size, a.sha256.short(), b.kind, b.size, b.sha256.short())),
+            Some(_) => {}
+        }
+    }
+    for path in mb.keys().filter(|p| !ma.contains_key(*p)) {
+        files.push(format!("    + {path}  (only in B)"));
+    }
+    if files.is_empty() {
+        let _ = writeln!(out, "  {:<12} same       {} entries", "files", ma.len());
+    } else {
+        differs = true;
+        let _ = writeln!(out, "  {:<12} DIFFERS    {} of {} entries", "files", files.len(), ma.len().max(mb.len()));
+        for f in files {
+            let _ = writeln!(out, "{f}");
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{}", if differs { "outcomes differ" } else { "outcomes are identical" });
+    print!("{out}");
+    Ok(if differs { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

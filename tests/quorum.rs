@@ -1,0 +1,364 @@
+//! The quorum: verdicts, adversarial receipts that must never change what
+//! honest receipts decide, byzantine minorities and majorities, the
+//! reputation ledger, and `canon quorum`.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine as _;
+use canon::digest::OutcomeDigest;
+use canon::node::NodeKey;
+use canon::quorum::{Ledger, Policy, SetAsideReason, Tally, TallyOptions, TrustedNode, Verdict, tally};
+use canon::receipt::Envelope;
+
+use crate::receipts::{job, key, outcome, payload_of, receipt, sign_payload};
+use crate::util;
+
+fn digest_of(stdout: &str) -> OutcomeDigest {
+    outcome(stdout).summary().outcome_digest
+}
+
+fn policy(nodes: &[(&NodeKey, &str)]) -> Policy {
+    Policy {
+        nodes: nodes.iter().map(|(k, name)| TrustedNode { id: k.node_id(), name: Some(name.to_string()), weight: 1.0 }).collect(),
+        implicit: false,
+        unknown_weight: 0.0,
+        ..Policy::implicit()
+    }
+}
+
+fn labelled(receipts: Vec<Vec<u8>>) -> Vec<(String, Vec<u8>)> {
+    receipts.into_iter().enumerate().map(|(i, r)| (format!("r{i}.json"), r)).collect()
+}
+
+fn run(receipts: Vec<Vec<u8>>, options: &TallyOptions) -> Tally {
+    tally(&labelled(receipts), options)
+}
+
+fn implicit() -> TallyOptions {
+    TallyOptions::default()
+}
+
+#[test]
+fn honest_nodes_agreeing_are_accepted() {
+    let t = run((1..=3).map(|n| receipt(&key(n), job("j"), "good")).collect(), &implicit());
+    assert_eq!(t.verdict, Verdict::Accepted);
+    assert_eq!(t.accepted, Some(digest_of("good")));
+    assert_eq!(t.groups.len(), 1);
+    assert!((t.groups[0].score - 1.0).abs() < 1e-12);
+    assert!(t.policy.implicit);
+    assert!(t.dissenters.is_empty() && t.set_aside.is_empty());
+}
+
+#[test]
+fn all_different_outcomes_are_nondeterministic_never_accepted() {
+    for n in 2..=6u8 {
+        let t = run((1..=n).map(|i| receipt(&key(i), job("j"), &format!("out{i}"))).collect(), &implicit());
+        assert_eq!(t.verdict, Verdict::Nondeterministic, "n={n}");
+        assert_eq!(t.accepted, None);
+    }
+}
+
+#[test]
+fn two_tied_groups_are_disputed() {
+    let rs = vec![receipt(&key(1), job("j"), "a"), receipt(&key(2), job("j"), "a"), receipt(&key(3), job("j"), "b"), receipt(&key(4), job("j"), "b")];
+    let t = run(rs, &implicit());
+    assert_eq!(t.verdict, Verdict::Disputed);
+    assert_eq!(t.accepted, None);
+    // Also a tie where both groups reach a low threshold.
+    let mut o = implicit();
+    o.policy.threshold = 0.5;
+    let rs = vec![receipt(&key(1), job("j"), "a"), receipt(&key(2), job("j"), "a"), receipt(&key(3), job("j"), "b"), receipt(&key(4), job("j"), "b")];
+    assert_eq!(run(rs, &o).verdict, Verdict::Disputed);
+}
+
+#[test]
+fn too_few_receipts_are_insufficient() {
+    assert_eq!(run(vec![], &implicit()).verdict, Verdict::Insufficient);
+    assert_eq!(run(vec![receipt(&key(1), job("j"), "a")], &implicit()).verdict, Verdict::Insufficient);
+    // Agreement, but from too little of the trusted weight: 2 of 5 listed nodes.
+    let keys: Vec<NodeKey> = (1..=5).map(key).collect();
+    let p = policy(&keys.iter().map(|k| (k, "n")).collect::<Vec<_>>());
+    let t = run(vec![receipt(&keys[0], job("j"), "a"), receipt(&keys[1], job("j"), "a")], &TallyOptions { policy: p, ..implicit() });
+    assert_eq!(t.verdict, Verdict::Insufficient);
+    assert!((t.groups[0].score - 0.4).abs() < 1e-12);
+}
+
+/// Honest nodes 1..=4 and mallory (5) are trusted; node 9 is a stranger.
+struct Scene {
+    honest: Vec<NodeKey>,
+    mallory: NodeKey,
+    stranger: NodeKey,
+    options: TallyOptions,
+}
+
+fn scene() -> Scene {
+    let honest: Vec<NodeKey> = (1..=4).map(key).collect();
+    let mallory = key(5);
+    let mut trusted: Vec<(&NodeKey, &str)> = honest.iter().zip(["alice", "bob", "carol", "dave"]).collect();
+    trusted.push((&mallory, "mallory"));
+    let options = TallyOptions { policy: policy(&trusted), expected_job: Some(job("j")), ledger: None };
+    Scene { honest, mallory, stranger: key(9), options }
+}
+
+/// Every adversarial receipt, with the reason code the tally must give it
+/// (`None`: not set aside, but must not count).
+/// One adversarial case: what it is, its receipts, the expected set-aside code.
+type Case = (&'static str, Vec<Vec<u8>>, Option<&'static str>);
+
+fn adversarial(s: &Scene) -> Vec<Case> {
+    let bad = |k: &NodeKey| receipt(k, job("j"), "bad");
+    let mut forged: Envelope = serde_json::from_slice(&bad(&s.mallory)).expect("env");
+    forged.signatures[0].sig[3] ^= 0x40;
+    let mut impersonated: Envelope = serde_json::from_slice(&bad(&s.mallory)).expect("env");
+    impersonated.signatures[0].keyid = s.honest[0].node_id().to_string();
+    let mut tampered: Envelope = serde_json::from_slice(&receipt(&s.honest[1], job("j"), "good")).expect("env");
+    let p = String::from_utf8(tampered.payload.clone()).expect("utf8").replace(&digest_of("good").to_string(), &digest_of("bad").to_string());
+    tampered.payload = p.into_bytes();
+    let mut wrong_type: Envelope = serde_json::from_slice(&bad(&s.mallory)).expect("env");
+    wrong_type = Envelope::sign("application/json", wrong_type.payload, &s.mallory);
+    let mut other_codec: serde_json::Value = serde_json::from_slice(&bad(&s.mallory)).expect("json");
+    other_codec["signatures"][0]["keyid"] = "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme".into();
+    let mut inconsistent = payload_of(&bad(&s.mallory));
+    inconsistent["predicate"]["outcome"]["digest"] = digest_of("good").to_string().into();
+    let truncated = {
+        let r = bad(&s.mallory);
+        r[..r.len() - 20].to_vec()
+    };
+    let mut bad_b64: serde_json::Value = serde_json::from_slice(&bad(&s.mallory)).expect("json");
+    bad_b64["signatures"][0]["sig"] = base64::engine::general_purpose::STANDARD.encode([1u8; 63]).into();
+    vec![
+        ("forged signature (bit flip)", vec![forged.to_json()], Some("bad_signature")),
+        ("signed by a key other than keyid", vec![impersonated.to_json()], Some("bad_signature")),
+        ("payload tampered after signing", vec![tampered.to_json()], Some("bad_signature")),
+        ("receipt for another job (replay)", vec![receipt(&s.mallory, job("other"), "bad")], Some("wrong_job")),
+        ("same node voting twice, same outcome", vec![receipt(&s.honest[0], job("j"), "good")], Some("duplicate")),
+        ("same node voting twice, different outcomes", vec![receipt(&s.mallory, job("j"), "good"), bad(&s.mallory)], Some("equivocation")),
+        ("unknown node", vec![bad(&s.stranger)], None),
+        ("malformed JSON", vec![b"{\"payload\": ".to_vec()], Some("malformed_envelope")),
+        ("truncated JSON", vec![truncated], Some("malformed_envelope")),
+        ("wrong payload type", vec![wrong_type.to_json()], Some("wrong_payload_type")),
+        ("non-ed25519 keyid", vec![other_codec.to_string().into_bytes()], Some("bad_keyid")),
+        ("63-byte signature", vec![bad_b64.to_string().into_bytes()], Some("bad_signature_encoding")),
+        ("outcome digest inconsistent with its parts", vec![sign_payload(&s.mallory, &inconsistent)], Some("outcome_digest_mismatch")),
+    ]
+}
+
+fn honest_receipts(s: &Scene) -> Vec<Vec<u8>> {
+    s.honest.iter().map(|k| receipt(k, job("j"), "good")).collect()
+}
+
+#[test]
+fn adversarial_receipts_never_change_what_honest_receipts_decide() {
+    let s = scene();
+    let base = run(honest_receipts(&s), &s.options);
+    assert_eq!(base.verdict, Verdict::Accepted);
+    assert_eq!(base.accepted, Some(digest_of("good")));
+    assert!((base.groups[0].score - 0.8).abs() < 1e-12, "4 of 5 trusted");
+
+    let mut everything = honest_receipts(&s);
+    for (what, extra, code) in adversarial(&s) {
+        everything.extend(extra.iter().cloned());
+        let mut rs = honest_receipts(&s);
+        rs.extend(extra.iter().cloned());
+        let t = run(rs, &s.options);
+        assert_eq!(t.verdict, Verdict::Accepted, "{what}");
+        assert_eq!(t.accepted, base.accepted, "{what}");
+        let good = t.accepted_group().expect("group");
+        assert_eq!(good.votes.iter().map(|v| v.node).collect::<Vec<_>>(), base.groups[0].votes.iter().map(|v| v.node).collect::<Vec<_>>(), "{what}");
+        assert!((good.score - base.groups[0].score).abs() < 1e-12, "{what}");
+        match code {
+            Some(code) => {
+                assert!(!t.set_aside.is_empty(), "{what}: nothing set aside");
+                assert!(t.set_aside.iter().all(|a| a.reason.code() == code), "{what}: {:?}", t.set_aside);
+            }
+            None => {
+                // The stranger is listed, with weight 0, in its own group.
+                let g = t.groups.iter().find(|g| g.outcome == digest_of("bad")).expect("stranger's group");
+                assert_eq!((g.counted, g.weight, g.votes[0].trusted), (0, 0.0, false), "{what}");
+            }
+        }
+    }
+    // All of them at once.
+    let t = run(everything, &s.options);
+    assert_eq!((t.verdict, t.accepted), (Verdict::Accepted, base.accepted));
+    assert_eq!(t.equivocators.len(), 1);
+    assert_eq!(t.equivocators[0].name.as_deref(), Some("mallory"));
+}
+
+#[test]
+fn equivocation_voids_every_vote_of_the_node() {
+    let s = scene();
+    let mut rs = honest_receipts(&s)[..2].to_vec();
+    rs.push(receipt(&s.mallory, job("j"), "good"));
+    rs.push(receipt(&s.mallory, job("j"), "bad"));
+    let t = run(rs, &s.options);
+    assert!(t.groups.iter().all(|g| g.votes.iter().all(|v| v.node != s.mallory.node_id())));
+    assert_eq!(t.set_aside.iter().filter(|a| matches!(a.reason, SetAsideReason::Equivocation { .. })).count(), 2);
+}
+
+/// A small deterministic shuffle (xorshift), so orderings vary without a dependency.
+fn shuffle<T>(v: &mut [T], mut seed: u64) {
+    for i in (1..v.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        v.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
+
+#[test]
+fn byzantine_minority_never_flips_an_accepted_verdict() {
+    for n in 3..=10u8 {
+        let f = (n - 1) / 3; // the largest F with 3F < N
+        let keys: Vec<NodeKey> = (1..=n).map(key).collect();
+        let named: Vec<(&NodeKey, &str)> = keys.iter().map(|k| (k, "n")).collect();
+        for (label, options) in [("policy", TallyOptions { policy: policy(&named), ..implicit() }), ("implicit", implicit())] {
+            for seed in 1..=4u64 {
+                let mut rs: Vec<Vec<u8>> = Vec::new();
+                for (i, k) in keys.iter().enumerate() {
+                    if i < f as usize {
+                        // Byzantine: collude on one wrong outcome, and try every trick too.
+                        rs.push(receipt(k, job("j"), "wrong"));
+                        rs.push(receipt(k, job("j"), "wrong"));
+                        rs.push(receipt(k, job("other"), "wrong"));
+                    } else {
+                        rs.push(receipt(k, job("j"), "right"));
+                    }
+                }
+                shuffle(&mut rs, seed * 7919 + u64::from(n));
+                let t = run(rs, &options);
+                assert_eq!(t.verdict, Verdict::Accepted, "N={n} F={f} {label} seed={seed}");
+                assert_eq!(t.accepted, Some(digest_of("right")), "N={n} F={f} {label}");
+                assert_eq!(t.dissenters.len(), f as usize);
+            }
+        }
+    }
+}
+
+/// What a quorum cannot do: a colluding majority of the trusted weight wins.
+/// The tally reports it as exactly what it is: accepted, for their outcome,
+/// with the honest minority named as dissenters.
+#[test]
+fn colluding_majority_is_accepted_for_the_wrong_outcome_and_reported_as_such() {
+    let keys: Vec<NodeKey> = (1..=4).map(key).collect();
+    let named: Vec<(&NodeKey, &str)> = keys.iter().zip(["honest", "evil1", "evil2", "evil3"]).collect();
+    let mut rs = vec![receipt(&keys[0], job("j"), "right")];
+    rs.extend(keys[1..].iter().map(|k| receipt(k, job("j"), "wrong")));
+    let t = run(rs, &TallyOptions { policy: policy(&named), ..implicit() });
+    assert_eq!(t.verdict, Verdict::Accepted);
+    assert_eq!(t.accepted, Some(digest_of("wrong")));
+    assert_eq!(t.dissenters.iter().map(|d| d.label()).collect::<Vec<_>>(), ["honest"]);
+}
+
+#[test]
+fn job_is_the_plurality_when_not_given_and_replays_are_set_aside() {
+    let mut rs: Vec<Vec<u8>> = (1..=3).map(|n| receipt(&key(n), job("j"), "a")).collect();
+    rs.push(receipt(&key(4), job("old"), "a"));
+    let t = run(rs, &implicit());
+    assert_eq!(t.job, Some(job("j")));
+    assert_eq!(t.verdict, Verdict::Accepted);
+    assert_eq!(t.set_aside.len(), 1);
+    assert!(matches!(t.set_aside[0].reason, SetAsideReason::WrongJob { found, .. } if found == job("old")));
+    // The stale node is not part of the implicit total weight.
+    assert!((t.total_weight - 3.0).abs() < 1e-12);
+}
+
+#[test]
+fn ledger_records_once_and_credibility_weights_votes() {
+    let keys: Vec<NodeKey> = (1..=3).map(key).collect();
+    let named: Vec<(&NodeKey, &str)> = keys.iter().zip(["a", "b", "c"]).collect();
+    let mut options = TallyOptions { policy: policy(&named), ..implicit() };
+    let mut ledger = Ledger::default();
+    for round in 0..5 {
+        let j = job(&format!("j{round}"));
+        let rs = vec![receipt(&keys[0], j, "x"), receipt(&keys[1], j, "x"), receipt(&keys[2], j, "y")];
+        options.expected_job = Some(j);
+        let t = run(rs, &options);
+        assert_eq!(t.verdict, Verdict::Accepted);
+        assert!(ledger.record(&t));
+        assert!(!ledger.record(&t), "a job is recorded once");
+    }
+    assert_eq!(ledger.record_of(&keys[0].node_id()).agreed, 5);
+    assert_eq!(ledger.record_of(&keys[2].node_id()).dissented, 5);
+
+    options.policy.credibility = true;
+    options.ledger = Some(ledger.clone());
+    let j = job("next");
+    options.expected_job = Some(j);
+    let t = run(vec![receipt(&keys[0], j, "x"), receipt(&keys[2], j, "y")], &options);
+    let weight = |n: &NodeKey| t.groups.iter().flat_map(|g| &g.votes).find(|v| v.node == n.node_id()).expect("vote").weight;
+    assert!(weight(&keys[0]) > 0.9 && weight(&keys[2]) < 0.2, "{} {}", weight(&keys[0]), weight(&keys[2]));
+    assert!(t.groups.iter().all(|g| (0.0..=1.0).contains(&g.score)));
+
+    let dir = util::scratch();
+    let path = dir.path().join("ledger.json");
+    ledger.save(&path).expect("save");
+    assert_eq!(Ledger::load(&path).expect("load"), ledger);
+}
+
+#[test]
+fn tally_json_has_the_documented_fields() {
+    let s = scene();
+    let mut rs = honest_receipts(&s);
+    rs.push(receipt(&s.mallory, job("other"), "bad"));
+    let t = run(rs, &s.options);
+    let v = serde_json::to_value(&t).expect("json");
+    for field in ["version", "job", "job_chosen_by", "verdict", "accepted", "policy", "total_weight", "receipts", "groups", "dissenters", "equivocators", "set_aside"] {
+        assert!(v.get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(v["verdict"], "accepted");
+    assert_eq!(v["groups"][0]["votes"][0]["name"], "alice");
+    assert_eq!(v["set_aside"][0]["code"], "wrong_job");
+    assert_eq!(v["groups"][0]["outcome"], digest_of("good").to_string());
+}
+
+// ---------------------------------------------------------------- CLI
+
+fn canon(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(util::canon_bin()).current_dir(dir).args(args).output().expect("run canon")
+}
+
+#[test]
+fn cli_quorum_reads_a_directory_and_shows_trust() {
+    let dir = util::scratch();
+    let d = dir.path();
+    fs::create_dir_all(d.join("receipts/more")).expect("mkdir");
+    fs::write(d.join("receipts/a.json"), receipt(&key(1), job("j"), "good")).expect("a");
+    fs::write(d.join("receipts/b.json"), receipt(&key(2), job("j"), "good")).expect("b");
+    fs::write(d.join("receipts/more/c.json"), receipt(&key(3), job("j"), "bad")).expect("c");
+    fs::write(d.join("receipts/more/notes.txt"), "not a receipt").expect("txt");
+    fs::write(d.join("receipts/more/broken.json"), "{").expect("broken");
+
+    let out = canon(d, &["quorum", "receipts"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("trusting every node that signed a valid receipt"), "{text}");
+    assert!(text.contains("███████░░░ 0.67"), "{text}");
+    assert!(text.contains("ACCEPTED"), "{text}");
+    assert!(text.contains("broken.json") && text.contains("malformed_envelope"), "{text}");
+
+    let policy = format!(
+        "min_quorum = 2\nthreshold = 0.75\n[[node]]\nid = \"{}\"\nname = \"alice\"\n[[node]]\nid = \"{}\"\nname = \"bob\"\n[[node]]\nid = \"{}\"\nname = \"carol\"\n",
+        key(1).node_id(),
+        key(2).node_id(),
+        key(3).node_id()
+    );
+    fs::write(d.join("policy.toml"), policy).expect("policy");
+    let out = canon(d, &["quorum", "receipts", "--policy", "policy.toml", "--json", "--job-digest", &job("j").to_string(), "--ledger", "ledger.json"]);
+    assert_eq!(out.status.code(), Some(1), "2 of 3 is below 0.75");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json output");
+    assert_eq!(v["verdict"], "disputed");
+    assert_eq!(v["groups"][0]["votes"][0]["name"], "alice");
+    assert!(!d.join("ledger.json").exists(), "only accepted tallies are recorded");
+
+    let out = canon(d, &["quorum", "receipts", "--ledger", "ledger.json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let ledger = Ledger::load(&d.join("ledger.json")).expect("ledger");
+    assert_eq!(ledger.record_of(&key(3).node_id()).dissented, 1);
+
+    let bad_policy = canon(d, &["quorum", "receipts", "--policy", "nope.toml"]);
+    assert_eq!(bad_policy.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&bad_policy.stderr).contains("nope.toml"));
+}
