@@ -9,6 +9,17 @@ if command -v rustup >/dev/null; then
     rustup target add wasm32-wasip1 >/dev/null
 fi
 
+# Interop tests: OpenSSH's ssh-keygen makes node keys, Python's
+# securesystemslib verifies canon's DSSE envelopes.
+if ! command -v ssh-keygen >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq openssh-client >/dev/null
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq openssh-client >/dev/null
+    fi
+fi
+python3 -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+
 # Lints are part of the tests: warnings fail.
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked "$@"

@@ -7,6 +7,7 @@ mod determinism;
 mod guests;
 mod job_spec;
 mod limits;
+mod nodes;
 mod probes;
 mod quorum;
 mod receipts;

@@ -59,7 +59,8 @@ pub struct Args {
 /// Resolves the arguments into a job.
 fn job_from_args(args: &Args) -> Result<Job> {
     let bytes = std::fs::read(&args.module).with_context(|| format!("{}: cannot read module", args.module.display()))?;
-    canon::job::validate_module(&bytes).with_context(|| format!("{}: not a module canon can run", args.module.display()))?;
+    let sha256 = Digest::of(&bytes);
+    canon::job::validate_module_cached(&bytes, &sha256).with_context(|| format!("{}: not a module canon can run", args.module.display()))?;
     let mut mounts: Vec<Mount> = Vec::new();
     for spec in &args.dirs {
         let (host, guest) = match spec.split_once("::") {
@@ -97,7 +98,7 @@ fn job_from_args(args: &Args) -> Result<Job> {
     let name = args.module.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "module".into());
     Ok(Job {
         name,
-        module_sha256: Digest::of(&bytes),
+        module_sha256: sha256,
         module: Arc::new(bytes),
         module_path: args.module.clone(),
         argv0: args.module.display().to_string(),

@@ -16,6 +16,7 @@ mod diff;
 mod exec;
 mod inspect;
 mod keygen;
+mod nodes;
 mod outdir;
 mod quorum;
 mod run;

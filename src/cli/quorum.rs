@@ -104,7 +104,7 @@ fn bar(score: f64) -> String {
 }
 
 /// The table a person reads.
-fn render(t: &Tally) -> String {
+pub fn render(t: &Tally) -> String {
     let mut s = String::new();
     let job = match (t.job, t.job_chosen_by) {
         (Some(j), canon::quorum::tally::JobChoice::Expected) => format!("{j}"),

@@ -8,6 +8,9 @@ use serde::Serialize;
 
 use canon::digest::{Digest, JobDigest, OutcomeDigest};
 use canon::job::Job;
+use canon::node::NodeKey;
+use canon::quorum::{Policy, Verdict};
+use canon::receipt::Timestamp;
 use canon::outcome::{Outcome, OutcomeSummary, TrapKind};
 use canon::sandbox::Sandbox;
 use canon::tree::ManifestEntry;
@@ -22,9 +25,31 @@ pub struct Args {
     /// `/out/a` as `DIR/out/a`) here. DIR must not exist or be empty.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Print one JSON object instead of the summary.
+    /// Print one JSON object instead of the summary (with --nodes: the tally).
     #[arg(long)]
     json: bool,
+    /// Sign a receipt with this node key (OpenSSH ed25519) and write it to
+    /// `DIR/receipt.json`.
+    #[arg(long, value_name = "KEY", requires = "out", conflicts_with = "nodes")]
+    key: Option<PathBuf>,
+    /// Run on N independent local nodes, each with its own key, and tally
+    /// their receipts. With --out, each node's results and receipt go to
+    /// `DIR/node-I/`, and the tally to `DIR/tally.json`.
+    #[arg(long, value_name = "N")]
+    nodes: Option<usize>,
+    /// Make the last F of the nodes byzantine: they flip a byte of stdout,
+    /// sign for another job, or sign two outcomes, in turn.
+    #[arg(long, value_name = "F", default_value_t = 0, requires = "nodes")]
+    faulty: usize,
+    /// Where the local nodes' keys are kept (created on first use). Default:
+    /// `$CANON_KEYS_DIR`, else `$XDG_DATA_HOME/canon/keys`, else
+    /// `~/.local/share/canon/keys`.
+    #[arg(long, value_name = "DIR", requires = "nodes")]
+    keys: Option<PathBuf>,
+    /// Trust policy for the tally (TOML). Default: the N local keys, weight 1
+    /// each, threshold 2/3.
+    #[arg(long, value_name = "FILE", requires = "nodes")]
+    policy: Option<PathBuf>,
 }
 
 /// The JSON form of a run's result (`canon run --json`, `outcome.json`).
@@ -70,13 +95,22 @@ impl<'a> RunReport<'a> {
 /// Runs `canon run`.
 pub fn run(args: Args) -> Result<ExitCode> {
     let job = Job::load(&args.job).context("invalid job")?;
+    if let Some(n) = args.nodes {
+        return run_on_nodes(&args, &job, n);
+    }
+    let key = args.key.as_deref().map(NodeKey::load).transpose()?;
     let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
+    let started = Timestamp::now();
     let sandbox = Sandbox::new()?;
     let outcome = sandbox.run(&job).with_context(|| format!("{}: no result", args.job.display()))?;
     let summary = outcome.summary();
     let report = RunReport::new(job.digest(), &summary);
     if let Some(staged) = staged {
         write_results(staged.path(), &outcome, &report)?;
+        if let Some(key) = &key {
+            let receipt = super::nodes::sign(key, job.digest(), &outcome, started)?;
+            std::fs::write(staged.path().join("receipt.json"), receipt).context("cannot write receipt.json")?;
+        }
         staged.commit()?;
     }
     if args.json {
@@ -85,6 +119,46 @@ pub fn run(args: Args) -> Result<ExitCode> {
         print_summary(&job, &outcome, &report);
     }
     Ok(if outcome.termination.exit_code() == Some(0) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `canon run --nodes N`: run on N local nodes, write, tally, print.
+fn run_on_nodes(args: &Args, job: &Job, n: usize) -> Result<ExitCode> {
+    let keys_dir = match &args.keys {
+        Some(d) => d.clone(),
+        None => super::nodes::default_keys_dir()?,
+    };
+    let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
+    let runs = super::nodes::run_nodes(job, n, args.faulty, &keys_dir)?;
+    let policy = match &args.policy {
+        Some(p) => Policy::load(p)?,
+        None => super::nodes::local_policy(&runs),
+    };
+    let job_digest = job.digest();
+    let tally = super::nodes::tally(&runs, job_digest, policy);
+    let tally_json = serde_json::to_string_pretty(&tally).context("cannot serialise the tally")?;
+    if let Some(staged) = staged {
+        for r in &runs {
+            let dir = staged.path().join(format!("node-{}", r.index));
+            std::fs::create_dir(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+            let summary = r.outcome.summary();
+            write_results(&dir, &r.outcome, &RunReport::new(r.claimed_job, &summary))?;
+            for (k, receipt) in r.receipts.iter().enumerate() {
+                let path = staged.path().join(super::nodes::receipt_name(r.index, k));
+                std::fs::write(&path, receipt).with_context(|| format!("{}: cannot write", path.display()))?;
+            }
+        }
+        std::fs::write(staged.path().join("tally.json"), tally_json.clone() + "\n").context("cannot write tally.json")?;
+        staged.commit()?;
+    }
+    if args.json {
+        println!("{tally_json}");
+    } else {
+        println!("job      {} {}", job.name, job_digest);
+        print!("{}", super::nodes::describe(&runs));
+        println!();
+        print!("{}", super::quorum::render(&tally));
+    }
+    Ok(if tally.verdict == Verdict::Accepted { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Writes stdout, stderr, outcome.json and the output tree into `dir`.

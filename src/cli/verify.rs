@@ -17,9 +17,11 @@ pub struct Args {
     /// Receipt files (DSSE envelope JSON).
     #[arg(required = true)]
     receipts: Vec<PathBuf>,
+    /// Require every receipt to be for this job (its spec is loaded and
+    /// validated, and its digest computed).
+    #[arg(long, value_name = "JOB.toml", conflicts_with = "job_digest")]
+    job: Option<PathBuf>,
     /// Require every receipt to be for this job digest (64 hex digits).
-    // TODO(job loader): add `--job JOB.toml`, resolved to its digest with
-    // `Job::digest()` once the job loader lands; it sets the same check.
     #[arg(long, value_name = "HEX")]
     job_digest: Option<JobDigest>,
     /// Check the artifacts in DIR (as written by `canon run --out DIR`:
@@ -40,7 +42,11 @@ fn check(args: &Args, bytes: &[u8]) -> Result<VerifiedReceipt, ReceiptError> {
 }
 
 /// Runs `canon verify`.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(spec) = &args.job {
+        let job = canon::job::Job::load(spec).context("invalid job")?;
+        args.job_digest = Some(job.digest());
+    }
     let mut failed = 0usize;
     for path in &args.receipts {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read receipt {}", path.display()))?;

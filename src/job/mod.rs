@@ -82,7 +82,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{JobError, ModuleError};
-pub use validate::{CORE_FEATURES, validate_module};
+pub use validate::{CORE_FEATURES, validate_module, validate_module_cached};
 
 use crate::digest::{Digest, JobDigest};
 use crate::encoding::Encoder;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::JobError;
-use super::validate::validate_module;
+use super::validate::validate_module_cached;
 use super::{
     DEFAULT_EPOCH, DEFAULT_TIMEOUT, Job, Limits, MAX_CAPTURE_BYTES, MAX_INPUT_BYTES, MAX_MEMORY_BYTES,
     MAX_OUTPUT_FILES, MAX_TIMEOUT, MIN_FUEL, MIN_MEMORY_BYTES, Mount,
@@ -119,7 +119,7 @@ pub(super) fn resolve(text: &str, base: &Path, file: &str) -> Result<Job, JobErr
     {
         return Err(JobError::Sha256Mismatch { file: f(), path: module_path, expected, actual: module_sha256 });
     }
-    validate_module(&module).map_err(|source| JobError::Module { file: f(), path: module_path.clone(), source: Box::new(source) })?;
+    validate_module_cached(&module, &module_sha256).map_err(|source| JobError::Module { file: f(), path: module_path.clone(), source: Box::new(source) })?;
 
     let mut budget = MAX_INPUT_BYTES;
     let stdin = match (spec.stdin, spec.stdin_file) {

@@ -29,6 +29,33 @@ pub const CORE_FEATURES: WasmFeatures = WasmFeatures::WASM3
 
 const MAGIC: &[u8; 4] = b"\0asm";
 
+/// Modules remembered as valid by [`validate_module_cached`]; the memo is
+/// cleared when it reaches this size, so it never grows without bound.
+pub const VALIDATED_MEMO_ENTRIES: usize = 4096;
+
+static VALIDATED: std::sync::Mutex<Option<std::collections::HashSet<crate::digest::Digest>>> = std::sync::Mutex::new(None);
+
+/// [`validate_module`], remembering which module digests passed: validation
+/// is a pure function of the bytes, and it is most of the cost of loading a
+/// job whose module the process has seen before. `sha256` must be the
+/// digest of `bytes`.
+pub fn validate_module_cached(bytes: &[u8], sha256: &crate::digest::Digest) -> Result<(), ModuleError> {
+    if let Ok(memo) = VALIDATED.lock()
+        && memo.as_ref().is_some_and(|m| m.contains(sha256))
+    {
+        return Ok(());
+    }
+    validate_module(bytes)?;
+    if let Ok(mut memo) = VALIDATED.lock() {
+        let set = memo.get_or_insert_with(Default::default);
+        if set.len() >= VALIDATED_MEMO_ENTRIES {
+            set.clear();
+        }
+        set.insert(*sha256);
+    }
+    Ok(())
+}
+
 /// Checks that `bytes` is a WASI preview 1 command canon can run.
 ///
 /// Used for job specs and for ad-hoc modules given to `canon exec`. Checks,
@@ -171,5 +198,18 @@ fn kind_name(kind: ExternalKind) -> &'static str {
         ExternalKind::Memory => "memory",
         ExternalKind::Global => "global",
         ExternalKind::Tag => "tag",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memo_remembers_only_valid_modules() {
+        let bad = b"\0asm\x01\0\0\0\x7f".to_vec();
+        let sha = crate::digest::Digest::of(&bad);
+        assert!(validate_module_cached(&bad, &sha).is_err());
+        assert!(validate_module_cached(&bad, &sha).is_err(), "a failure must not be remembered");
     }
 }

@@ -76,14 +76,9 @@ pub use statement::{
     DigestSet, Engine, PREDICATE_TYPE, Predicate, RunFacts, RunId, STATEMENT_TYPE, STDERR_SUBJECT, STDOUT_SUBJECT, Statement, Subject, Timestamp,
 };
 
-/// Version of the determinism ABI: what the sandbox promises about how an
-/// outcome follows from a job. Receipts carry it; outcomes of different ABI
-/// versions are not comparable. (The sandbox owns this number; it lives here
-/// until the sandbox exports it.)
-pub const DETERMINISM_ABI: u32 = 1;
-
-/// The wasmtime version canon is built against.
-pub const WASMTIME_VERSION: &str = "48.0.8";
+/// The determinism ABI version and wasmtime version receipts record; the
+/// sandbox owns both.
+pub use crate::sandbox::engine::{DETERMINISM_ABI, WASMTIME_VERSION};
 
 /// This crate's version, as written into receipts.
 pub const CANON_VERSION: &str = env!("CARGO_PKG_VERSION");
