@@ -64,7 +64,7 @@ fn compute(c: &mut Criterion) {
     let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
     let plain = Plain::new();
     let mut group = c.benchmark_group("compute");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
+    group.sample_size(20).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(15));
     for name in ["sha256chain", "nbody"] {
         let job = load(&format!("{name}.toml"));
         sandbox.prepare(&job.module, &job.module_sha256).expect("compile");
