@@ -15,7 +15,7 @@ use rand_core::{RngCore, SeedableRng};
 
 use super::errno::Errno;
 use super::mem::Mem;
-use super::vfs::{Content, Ino, OverLimit, Vfs};
+use super::vfs::{Content, Ino, OverLimit, Resolved, Vfs};
 use crate::digest::Digest;
 use crate::job::Job;
 use crate::outcome::TrapKind;
@@ -890,15 +890,20 @@ impl WasiHost {
         }
     }
 
+    /// Resolves the guest path at `path`/`len` relative to directory `fd`.
+    fn resolve_at(&self, mem: &Mem, fd: u32, path: u32, len: u32, follow: bool) -> Result<Resolved, Errno> {
+        let dir = self.dir_fd(fd)?;
+        let path = mem.str(path, len)?;
+        self.vfs.resolve(dir, &path, follow)
+    }
+
     fn writable_dir(&self, ino: Ino) -> Result<(), Errno> {
         if self.vfs.get(ino)?.writable { Ok(()) } else { Err(Errno::Rofs) }
     }
 
     /// `path_create_directory`
     pub fn path_create_directory(&mut self, mem: &mut Mem, fd: u32, path: u32, len: u32) -> R {
-        let dir = self.dir_fd(fd)?;
-        let path = mem.str(path, len)?;
-        let r = self.vfs.resolve(dir, &path, false)?;
+        let r = self.resolve_at(mem, fd, path, len, false)?;
         if r.ino.is_some() {
             return Err(Errno::Exist.into());
         }
@@ -911,9 +916,7 @@ impl WasiHost {
 
     /// `path_filestat_get`
     pub fn path_filestat_get(&mut self, mem: &mut Mem, fd: u32, flags: u32, path: u32, len: u32, out: u32) -> R {
-        let dir = self.dir_fd(fd)?;
-        let path = mem.str(path, len)?;
-        let r = self.vfs.resolve(dir, &path, flags & LOOKUP_SYMLINK_FOLLOW != 0)?;
+        let r = self.resolve_at(mem, fd, path, len, flags & LOOKUP_SYMLINK_FOLLOW != 0)?;
         let ino = r.ino.ok_or(Errno::Noent)?;
         self.write_filestat(mem, ino, out)
     }
@@ -921,9 +924,7 @@ impl WasiHost {
     /// `path_filestat_set_times`
     #[allow(clippy::too_many_arguments)]
     pub fn path_filestat_set_times(&mut self, mem: &mut Mem, fd: u32, flags: u32, path: u32, len: u32, atim: u64, mtim: u64, fst: u16) -> R {
-        let dir = self.dir_fd(fd)?;
-        let path = mem.str(path, len)?;
-        let r = self.vfs.resolve(dir, &path, flags & LOOKUP_SYMLINK_FOLLOW != 0)?;
+        let r = self.resolve_at(mem, fd, path, len, flags & LOOKUP_SYMLINK_FOLLOW != 0)?;
         let ino = r.ino.ok_or(Errno::Noent)?;
         self.set_times(ino, atim, mtim, fst)
     }
@@ -962,9 +963,7 @@ impl WasiHost {
     /// `path_readlink`: the target, truncated to the buffer as on Linux.
     #[allow(clippy::too_many_arguments)]
     pub fn path_readlink(&mut self, mem: &mut Mem, fd: u32, path: u32, len: u32, buf: u32, buf_len: u32, bufused: u32) -> R {
-        let dir = self.dir_fd(fd)?;
-        let path = mem.str(path, len)?;
-        let r = self.vfs.resolve(dir, &path, false)?;
+        let r = self.resolve_at(mem, fd, path, len, false)?;
         let ino = r.ino.ok_or(Errno::Noent)?;
         let Content::Symlink(target) = &self.vfs.get(ino)?.content else {
             return Err(Errno::Inval.into());
@@ -978,9 +977,7 @@ impl WasiHost {
 
     /// `path_remove_directory`
     pub fn path_remove_directory(&mut self, mem: &mut Mem, fd: u32, path: u32, len: u32) -> R {
-        let dir = self.dir_fd(fd)?;
-        let path = mem.str(path, len)?;
-        let r = self.vfs.resolve(dir, &path, false)?;
+        let r = self.resolve_at(mem, fd, path, len, false)?;
         let ino = r.ino.ok_or(Errno::Noent)?;
         if r.name == "." {
             return Err(Errno::Inval.into());
@@ -1000,9 +997,7 @@ impl WasiHost {
 
     /// `path_unlink_file`
     pub fn path_unlink_file(&mut self, mem: &mut Mem, fd: u32, path: u32, len: u32) -> R {
-        let dir = self.dir_fd(fd)?;
-        let path = mem.str(path, len)?;
-        let r = self.vfs.resolve(dir, &path, false)?;
+        let r = self.resolve_at(mem, fd, path, len, false)?;
         let ino = r.ino.ok_or(Errno::Noent)?;
         if self.vfs.get(ino)?.is_dir() {
             return Err(Errno::Isdir.into());
@@ -1020,9 +1015,7 @@ impl WasiHost {
     /// the preopen is refused at resolution time.
     pub fn path_symlink(&mut self, mem: &mut Mem, target: u32, target_len: u32, fd: u32, path: u32, len: u32) -> R {
         let target = mem.str(target, target_len)?;
-        let dir = self.dir_fd(fd)?;
-        let path = mem.str(path, len)?;
-        let r = self.vfs.resolve(dir, &path, false)?;
+        let r = self.resolve_at(mem, fd, path, len, false)?;
         if r.ino.is_some() {
             return Err(Errno::Exist.into());
         }
