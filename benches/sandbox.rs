@@ -105,9 +105,7 @@ fn per_job(c: &mut Criterion) {
     if plain.exists() {
         let cwasm = cache.path().join("hello.cwasm");
         std::fs::write(&cwasm, Engine::default().precompile_module(&std::fs::read(&hello).expect("read")).expect("precompile")).expect("write");
-        group.bench_function("hello/spawn-plain-wasmtime", |b| {
-            b.iter(|| assert!(Command::new(&plain).arg(&cwasm).output().expect("spawn").status.success()))
-        });
+        group.bench_function("hello/spawn-plain-wasmtime", |b| b.iter(|| assert!(Command::new(&plain).arg(&cwasm).output().expect("spawn").status.success())));
     }
     group.finish();
 }

@@ -29,8 +29,21 @@ fn receipts() -> Vec<(String, Vec<u8>)> {
             seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
             let key = NodeKey::from_seed(&seed);
             let stdout = if i % 100 == 0 { "wrong\n" } else { "right\n" };
-            let outcome = Outcome { termination: Termination::Exit(0), fuel_consumed: 1_000_000, stdout: stdout.as_bytes().to_vec(), stderr: Vec::new(), outputs: Default::default() };
-            let facts = RunFacts { job_digest: job, run_id: RunId::new_v4(), engine: Engine::current("cranelift"), outcome: outcome.summary(), started: now, finished: now };
+            let outcome = Outcome {
+                termination: Termination::Exit(0),
+                fuel_consumed: 1_000_000,
+                stdout: stdout.as_bytes().to_vec(),
+                stderr: Vec::new(),
+                outputs: Default::default(),
+            };
+            let facts = RunFacts {
+                job_digest: job,
+                run_id: RunId::new_v4(),
+                engine: Engine::current("cranelift"),
+                outcome: outcome.summary(),
+                started: now,
+                finished: now,
+            };
             let env = Statement::new(key.node_id(), facts).sign(&key).map(|e| e.to_json()).unwrap_or_default();
             (format!("r{i}.json"), env)
         })

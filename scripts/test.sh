@@ -20,6 +20,7 @@ if ! command -v ssh-keygen >/dev/null; then
 fi
 python3 -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
 
-# Lints are part of the tests: warnings fail.
+# Formatting and lints are part of the tests: warnings fail.
+cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked "$@"

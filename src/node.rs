@@ -394,13 +394,8 @@ impl NodeKey {
         tmp.write_all(text.as_bytes()).map_err(io_err)?;
         tmp.as_file().sync_all().map_err(io_err)?;
         // persist_noclobber links the file into place and fails if `path` appeared meanwhile.
-        tmp.persist_noclobber(path).map_err(|e| {
-            if e.error.kind() == io::ErrorKind::AlreadyExists {
-                KeyError::Exists { path: path.to_path_buf() }
-            } else {
-                io_err(e.error)
-            }
-        })?;
+        tmp.persist_noclobber(path)
+            .map_err(|e| if e.error.kind() == io::ErrorKind::AlreadyExists { KeyError::Exists { path: path.to_path_buf() } } else { io_err(e.error) })?;
         if let Ok(d) = fs::File::open(dir) {
             // Make the new directory entry durable; failure here loses nothing already written.
             let _ = d.sync_all();

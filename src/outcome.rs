@@ -224,7 +224,15 @@ impl Outcome {
         let stdout_sha256 = Digest::of(&self.stdout);
         let stderr_sha256 = Digest::of(&self.stderr);
         let outcome_digest = outcome_digest(&self.termination, self.fuel_consumed, &stdout_sha256, &stderr_sha256, &manifest_digest);
-        OutcomeSummary { termination: self.termination, fuel_consumed: self.fuel_consumed, stdout_sha256, stderr_sha256, manifest, manifest_digest, outcome_digest }
+        OutcomeSummary {
+            termination: self.termination,
+            fuel_consumed: self.fuel_consumed,
+            stdout_sha256,
+            stderr_sha256,
+            manifest,
+            manifest_digest,
+            outcome_digest,
+        }
     }
 }
 
@@ -240,7 +248,13 @@ pub fn encode_outcome(termination: &Termination, fuel_consumed: u64, stdout_sha2
 }
 
 /// The outcome digest: SHA-256 of [`encode_outcome`].
-pub fn outcome_digest(termination: &Termination, fuel_consumed: u64, stdout_sha256: &Digest, stderr_sha256: &Digest, manifest_digest: &Digest) -> OutcomeDigest {
+pub fn outcome_digest(
+    termination: &Termination,
+    fuel_consumed: u64,
+    stdout_sha256: &Digest,
+    stderr_sha256: &Digest,
+    manifest_digest: &Digest,
+) -> OutcomeDigest {
     OutcomeDigest::new(Digest::of(&encode_outcome(termination, fuel_consumed, stdout_sha256, stderr_sha256, manifest_digest)))
 }
 

@@ -61,7 +61,8 @@ fn run_json(spec: &Path, p: &Perturbation, cache: &Path) -> serde_json::Value {
     let out = cmd.output().expect("spawn canon");
     let code = out.status.code();
     assert!(code == Some(0) || code == Some(1), "{} under {}: canon failed ({code:?}): {}", spec.display(), p.name, String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{} under {}: bad JSON ({e}): {}", spec.display(), p.name, String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{} under {}: bad JSON ({e}): {}", spec.display(), p.name, String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]

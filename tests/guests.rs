@@ -23,12 +23,7 @@ fn guests_rebuild_bit_for_bit() {
         .env("GUEST_OUT_DIR", &out)
         .output()
         .expect("run bash scripts/build-guests.sh");
-    assert!(
-        result.status.success(),
-        "scripts/build-guests.sh failed ({}):\n{}",
-        result.status,
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert!(result.status.success(), "scripts/build-guests.sh failed ({}):\n{}", result.status, String::from_utf8_lossy(&result.stderr));
 
     let mut rebuilt: Vec<_> = fs::read_dir(&out)
         .expect("list the rebuilt modules")
@@ -59,9 +54,5 @@ fn guests_rebuild_bit_for_bit() {
 /// One line saying how `committed` and `fresh` differ.
 fn describe_difference(name: &str, committed: &[u8], fresh: &[u8]) -> String {
     let first = committed.iter().zip(fresh).position(|(a, b)| a != b).unwrap_or(committed.len().min(fresh.len()));
-    format!(
-        "fixtures/{name} differs: committed {} bytes, rebuilt {} bytes, first difference at byte {first}",
-        committed.len(),
-        fresh.len()
-    )
+    format!("fixtures/{name} differs: committed {} bytes, rebuilt {} bytes, first difference at byte {first}", committed.len(), fresh.len())
 }

@@ -6,8 +6,7 @@ use std::path::Path;
 
 use canon::job::{Job, JobError, ModuleError, validate_module};
 use wasm_encoder::{
-    CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, ImportSection,
-    MemorySection, MemoryType, Module, TypeSection, ValType,
+    CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, ImportSection, MemorySection, MemoryType, Module, TypeSection, ValType,
 };
 
 use crate::util::{fixture, scratch};
@@ -227,11 +226,9 @@ fn wrong_value_type_is_a_toml_error_naming_the_place() {
 
 #[test]
 fn unknown_keys_are_named_wherever_they_are() {
-    for (extra, key) in [
-        ("nmae = \"x\"", "nmae"),
-        ("[limits]\nmemroy = 1", "memroy"),
-        ("[[input]]\nhost = \"m.wasm\"\nguest = \"/a/m\"\nwritible = true", "writible"),
-    ] {
+    for (extra, key) in
+        [("nmae = \"x\"", "nmae"), ("[limits]\nmemroy = 1", "memroy"), ("[[input]]\nhost = \"m.wasm\"\nguest = \"/a/m\"\nwritible = true", "writible")]
+    {
         let d = dir();
         let (err, msg) = refuse(d.path(), &minimal_plus(extra));
         assert!(matches!(&err, JobError::UnknownKey { key: k, .. } if k == key), "{err:?}");
@@ -361,11 +358,7 @@ fn env_names_with_equals_nul_or_nothing_are_refused() {
 
 #[test]
 fn nul_bytes_in_args_env_values_and_argv0_are_refused() {
-    for (extra, field) in [
-        (r#"args = ["ok", "a\u0000b"]"#, "args[1]"),
-        (r#"env = { A = "a\u0000" }"#, "env.A"),
-        (r#"argv0 = "p\u0000""#, "argv0"),
-    ] {
+    for (extra, field) in [(r#"args = ["ok", "a\u0000b"]"#, "args[1]"), (r#"env = { A = "a\u0000" }"#, "env.A"), (r#"argv0 = "p\u0000""#, "argv0")] {
         let d = dir();
         let (err, msg) = refuse(d.path(), &minimal_plus(extra));
         assert!(matches!(&err, JobError::InvalidField { field: f, .. } if f == field), "{err:?}");
@@ -517,11 +510,7 @@ fn unknown_import_is_named_module_colon_colon_name() {
 
 #[test]
 fn provided_import_with_wrong_signature_is_refused() {
-    let (err, msg) = refuse_module(&module(
-        &[("wasi_snapshot_preview1", "fd_write", (&[ValType::I32; 3], &[ValType::I32]))],
-        Some(START),
-        Some(PAGE),
-    ));
+    let (err, msg) = refuse_module(&module(&[("wasi_snapshot_preview1", "fd_write", (&[ValType::I32; 3], &[ValType::I32]))], Some(START), Some(PAGE)));
     assert!(matches!(err, ModuleError::ImportSignature { .. }), "{err:?}");
     assert!(msg.contains("wasi_snapshot_preview1::fd_write") && msg.contains("(i32, i32, i32, i32) -> (i32)"), "{msg}");
 }
@@ -698,11 +687,7 @@ fn job_v1_vectors() {
         }
         let job = load(d.path(), case["spec"].as_str().expect("spec")).expect(&name);
         let encoding = job.encode();
-        let got = [
-            ("encoding_hex", hex::encode(&encoding)),
-            ("digest", job.digest().to_string()),
-            ("seed", job.seed.to_string()),
-        ];
+        let got = [("encoding_hex", hex::encode(&encoding)), ("digest", job.digest().to_string()), ("seed", job.seed.to_string())];
         let bin = fixture(&format!("vectors/job-v1-{name}.bin"));
         if bless {
             for (k, v) in got {

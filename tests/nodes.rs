@@ -41,12 +41,7 @@ fn three_honest_nodes_agree_and_every_receipt_verifies() {
     for i in 1..=3 {
         let node = out.join(format!("node-{i}"));
         let receipt = node.join("receipt.json");
-        let v = Command::new(canon_bin())
-            .args(["verify", "--job", spec, "--artifacts"])
-            .arg(&node)
-            .arg(&receipt)
-            .output()
-            .expect("spawn verify");
+        let v = Command::new(canon_bin()).args(["verify", "--job", spec, "--artifacts"]).arg(&node).arg(&receipt).output().expect("spawn verify");
         assert!(v.status.success(), "node {i}: {}{}", String::from_utf8_lossy(&v.stdout), stderr(&v));
     }
     let q = Command::new(canon_bin()).arg("quorum").arg(&out).output().expect("spawn quorum");
@@ -67,7 +62,8 @@ fn a_byzantine_minority_does_not_flip_the_verdict() {
     let tmp = scratch();
     let out = tmp.path().join("run");
     let spec = fixture("jobs/probe-random.toml");
-    let o = canon(&["run", spec.to_str().expect("utf-8"), "--nodes", "7", "--faulty", "2", "--out", out.to_str().expect("utf-8")], &tmp.path().join("keys"), "2");
+    let o =
+        canon(&["run", spec.to_str().expect("utf-8"), "--nodes", "7", "--faulty", "2", "--out", out.to_str().expect("utf-8")], &tmp.path().join("keys"), "2");
     assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
     let t = tally(&out);
     assert_eq!(t["verdict"], "accepted");
@@ -86,7 +82,8 @@ fn faulty_nodes_each_misbehave_as_documented() {
     let tmp = scratch();
     let out = tmp.path().join("run");
     let spec = fixture("jobs/hello.toml");
-    let o = canon(&["run", spec.to_str().expect("utf-8"), "--nodes", "4", "--faulty", "3", "--out", out.to_str().expect("utf-8")], &tmp.path().join("keys"), "2");
+    let o =
+        canon(&["run", spec.to_str().expect("utf-8"), "--nodes", "4", "--faulty", "3", "--out", out.to_str().expect("utf-8")], &tmp.path().join("keys"), "2");
     assert_eq!(o.status.code(), Some(1), "not accepted with 3 of 4 faulty: {}", String::from_utf8_lossy(&o.stdout));
     let t = tally(&out);
     assert_ne!(t["verdict"], "accepted");
@@ -108,7 +105,15 @@ fn a_single_node_signs_with_its_key() {
     let out = tmp.path().join("run");
     let o = Command::new(canon_bin()).arg("run").arg(fixture("jobs/fswalk.toml")).arg("--key").arg(&key).arg("--out").arg(&out).output().expect("run");
     assert!(o.status.success(), "{}", stderr(&o));
-    let v = Command::new(canon_bin()).arg("verify").arg("--job").arg(fixture("jobs/fswalk.toml")).arg("--artifacts").arg(&out).arg(out.join("receipt.json")).output().expect("verify");
+    let v = Command::new(canon_bin())
+        .arg("verify")
+        .arg("--job")
+        .arg(fixture("jobs/fswalk.toml"))
+        .arg("--artifacts")
+        .arg(&out)
+        .arg(out.join("receipt.json"))
+        .output()
+        .expect("verify");
     assert!(v.status.success(), "{}{}", String::from_utf8_lossy(&v.stdout), stderr(&v));
     // A receipt checked against another job fails.
     let w = Command::new(canon_bin()).arg("verify").arg("--job").arg(fixture("jobs/hello.toml")).arg(out.join("receipt.json")).output().expect("verify");

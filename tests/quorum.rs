@@ -305,7 +305,9 @@ fn tally_json_has_the_documented_fields() {
     rs.push(receipt(&s.mallory, job("other"), "bad"));
     let t = run(rs, &s.options);
     let v = serde_json::to_value(&t).expect("json");
-    for field in ["version", "job", "job_chosen_by", "verdict", "accepted", "policy", "total_weight", "receipts", "groups", "dissenters", "equivocators", "set_aside"] {
+    for field in
+        ["version", "job", "job_chosen_by", "verdict", "accepted", "policy", "total_weight", "receipts", "groups", "dissenters", "equivocators", "set_aside"]
+    {
         assert!(v.get(field).is_some(), "missing {field}");
     }
     assert_eq!(v["verdict"], "accepted");

@@ -391,7 +391,12 @@ fn securesystemslib_verifies_a_canon_envelope() {
     let env_path = dir.path().join("receipt.json");
     fs::write(&env_path, vector_statement().sign(&k).expect("sign").to_json_pretty()).expect("write");
     let out = Command::new("python3").arg(&script).arg(&env_path).arg(k.node_id().to_string()).arg(k.node_id().to_hex()).output().expect("run python3");
-    assert!(out.status.success(), "securesystemslib rejected canon's envelope:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "securesystemslib rejected canon's envelope:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 // ---------------------------------------------------------------- CLI

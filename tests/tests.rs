@@ -3,6 +3,7 @@
 
 mod util;
 
+mod cli;
 mod determinism;
 mod guests;
 mod job_spec;

@@ -49,7 +49,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let _ = writeln!(out, "B  {}  node {}  outcome {}", args.b.display(), pb.node, ob.outcome_digest);
     let _ = writeln!(out);
     line(&mut out, "job", pa.job_digest.short(), pb.job_digest.short());
-    line(&mut out, "engine", format!("canon {} wasmtime {} {} abi {}", pa.engine.canon, pa.engine.wasmtime, pa.engine.backend, pa.engine.determinism_abi), format!("canon {} wasmtime {} {} abi {}", pb.engine.canon, pb.engine.wasmtime, pb.engine.backend, pb.engine.determinism_abi));
+    line(
+        &mut out,
+        "engine",
+        format!("canon {} wasmtime {} {} abi {}", pa.engine.canon, pa.engine.wasmtime, pa.engine.backend, pa.engine.determinism_abi),
+        format!("canon {} wasmtime {} {} abi {}", pb.engine.canon, pb.engine.wasmtime, pb.engine.backend, pb.engine.determinism_abi),
+    );
     let mut differs = false;
     differs |= line(&mut out, "termination", oa.termination, ob.termination);
     differs |= line(&mut out, "fuel", oa.fuel_consumed, ob.fuel_consumed);
@@ -61,7 +66,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for (path, a) in &ma {
         match mb.get(path) {
             None => files.push(format!("    - {path}  (only in A)")),
-            Some(b) if a != b => files.push(format!("    ~ {path}  {:?} {} bytes {} -> {:?} {} bytes {}", a.kind, a.size, a.sha256.short(), b.kind, b.size, b.sha256.short())),
+            Some(b) if a != b => {
+                files.push(format!("    ~ {path}  {:?} {} bytes {} -> {:?} {} bytes {}", a.kind, a.size, a.sha256.short(), b.kind, b.size, b.sha256.short()))
+            }
             Some(_) => {}
         }
     }

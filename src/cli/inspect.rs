@@ -33,7 +33,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     println!("seed          {}", job.seed);
     println!("epoch         {}", job.epoch);
     let l = &job.limits;
-    println!("limits        fuel {} memory {} stdout {} stderr {} output_bytes {} output_files {}", l.fuel, l.memory_bytes, l.stdout_bytes, l.stderr_bytes, l.output_bytes, l.output_files);
+    println!(
+        "limits        fuel {} memory {} stdout {} stderr {} output_bytes {} output_files {}",
+        l.fuel, l.memory_bytes, l.stdout_bytes, l.stderr_bytes, l.output_bytes, l.output_files
+    );
     println!("timeout       {}s (not part of the digest)", job.timeout.as_secs());
     if let Some(c) = &job.commit {
         println!("commit        {c}");

@@ -106,7 +106,14 @@ fn flip(outcome: &Outcome) -> Outcome {
 
 /// Signs `outcome` for `job` as `key`.
 pub fn sign(key: &NodeKey, job: JobDigest, outcome: &Outcome, started: Timestamp) -> Result<Vec<u8>> {
-    let facts = RunFacts { job_digest: job, run_id: RunId::new_v4(), engine: Engine::current("cranelift"), outcome: outcome.summary(), started, finished: Timestamp::now() };
+    let facts = RunFacts {
+        job_digest: job,
+        run_id: RunId::new_v4(),
+        engine: Engine::current("cranelift"),
+        outcome: outcome.summary(),
+        started,
+        finished: Timestamp::now(),
+    };
     let envelope = Statement::new(key.node_id(), facts).sign(key).context("cannot sign the receipt")?;
     Ok(envelope.to_json_pretty().into_bytes())
 }

@@ -9,9 +9,9 @@ use serde::Serialize;
 use canon::digest::{Digest, JobDigest, OutcomeDigest};
 use canon::job::Job;
 use canon::node::NodeKey;
+use canon::outcome::{Outcome, OutcomeSummary, TrapKind};
 use canon::quorum::{Policy, Verdict};
 use canon::receipt::Timestamp;
-use canon::outcome::{Outcome, OutcomeSummary, TrapKind};
 use canon::sandbox::Sandbox;
 use canon::tree::ManifestEntry;
 

@@ -53,7 +53,15 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         match check(&args, &bytes) {
             Ok(r) => {
                 let o = &r.statement.predicate.outcome;
-                println!("ok    {}  node {}  job {}  outcome {} ({}, fuel {})", path.display(), r.node(), r.job().short(), r.outcome_digest().short(), o.termination, o.fuel_consumed);
+                println!(
+                    "ok    {}  node {}  job {}  outcome {} ({}, fuel {})",
+                    path.display(),
+                    r.node(),
+                    r.job().short(),
+                    r.outcome_digest().short(),
+                    o.termination,
+                    o.fuel_consumed
+                );
             }
             Err(e) => {
                 failed += 1;

@@ -273,7 +273,9 @@ pub enum JobError {
         reason: &'static str,
     },
     /// An input at `/out` is not writable.
-    #[error("{file}: `input[{index}]` mounts {guest:?} read-only; an input that seeds /out must set `writable = true`, since /out is where the job's outputs go")]
+    #[error(
+        "{file}: `input[{index}]` mounts {guest:?} read-only; an input that seeds /out must set `writable = true`, since /out is where the job's outputs go"
+    )]
     OutReadOnly {
         /// The spec file.
         file: String,

@@ -196,24 +196,12 @@ pub struct Limits {
 
 impl Limits {
     /// Defaults for job specs: sized for a build step, bounded for a shared node.
-    pub const JOB_DEFAULT: Limits = Limits {
-        fuel: 20_000_000_000,
-        memory_bytes: 1 << 30,
-        stdout_bytes: 16 << 20,
-        stderr_bytes: 16 << 20,
-        output_bytes: 256 << 20,
-        output_files: 10_000,
-    };
+    pub const JOB_DEFAULT: Limits =
+        Limits { fuel: 20_000_000_000, memory_bytes: 1 << 30, stdout_bytes: 16 << 20, stderr_bytes: 16 << 20, output_bytes: 256 << 20, output_files: 10_000 };
 
     /// Defaults for `canon exec`: generous enough for real tools.
-    pub const EXEC_DEFAULT: Limits = Limits {
-        fuel: 1_000_000_000_000,
-        memory_bytes: 4 << 30,
-        stdout_bytes: 1 << 30,
-        stderr_bytes: 1 << 30,
-        output_bytes: 4 << 30,
-        output_files: 1_000_000,
-    };
+    pub const EXEC_DEFAULT: Limits =
+        Limits { fuel: 1_000_000_000_000, memory_bytes: 4 << 30, stdout_bytes: 1 << 30, stderr_bytes: 1 << 30, output_bytes: 4 << 30, output_files: 1_000_000 };
 }
 
 impl Default for Limits {

@@ -18,8 +18,8 @@ use serde::Deserialize;
 use super::error::JobError;
 use super::validate::validate_module_cached;
 use super::{
-    DEFAULT_EPOCH, DEFAULT_TIMEOUT, Job, Limits, MAX_CAPTURE_BYTES, MAX_INPUT_BYTES, MAX_MEMORY_BYTES,
-    MAX_OUTPUT_FILES, MAX_TIMEOUT, MIN_FUEL, MIN_MEMORY_BYTES, Mount,
+    DEFAULT_EPOCH, DEFAULT_TIMEOUT, Job, Limits, MAX_CAPTURE_BYTES, MAX_INPUT_BYTES, MAX_MEMORY_BYTES, MAX_OUTPUT_FILES, MAX_TIMEOUT, MIN_FUEL,
+    MIN_MEMORY_BYTES, Mount,
 };
 use crate::digest::Digest;
 use crate::tree::{Node, Tree, TreeError};
@@ -256,11 +256,7 @@ fn resolve_limits(file: &str, spec: &LimitsSpec) -> Result<(Limits, Duration), J
     }
     let timeout = spec.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
     if timeout.is_zero() || timeout > MAX_TIMEOUT {
-        return Err(limit_err(
-            "timeout",
-            timeout.as_secs().to_string(),
-            format!("between 1 and {} seconds", MAX_TIMEOUT.as_secs()),
-        ));
+        return Err(limit_err("timeout", timeout.as_secs().to_string(), format!("between 1 and {} seconds", MAX_TIMEOUT.as_secs())));
     }
     Ok((Limits { fuel, memory_bytes, stdout_bytes, stderr_bytes, output_bytes, output_files }, timeout))
 }
@@ -389,7 +385,8 @@ fn load_inputs(file: &str, inputs: Vec<(usize, PathBuf, String, bool)>, budget: 
                 }
                 let bytes = fs::read(&host).map_err(|source| JobError::InputMissing { file: f(), index, path: host.clone(), source })?;
                 *budget = budget.saturating_sub(bytes.len() as u64);
-                let entry = preopens.entry(dir.clone()).or_insert_with(|| Preopen { index, writable, source: None, tree: Tree::new(), file_inputs: BTreeMap::new() });
+                let entry =
+                    preopens.entry(dir.clone()).or_insert_with(|| Preopen { index, writable, source: None, tree: Tree::new(), file_inputs: BTreeMap::new() });
                 if entry.source.is_some() {
                     return Err(same_dir(file, entry.index, index, &dir));
                 }

@@ -8,10 +8,7 @@
 //! `_start: () -> ()` and a 32-bit unshared `memory` are exported.
 
 use wasmparser::types::{CoreTypeId, TypesRef};
-use wasmparser::{
-    CompositeInnerType, ExternalKind, FuncType, Parser, Payload, TypeRef, ValType,
-    Validator, WasmFeatures,
-};
+use wasmparser::{CompositeInnerType, ExternalKind, FuncType, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures};
 
 use super::error::ModuleError;
 use crate::sandbox::abi;
@@ -21,11 +18,8 @@ use crate::sandbox::abi;
 /// `gc` and `threads` crate features, so no GC types, exceptions or shared
 /// memories). Checking against the same set as the engine means a module
 /// that passes here is not refused later by the compiler for a feature.
-pub const CORE_FEATURES: WasmFeatures = WasmFeatures::WASM3
-    .difference(WasmFeatures::GC_TYPES)
-    .difference(WasmFeatures::GC)
-    .difference(WasmFeatures::EXCEPTIONS)
-    .difference(WasmFeatures::THREADS);
+pub const CORE_FEATURES: WasmFeatures =
+    WasmFeatures::WASM3.difference(WasmFeatures::GC_TYPES).difference(WasmFeatures::GC).difference(WasmFeatures::EXCEPTIONS).difference(WasmFeatures::THREADS);
 
 const MAGIC: &[u8; 4] = b"\0asm";
 
@@ -72,9 +66,7 @@ pub fn validate_module(bytes: &[u8]) -> Result<(), ModuleError> {
     if bytes.len() >= 8 && bytes[6..8] != [0, 0] {
         return Err(ModuleError::Component);
     }
-    let owned_types = Validator::new_with_features(CORE_FEATURES)
-        .validate_all(bytes)
-        .map_err(invalid)?;
+    let owned_types = Validator::new_with_features(CORE_FEATURES).validate_all(bytes).map_err(invalid)?;
     let types = owned_types.as_ref();
 
     let mut start = None;

@@ -110,7 +110,10 @@ impl Ledger {
         };
         let ledger: Ledger = serde_json::from_slice(&bytes).map_err(|e| LedgerError::Format { path: path.to_path_buf(), message: e.to_string() })?;
         if ledger.version != LEDGER_VERSION {
-            return Err(LedgerError::Format { path: path.to_path_buf(), message: format!("version {} (this canon reads version {LEDGER_VERSION})", ledger.version) });
+            return Err(LedgerError::Format {
+                path: path.to_path_buf(),
+                message: format!("version {} (this canon reads version {LEDGER_VERSION})", ledger.version),
+            });
         }
         Ok(ledger)
     }

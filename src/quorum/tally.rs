@@ -178,9 +178,13 @@ impl std::fmt::Display for SetAsideReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SetAsideReason::Invalid(e) => write!(f, "{e}"),
-            SetAsideReason::WrongJob { expected, found } => write!(f, "receipt is for job {}, not the tallied job {} (replay?)", found.short(), expected.short()),
+            SetAsideReason::WrongJob { expected, found } => {
+                write!(f, "receipt is for job {}, not the tallied job {} (replay?)", found.short(), expected.short())
+            }
             SetAsideReason::Duplicate { counted } => write!(f, "same node, same outcome as {counted}; counted once"),
-            SetAsideReason::Equivocation { outcome } => write!(f, "node signed different outcomes for this job (this one {}); all its votes are void", outcome.short()),
+            SetAsideReason::Equivocation { outcome } => {
+                write!(f, "node signed different outcomes for this job (this one {}); all its votes are void", outcome.short())
+            }
         }
     }
 }
@@ -330,7 +334,9 @@ pub fn tally_verified(results: Vec<(String, Result<VerifiedReceipt, ReceiptError
     let mut kept: Vec<(String, VerifiedReceipt)> = Vec::with_capacity(valid.len());
     for (source, r) in valid {
         match job {
-            Some(j) if r.job() != j => set_aside.push(SetAside { source, node: Some(r.node()), reason: SetAsideReason::WrongJob { expected: j, found: r.job() } }),
+            Some(j) if r.job() != j => {
+                set_aside.push(SetAside { source, node: Some(r.node()), reason: SetAsideReason::WrongJob { expected: j, found: r.job() } })
+            }
             _ => kept.push((source, r)),
         }
     }
@@ -392,9 +398,12 @@ pub fn tally_verified(results: Vec<(String, Result<VerifiedReceipt, ReceiptError
         g.score = if total_weight > 0.0 { (g.weight / total_weight).clamp(0.0, 1.0) } else { 0.0 };
         // Heaviest first, then named before unnamed, by name, then by id (cheap keys only:
         // a group may hold a hundred thousand votes).
-        g.votes.sort_by(|a, b| b.weight.total_cmp(&a.weight).then_with(|| (a.name.is_none(), &a.name).cmp(&(b.name.is_none(), &b.name))).then(a.node.cmp(&b.node)));
+        g.votes.sort_by(|a, b| {
+            b.weight.total_cmp(&a.weight).then_with(|| (a.name.is_none(), &a.name).cmp(&(b.name.is_none(), &b.name))).then(a.node.cmp(&b.node))
+        });
     }
-    groups.sort_by(|a, b| b.weight.total_cmp(&a.weight).then(b.counted.cmp(&a.counted)).then(b.votes.len().cmp(&a.votes.len())).then(a.outcome.cmp(&b.outcome)));
+    groups
+        .sort_by(|a, b| b.weight.total_cmp(&a.weight).then(b.counted.cmp(&a.counted)).then(b.votes.len().cmp(&a.votes.len())).then(a.outcome.cmp(&b.outcome)));
 
     // 5. Verdict.
     let counted: usize = groups.iter().map(|g| g.counted).sum();

@@ -342,7 +342,12 @@ fn first_manifest_difference(claimed: &Manifest, found: &Manifest) -> Option<Str
     for (path, c) in &claimed_map {
         match found_map.get(path) {
             None => return Some(format!("{path} is missing")),
-            Some(f) if f != c => return Some(format!("{path} is a {:?} of {} bytes with sha256 {}, the receipt says a {:?} of {} bytes with sha256 {}", f.kind, f.size, f.sha256, c.kind, c.size, c.sha256)),
+            Some(f) if f != c => {
+                return Some(format!(
+                    "{path} is a {:?} of {} bytes with sha256 {}, the receipt says a {:?} of {} bytes with sha256 {}",
+                    f.kind, f.size, f.sha256, c.kind, c.size, c.sha256
+                ));
+            }
             Some(_) => {}
         }
     }
@@ -419,7 +424,9 @@ fn check_statement(signer: NodeId, payload: &[u8]) -> Result<VerifiedReceipt, Re
             return Err(ReceiptError::Manifest(format!("{:?} is not before {:?} (entries must be sorted and unique)", pair[0].path, pair[1].path)));
         }
     }
-    if let Some(e) = outcome.manifest.entries.iter().find(|e| !e.path.starts_with('/') || e.path.split('/').skip(1).any(|c| c.is_empty() || c == "." || c == "..")) {
+    if let Some(e) =
+        outcome.manifest.entries.iter().find(|e| !e.path.starts_with('/') || e.path.split('/').skip(1).any(|c| c.is_empty() || c == "." || c == ".."))
+    {
         return Err(ReceiptError::Manifest(format!("{:?} is not a normalised absolute guest path", e.path)));
     }
     let manifest_digest = outcome.manifest.digest();

@@ -269,12 +269,7 @@ pub fn subjects_of(outcome: &OutcomeSummary) -> Vec<Subject> {
         Subject { name: STDERR_SUBJECT.to_string(), digest: DigestSet { sha256: outcome.stderr_sha256 } },
     ];
     subjects.extend(
-        outcome
-            .manifest
-            .entries
-            .iter()
-            .filter(|e| e.kind == Kind::File)
-            .map(|e| Subject { name: e.path.clone(), digest: DigestSet { sha256: e.sha256 } }),
+        outcome.manifest.entries.iter().filter(|e| e.kind == Kind::File).map(|e| Subject { name: e.path.clone(), digest: DigestSet { sha256: e.sha256 } }),
     );
     subjects
 }

@@ -26,7 +26,7 @@ use crate::job::Job;
 use crate::outcome::{Outcome, Termination, TrapKind};
 pub use cache::CacheHit;
 use cache::ModuleCache;
-use wasi::{HostConfig, StoreData, Stop, WasiHost};
+use wasi::{HostConfig, Stop, StoreData, WasiHost};
 
 /// Why a run produced no outcome. None of these is ever signed.
 #[derive(Debug, thiserror::Error)]

@@ -723,11 +723,8 @@ impl WasiHost {
     }
 
     fn emit(&mut self, stream: u32, data: &[u8]) -> R {
-        let (buf, cap, kind) = if stream == 1 {
-            (&mut self.stdout, self.stdout_cap, TrapKind::StdoutLimit)
-        } else {
-            (&mut self.stderr, self.stderr_cap, TrapKind::StderrLimit)
-        };
+        let (buf, cap, kind) =
+            if stream == 1 { (&mut self.stdout, self.stdout_cap, TrapKind::StdoutLimit) } else { (&mut self.stderr, self.stderr_cap, TrapKind::StderrLimit) };
         if buf.len() as u64 + data.len() as u64 > cap {
             return Err(Fault::Stop(Stop::Trap(kind)));
         }
@@ -812,7 +809,19 @@ impl WasiHost {
 
     /// `path_open`
     #[allow(clippy::too_many_arguments)]
-    pub fn path_open(&mut self, mem: &mut Mem, dirfd: u32, dirflags: u32, path: u32, path_len: u32, oflags: u16, base: u64, _inheriting: u64, fdflags: u16, out: u32) -> R {
+    pub fn path_open(
+        &mut self,
+        mem: &mut Mem,
+        dirfd: u32,
+        dirflags: u32,
+        path: u32,
+        path_len: u32,
+        oflags: u16,
+        base: u64,
+        _inheriting: u64,
+        fdflags: u16,
+        out: u32,
+    ) -> R {
         let dir = self.dir_fd(dirfd)?;
         let path = mem.str(path, path_len)?;
         if fdflags & !FDFLAGS_ALL != 0 || oflags & !0xf != 0 {
@@ -1148,11 +1157,7 @@ impl WasiHost {
         if out.is_empty() {
             // Only valid clock subscriptions: sleep until the earliest one,
             // measured on its own clock, then fire every one that is due.
-            let wait = list
-                .iter()
-                .filter_map(|s| s.deadline.map(|d| d.saturating_sub(self.now(s.clock).unwrap_or(0))))
-                .min()
-                .unwrap_or(0);
+            let wait = list.iter().filter_map(|s| s.deadline.map(|d| d.saturating_sub(self.now(s.clock).unwrap_or(0)))).min().unwrap_or(0);
             self.sleep_ns = self.sleep_ns.saturating_add(wait);
             for s in &list {
                 if let Some(d) = s.deadline

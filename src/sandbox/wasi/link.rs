@@ -74,14 +74,22 @@ pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     wasi!(linker, "fd_prestat_dir_name", |h, m, fd: i32, p: i32, l: i32| h.fd_prestat_dir_name(m, fd as u32, p as u32, l as u32));
     wasi!(linker, "fd_pwrite", |h, m, fd: i32, iov: i32, n: i32, off: i64, out: i32| h.fd_pwrite(m, fd as u32, iov as u32, n as u32, off as u64, out as u32));
     wasi!(linker, "fd_read", |h, m, fd: i32, iov: i32, n: i32, out: i32| h.fd_read(m, fd as u32, iov as u32, n as u32, out as u32));
-    wasi!(linker, "fd_readdir", |h, m, fd: i32, buf: i32, len: i32, cookie: i64, out: i32| h.fd_readdir(m, fd as u32, buf as u32, len as u32, cookie as u64, out as u32));
+    wasi!(linker, "fd_readdir", |h, m, fd: i32, buf: i32, len: i32, cookie: i64, out: i32| h.fd_readdir(
+        m,
+        fd as u32,
+        buf as u32,
+        len as u32,
+        cookie as u64,
+        out as u32
+    ));
     wasi!(linker, "fd_renumber", |h, m, from: i32, to: i32| h.fd_renumber(from as u32, to as u32));
     wasi!(linker, "fd_seek", |h, m, fd: i32, d: i64, wh: i32, out: i32| h.fd_seek(m, fd as u32, d, wh as u8, out as u32));
     wasi!(linker, "fd_sync", |h, m, fd: i32| h.fd_sync(fd as u32));
     wasi!(linker, "fd_tell", |h, m, fd: i32, out: i32| h.fd_tell(m, fd as u32, out as u32));
     wasi!(linker, "fd_write", |h, m, fd: i32, iov: i32, n: i32, out: i32| h.fd_write(m, fd as u32, iov as u32, n as u32, out as u32));
     wasi!(linker, "path_create_directory", |h, m, fd: i32, p: i32, l: i32| h.path_create_directory(m, fd as u32, p as u32, l as u32));
-    wasi!(linker, "path_filestat_get", |h, m, fd: i32, fl: i32, p: i32, l: i32, out: i32| h.path_filestat_get(m, fd as u32, fl as u32, p as u32, l as u32, out as u32));
+    wasi!(linker, "path_filestat_get", |h, m, fd: i32, fl: i32, p: i32, l: i32, out: i32| h
+        .path_filestat_get(m, fd as u32, fl as u32, p as u32, l as u32, out as u32));
     wasi!(linker, "path_filestat_set_times", |h, m, fd: i32, fl: i32, p: i32, l: i32, a: i64, mt: i64, fst: i32| h
         .path_filestat_set_times(m, fd as u32, fl as u32, p as u32, l as u32, a as u64, mt as u64, fst as u16));
     wasi!(linker, "path_link", |h, m, ofd: i32, ofl: i32, op: i32, ol: i32, nfd: i32, np: i32, nl: i32| h

@@ -1,0 +1,61 @@
+//! The command line's contract: version line, one clear error line with exit
+//! status 125, and never any half-written output.
+
+use std::process::Command;
+
+use crate::util::{canon_bin, fixture, scratch};
+
+#[test]
+fn version_prints_canon_and_the_crate_version() {
+    let o = Command::new(canon_bin()).arg("--version").output().expect("spawn");
+    let first = String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string();
+    assert_eq!(first, format!("canon {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn a_bad_job_is_one_line_naming_the_field_and_writes_nothing() {
+    let dir = scratch();
+    let spec = dir.path().join("bad.toml");
+    std::fs::write(&spec, format!("name = \"bad\"\nmodule = {:?}\n[limits]\nfuel = 0\n", fixture("hello.wasm").display().to_string())).expect("write");
+    let out = dir.path().join("out");
+    let o = Command::new(canon_bin()).arg("run").arg(&spec).arg("--out").arg(&out).output().expect("spawn");
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("limits.fuel") && err.contains("bad.toml"), "{err}");
+    assert!(!out.exists(), "a failed run left {}", out.display());
+    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1, "stray temporary files left behind");
+}
+
+#[test]
+fn a_non_empty_output_directory_is_refused_and_untouched() {
+    let dir = scratch();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    std::fs::write(out.join("precious.txt"), "keep me").expect("write");
+    let o = Command::new(canon_bin()).arg("run").arg(fixture("jobs/hello.toml")).arg("--out").arg(&out).output().expect("spawn");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not empty"));
+    assert_eq!(std::fs::read_dir(&out).expect("ls").count(), 1);
+    assert_eq!(std::fs::read_to_string(out.join("precious.txt")).expect("read"), "keep me");
+}
+
+#[test]
+fn a_timed_out_run_writes_nothing() {
+    let dir = scratch();
+    let spec = dir.path().join("forever.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name = \"forever\"\nmodule = {:?}\nargs = [\"1000000000000\"]\n[limits]\nfuel = 1000000000000000\ntimeout = 1\n",
+            fixture("sha256chain.wasm").display().to_string()
+        ),
+    )
+    .expect("write");
+    let out = dir.path().join("out");
+    let o = Command::new(canon_bin()).arg("run").arg(&spec).arg("--out").arg(&out).output().expect("spawn");
+    assert_eq!(o.status.code(), Some(125), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no result"));
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1, "stray temporary files left behind");
+}
