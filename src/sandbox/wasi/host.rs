@@ -14,8 +14,8 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use super::errno::Errno;
-use super::mem::Mem;
-use super::vfs::{Content, Ino, OverLimit, Resolved, Vfs};
+use super::mem::{IoVec, Mem};
+use super::vfs::{Content, Ino, MAX_PATH_LEN, OverLimit, Resolved, Vfs};
 use crate::digest::Digest;
 use crate::job::Job;
 use crate::outcome::TrapKind;
@@ -585,6 +585,17 @@ impl WasiHost {
         Ok(())
     }
 
+    /// Grows file `ino` to hold `len` bytes at `offset`, charging the output
+    /// cap, before those bytes are gathered: the same checks, in the same
+    /// order, as [`Self::write_at`] makes, so the outcome is the same.
+    fn grow_for_write(&mut self, ino: Ino, offset: u64, len: u64) -> R {
+        let end = offset.checked_add(len).ok_or(Errno::Fbig)?;
+        if end > self.vfs.get(ino)?.size() {
+            self.resize(ino, end)?;
+        }
+        Ok(())
+    }
+
     /// Writes `data` into file `ino` at `offset`, growing it as needed.
     fn write_at(&mut self, ino: Ino, offset: u64, data: &[u8]) -> R {
         let end = offset.checked_add(data.len() as u64).ok_or(Errno::Fbig)?;
@@ -722,6 +733,16 @@ impl WasiHost {
         Ok(())
     }
 
+    /// Traps as [`Self::emit`] would if `len` more bytes went to `stream`.
+    fn check_emit(&self, stream: u32, len: u64) -> R {
+        let (held, cap, kind) =
+            if stream == 1 { (self.stdout.len(), self.stdout_cap, TrapKind::StdoutLimit) } else { (self.stderr.len(), self.stderr_cap, TrapKind::StderrLimit) };
+        if (held as u64).saturating_add(len) > cap {
+            return Err(Fault::Stop(Stop::Trap(kind)));
+        }
+        Ok(())
+    }
+
     fn emit(&mut self, stream: u32, data: &[u8]) -> R {
         let (buf, cap, kind) =
             if stream == 1 { (&mut self.stdout, self.stdout_cap, TrapKind::StdoutLimit) } else { (&mut self.stderr, self.stderr_cap, TrapKind::StderrLimit) };
@@ -738,12 +759,27 @@ impl WasiHost {
     }
 
     /// `fd_write`
+    ///
+    /// The iovecs may overlap, so their total can be far larger than the
+    /// guest's memory: every cap is checked against that total before the
+    /// bytes are gathered into one host buffer, so the host never holds
+    /// more than the caps allow.
     pub fn fd_write(&mut self, mem: &mut Mem, fd: u32, iovs: u32, iovs_len: u32, nwritten: u32) -> R {
         let iovs = mem.iovecs(iovs, iovs_len)?;
-        let data = mem.gather(&iovs)?;
-        match self.fd(fd)?.clone() {
-            Fd::Stdout => self.emit(1, &data)?,
-            Fd::Stderr => self.emit(2, &data)?,
+        let total = IoVec::total(&iovs);
+        let data = match self.fd(fd)?.clone() {
+            Fd::Stdout => {
+                self.check_emit(1, total)?;
+                let data = mem.gather(&iovs)?;
+                self.emit(1, &data)?;
+                data
+            }
+            Fd::Stderr => {
+                self.check_emit(2, total)?;
+                let data = mem.gather(&iovs)?;
+                self.emit(2, &data)?;
+                data
+            }
             Fd::Stdin => return Err(Errno::Badf.into()),
             Fd::Dir { .. } => return Err(Errno::Isdir.into()),
             Fd::File { ino, offset, flags, rights } => {
@@ -751,12 +787,15 @@ impl WasiHost {
                     return Err(Errno::Badf.into());
                 }
                 let at = if flags & FDFLAG_APPEND != 0 { self.vfs.get(ino)?.size() } else { offset };
+                self.grow_for_write(ino, at, total)?;
+                let data = mem.gather(&iovs)?;
                 self.write_at(ino, at, &data)?;
                 if let Fd::File { offset, .. } = self.fd_mut(fd)? {
                     *offset = at + data.len() as u64;
                 }
+                data
             }
-        }
+        };
         mem.put_u32(nwritten, data.len() as u32)?;
         Ok(())
     }
@@ -764,13 +803,15 @@ impl WasiHost {
     /// `fd_pwrite`
     pub fn fd_pwrite(&mut self, mem: &mut Mem, fd: u32, iovs: u32, iovs_len: u32, offset: u64, nwritten: u32) -> R {
         let iovs = mem.iovecs(iovs, iovs_len)?;
-        let data = mem.gather(&iovs)?;
         let (ino, _, flags, rights) = self.file_fd(fd)?;
         if rights & RIGHT_FD_WRITE == 0 {
             return Err(Errno::Badf.into());
         }
         // As on Linux, pwrite on an append-mode file appends.
         let at = if flags & FDFLAG_APPEND != 0 { self.vfs.get(ino)?.size() } else { offset };
+        // As in fd_write: charge the caps before gathering.
+        self.grow_for_write(ino, at, IoVec::total(&iovs))?;
+        let data = mem.gather(&iovs)?;
         self.write_at(ino, at, &data)?;
         mem.put_u32(nwritten, data.len() as u32)?;
         Ok(())
@@ -1023,7 +1064,16 @@ impl WasiHost {
     /// `path_symlink`: any target may be written; following one that leaves
     /// the preopen is refused at resolution time.
     pub fn path_symlink(&mut self, mem: &mut Mem, target: u32, target_len: u32, fd: u32, path: u32, len: u32) -> R {
+        // A target is held by the host and written to disk with the output:
+        // bound it as Linux does (ENAMETOOLONG past PATH_MAX), and refuse
+        // what no host path can hold. Checked before the bytes are copied.
+        if target_len as usize > MAX_PATH_LEN {
+            return Err(Errno::Nametoolong.into());
+        }
         let target = mem.str(target, target_len)?;
+        if target.contains('\0') {
+            return Err(Errno::Inval.into());
+        }
         let r = self.resolve_at(mem, fd, path, len, false)?;
         if r.ino.is_some() {
             return Err(Errno::Exist.into());

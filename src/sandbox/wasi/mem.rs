@@ -18,6 +18,14 @@ pub struct IoVec {
     pub len: u32,
 }
 
+impl IoVec {
+    /// The bytes all of `iovs` name together (they may overlap, so this can
+    /// exceed the memory's size).
+    pub fn total(iovs: &[IoVec]) -> u64 {
+        iovs.iter().map(|v| u64::from(v.len)).sum()
+    }
+}
+
 impl Mem<'_> {
     fn range(&self, ptr: u32, len: u32) -> Result<std::ops::Range<usize>, Errno> {
         let start = ptr as usize;

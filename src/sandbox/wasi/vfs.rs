@@ -235,6 +235,12 @@ impl Vfs {
         if path.len() > MAX_PATH_LEN {
             return Err(Errno::Nametoolong);
         }
+        // No host can hold a name with a NUL byte (POSIX paths end at one),
+        // so the output tree could not be written out: refuse it as a POSIX
+        // host's path conversion does.
+        if path.contains('\0') {
+            return Err(Errno::Inval);
+        }
         if path.starts_with('/') {
             return Err(Errno::Notcapable);
         }
