@@ -238,6 +238,19 @@ pub enum JobError {
         /// The underlying error.
         source: TreeError,
     },
+    /// argv and the environment together exceed
+    /// [`MAX_ARGS_ENV_BYTES`](super::MAX_ARGS_ENV_BYTES).
+    #[error(
+        "{file}: `{field}` takes argv and environment past the limit of {limit} bytes (counting a NUL after each argument and each NAME=value, as the guest receives them)"
+    )]
+    ArgsTooLarge {
+        /// The spec file.
+        file: String,
+        /// The field where the limit was crossed: `argv0`, `args[N]` or `env.NAME`.
+        field: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// Inputs and stdin together exceed [`MAX_INPUT_BYTES`](super::MAX_INPUT_BYTES).
     #[error("{file}: inputs and stdin exceed the limit of {limit} bytes in total (at {field})")]
     InputsTooLarge {

@@ -47,7 +47,8 @@
 //! (it is where outputs go), and no preopen may be nested inside `/out`.
 //! An input's host path is followed if it is a symlink; symlinks inside an
 //! input directory are kept as links. Inputs and stdin together are capped
-//! at [`MAX_INPUT_BYTES`].
+//! at [`MAX_INPUT_BYTES`]; argv and the environment together at
+//! [`MAX_ARGS_ENV_BYTES`].
 //!
 //! # The encoding, `canon/job/v1`
 //!
@@ -123,6 +124,15 @@ pub const MAX_OUTPUT_FILES: u64 = 1_000_000;
 /// loads a job's inputs into memory and hashes them before it runs, and a
 /// 32-bit guest could not hold more at once anyway.
 pub const MAX_INPUT_BYTES: u64 = 4 << 30;
+
+/// Cap on argv and environment together, as the guest sees them: 2 MiB,
+/// counting a NUL after each `argv` string and each `NAME=value` string
+/// (what `args_sizes_get` and `environ_sizes_get` report). It is Linux's
+/// default `ARG_MAX`, so any program that runs there fits; every node
+/// holds these strings in the job, hashes them into the digest and copies
+/// them into the guest's memory, and a guest with a small memory could not
+/// even receive more.
+pub const MAX_ARGS_ENV_BYTES: u64 = 2 << 20;
 
 /// The wall clock's starting point when a job names none:
 /// 2000-01-01T00:00:00Z, in seconds since the Unix epoch.

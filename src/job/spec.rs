@@ -18,8 +18,8 @@ use serde::Deserialize;
 use super::error::JobError;
 use super::validate::validate_module_cached;
 use super::{
-    DEFAULT_EPOCH, DEFAULT_TIMEOUT, Job, Limits, MAX_CAPTURE_BYTES, MAX_INPUT_BYTES, MAX_MEMORY_BYTES, MAX_OUTPUT_FILES, MAX_TIMEOUT, MIN_FUEL,
-    MIN_MEMORY_BYTES, Mount,
+    DEFAULT_EPOCH, DEFAULT_TIMEOUT, Job, Limits, MAX_ARGS_ENV_BYTES, MAX_CAPTURE_BYTES, MAX_INPUT_BYTES, MAX_MEMORY_BYTES, MAX_OUTPUT_FILES, MAX_TIMEOUT,
+    MIN_FUEL, MIN_MEMORY_BYTES, Mount,
 };
 use crate::digest::Digest;
 use crate::tree::{Node, Tree, TreeError};
@@ -96,6 +96,7 @@ pub(super) fn resolve(text: &str, base: &Path, file: &str) -> Result<Job, JobErr
         check_env_name(file, key)?;
         no_nul(file, &format!("env.{key}"), value)?;
     }
+    check_args_env_size(file, &argv0, &spec.args, &spec.env)?;
     if spec.stdin.is_some() && spec.stdin_file.is_some() {
         return Err(JobError::StdinConflict { file: f() });
     }
@@ -191,6 +192,22 @@ fn invalid(file: &str, field: &str, found: &str, expected: &str) -> JobError {
 fn no_nul(file: &str, field: &str, value: &str) -> Result<(), JobError> {
     if value.contains('\0') {
         return Err(invalid(file, field, "a string with a NUL byte", "a string without NUL bytes (WASI passes C strings)"));
+    }
+    Ok(())
+}
+
+/// Refuses argv and environment past [`MAX_ARGS_ENV_BYTES`], naming the
+/// field where the running total crosses it.
+fn check_args_env_size(file: &str, argv0: &str, args: &[String], env: &BTreeMap<String, String>) -> Result<(), JobError> {
+    let strings = std::iter::once(("argv0".to_string(), argv0.len() as u64 + 1))
+        .chain(args.iter().enumerate().map(|(i, a)| (format!("args[{i}]"), a.len() as u64 + 1)))
+        .chain(env.iter().map(|(k, v)| (format!("env.{k}"), k.len() as u64 + v.len() as u64 + 2)));
+    let mut total = 0u64;
+    for (field, size) in strings {
+        total = total.saturating_add(size);
+        if total > MAX_ARGS_ENV_BYTES {
+            return Err(JobError::ArgsTooLarge { file: file.into(), field, limit: MAX_ARGS_ENV_BYTES });
+        }
     }
     Ok(())
 }
