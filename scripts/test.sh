@@ -10,12 +10,16 @@ if command -v rustup >/dev/null; then
 fi
 
 # Interop tests: OpenSSH's ssh-keygen makes node keys, Python's
-# securesystemslib verifies canon's DSSE envelopes.
-if ! command -v ssh-keygen >/dev/null; then
+# securesystemslib verifies canon's DSSE envelopes. The hostile suite
+# measures canon's peak RSS with GNU time.
+packages=()
+command -v ssh-keygen >/dev/null || packages+=(openssh-client)
+[ -x /usr/bin/time ] || packages+=(time)
+if [ "${#packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq openssh-client >/dev/null
+        apt-get update -qq && apt-get install -y -qq "${packages[@]}" >/dev/null
     else
-        sudo apt-get update -qq && sudo apt-get install -y -qq openssh-client >/dev/null
+        sudo apt-get update -qq && sudo apt-get install -y -qq "${packages[@]}" >/dev/null
     fi
 fi
 python3 -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt

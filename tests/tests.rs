@@ -6,6 +6,7 @@ mod util;
 mod cli;
 mod determinism;
 mod guests;
+mod hostile;
 mod job_spec;
 mod limits;
 mod nodes;
