@@ -59,3 +59,20 @@ fn a_timed_out_run_writes_nothing() {
     assert!(!out.exists());
     assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1, "stray temporary files left behind");
 }
+
+#[test]
+fn a_closed_stdout_ends_canon_quietly() {
+    // As in `canon run --json JOB | head -c 0`: the reader is gone before canon writes.
+    let mut child = Command::new(canon_bin())
+        .args(["run", "--json"])
+        .arg(fixture("jobs/hello.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

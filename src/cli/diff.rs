@@ -86,6 +86,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "{}", if differs { "outcomes differ" } else { "outcomes are identical" });
-    print!("{out}");
+    out!("{out}")?;
     Ok(if differs { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -17,29 +17,34 @@ pub struct Args {
 /// Runs `canon inspect`.
 pub fn run(args: Args) -> Result<ExitCode> {
     let job = Job::load(&args.job).context("invalid job")?;
-    println!("job_digest    {}", job.digest());
-    println!("name          {}", job.name);
-    println!("module        {} sha256 {} ({} bytes)", job.module_path.display(), job.module_sha256, job.module.len());
-    println!("argv          {:?}", std::iter::once(&job.argv0).chain(&job.args).collect::<Vec<_>>());
+    outln!("job_digest    {}", job.digest())?;
+    outln!("name          {}", job.name)?;
+    outln!("module        {} sha256 {} ({} bytes)", job.module_path.display(), job.module_sha256, job.module.len())?;
+    outln!("argv          {:?}", std::iter::once(&job.argv0).chain(&job.args).collect::<Vec<_>>())?;
     for (k, v) in &job.env {
-        println!("env           {k}={v}");
+        outln!("env           {k}={v}")?;
     }
-    println!("stdin         {} bytes sha256 {}", job.stdin.len(), canon::digest::Digest::of(&job.stdin));
+    outln!("stdin         {} bytes sha256 {}", job.stdin.len(), canon::digest::Digest::of(&job.stdin))?;
     for m in &job.mounts {
         let access = if m.writable { "rw" } else { "ro" };
         let src = m.source.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-        println!("mount         {} {access} manifest {} (from {src})", m.guest, m.tree.manifest().digest());
+        outln!("mount         {} {access} manifest {} (from {src})", m.guest, m.tree.manifest().digest())?;
     }
-    println!("seed          {}", job.seed);
-    println!("epoch         {}", job.epoch);
+    outln!("seed          {}", job.seed)?;
+    outln!("epoch         {}", job.epoch)?;
     let l = &job.limits;
-    println!(
+    outln!(
         "limits        fuel {} memory {} stdout {} stderr {} output_bytes {} output_files {}",
-        l.fuel, l.memory_bytes, l.stdout_bytes, l.stderr_bytes, l.output_bytes, l.output_files
-    );
-    println!("timeout       {}s (not part of the digest)", job.timeout.as_secs());
+        l.fuel,
+        l.memory_bytes,
+        l.stdout_bytes,
+        l.stderr_bytes,
+        l.output_bytes,
+        l.output_files
+    )?;
+    outln!("timeout       {}s (not part of the digest)", job.timeout.as_secs())?;
     if let Some(c) = &job.commit {
-        println!("commit        {c}");
+        outln!("commit        {c}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -23,7 +23,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let key = NodeKey::generate();
     key.save_new(&args.out).context("cannot save the new node key")?;
-    println!("{}", key.node_id());
+    outln!("{}", key.node_id())?;
     eprintln!("canon: wrote private key {} (keep it secret; `ssh-keygen -y -f {}` prints its public half)", args.out.display(), args.out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -90,9 +90,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ledger.save(path)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&tally).context("cannot serialise the tally")?);
+        outln!("{}", serde_json::to_string_pretty(&tally).context("cannot serialise the tally")?)?;
     } else {
-        print!("{}", render(&tally));
+        out!("{}", render(&tally))?;
     }
     Ok(if tally.verdict == Verdict::Accepted { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -114,9 +114,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         staged.commit()?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_summary(&job, &outcome, &report);
+        print_summary(&job, &outcome, &report)?;
     }
     Ok(if outcome.termination.exit_code() == Some(0) { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -151,12 +151,12 @@ fn run_on_nodes(args: &Args, job: &Job, n: usize) -> Result<ExitCode> {
         staged.commit()?;
     }
     if args.json {
-        println!("{tally_json}");
+        outln!("{tally_json}")?;
     } else {
-        println!("job      {} {}", job.name, job_digest);
-        print!("{}", super::nodes::describe(&runs));
-        println!();
-        print!("{}", super::quorum::render(&tally));
+        outln!("job      {} {}", job.name, job_digest)?;
+        out!("{}", super::nodes::describe(&runs))?;
+        outln!()?;
+        out!("{}", super::quorum::render(&tally))?;
     }
     Ok(if tally.verdict == Verdict::Accepted { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -171,12 +171,13 @@ pub fn write_results(dir: &Path, outcome: &Outcome, report: &RunReport) -> Resul
     Ok(())
 }
 
-fn print_summary(job: &Job, outcome: &Outcome, r: &RunReport) {
+fn print_summary(job: &Job, outcome: &Outcome, r: &RunReport) -> std::io::Result<()> {
     let files = r.outputs.iter().filter(|e| e.kind == canon::tree::Kind::File).count();
-    println!("job      {} {}", job.name, r.job_digest);
-    println!("result   {} (fuel {})", outcome.termination, r.fuel_consumed);
-    println!("outcome  {}", r.outcome_digest);
-    println!("stdout   {} bytes {}", outcome.stdout.len(), r.stdout_sha256);
-    println!("stderr   {} bytes {}", outcome.stderr.len(), r.stderr_sha256);
-    println!("outputs  {files} files, manifest {}", r.manifest_digest);
+    outln!("job      {} {}", job.name, r.job_digest)?;
+    outln!("result   {} (fuel {})", outcome.termination, r.fuel_consumed)?;
+    outln!("outcome  {}", r.outcome_digest)?;
+    outln!("stdout   {} bytes {}", outcome.stdout.len(), r.stdout_sha256)?;
+    outln!("stderr   {} bytes {}", outcome.stderr.len(), r.stderr_sha256)?;
+    outln!("outputs  {files} files, manifest {}", r.manifest_digest)?;
+    Ok(())
 }

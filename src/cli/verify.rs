@@ -53,7 +53,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         match check(&args, &bytes) {
             Ok(r) => {
                 let o = &r.statement.predicate.outcome;
-                println!(
+                outln!(
                     "ok    {}  node {}  job {}  outcome {} ({}, fuel {})",
                     path.display(),
                     r.node(),
@@ -61,18 +61,18 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
                     r.outcome_digest().short(),
                     o.termination,
                     o.fuel_consumed
-                );
+                )?;
             }
             Err(e) => {
                 failed += 1;
-                println!("FAIL  {}  {}: {e}", path.display(), e.code());
+                outln!("FAIL  {}  {}: {e}", path.display(), e.code())?;
             }
         }
     }
     if let Some(dir) = &args.artifacts
         && failed == 0
     {
-        println!("artifacts in {} match", dir.display());
+        outln!("artifacts in {} match", dir.display())?;
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
