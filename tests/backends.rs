@@ -173,4 +173,55 @@ fn the_cli_takes_a_backend_and_refuses_winch_and_unknown_names() {
     let bogus = out("llvm");
     assert_eq!(bogus.status.code(), Some(2), "{}", String::from_utf8_lossy(&bogus.stderr));
     assert!(String::from_utf8_lossy(&bogus.stderr).contains("unknown backend"));
+    let exec = |backend: &str| {
+        std::process::Command::new(canon_bin())
+            .args(["exec", "--backend", backend])
+            .arg(fixture("hello.wasm"))
+            .env("CANON_CACHE_DIR", cache.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("spawn canon exec")
+    };
+    let pulley = exec("pulley");
+    assert!(pulley.status.success() && pulley.stdout.starts_with(b"hello from canon"), "{}", String::from_utf8_lossy(&pulley.stderr));
+    assert!(String::from_utf8_lossy(&exec("winch").stderr).contains("relaxed-SIMD"));
+}
+
+#[test]
+fn a_receipt_records_the_backend_it_ran_on() {
+    let dir = scratch();
+    let key = dir.path().join("node.key");
+    let k = std::process::Command::new(canon_bin()).args(["keygen", "--out"]).arg(&key).output().expect("keygen");
+    assert!(k.status.success(), "{}", String::from_utf8_lossy(&k.stderr));
+    let out = dir.path().join("out");
+    let r = std::process::Command::new(canon_bin())
+        .args(["run", "--backend", "pulley", "--key"])
+        .arg(&key)
+        .arg("--out")
+        .arg(&out)
+        .arg(fixture("jobs/hello.toml"))
+        .env("CANON_CACHE_DIR", dir.path().join("cache"))
+        .output()
+        .expect("spawn canon");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let receipt = std::fs::read(out.join("receipt.json")).expect("receipt");
+    let v = canon::receipt::verify_envelope(&receipt).expect("valid receipt");
+    assert_eq!(v.statement.predicate.engine.backend, "pulley");
+}
+
+/// The baseline is not native Cranelift under another name: on a host with
+/// SSE4.1 or AVX, the same module compiles to different machine code (the
+/// text section, not the artifact, whose metadata names the flags anyway).
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn the_baseline_compiles_differently_on_a_host_with_newer_features() {
+    if !(std::arch::is_x86_feature_detected!("sse4.1") || std::arch::is_x86_feature_detected!("avx")) {
+        return;
+    }
+    let wasm = std::fs::read(fixture("nbody.wasm")).expect("nbody.wasm");
+    let code = |b: Backend| {
+        let sandbox = Sandbox::builder().cache_dir(None).backend(b).build().expect("sandbox");
+        wasmtime::Module::new(sandbox.engine(), &wasm).expect("compile").text().to_vec()
+    };
+    assert_ne!(code(Backend::Cranelift), code(Backend::CraneliftBaseline));
 }
