@@ -11,6 +11,9 @@
 //!   wasmtime + wasmtime-wasi runner standing in for the wasmtime CLI).
 //! - `compile/*`: compiling the largest fixture cold versus loading it from
 //!   canon's disk cache.
+//! - `backends/*`: `sha256chain` (20 000 rounds instead of the fixture's
+//!   1 000 000, so the interpreter finishes in seconds) on each backend that
+//!   runs canon jobs; read each as a ratio to `backends/cranelift`.
 //!
 //! Run: `cargo bench --bench sandbox`.
 
@@ -24,7 +27,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use canon::job::Job;
-use canon::sandbox::Sandbox;
+use canon::sandbox::{Backend, Sandbox};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -138,5 +141,19 @@ fn compile(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, compute, per_job, compile);
+fn backends(c: &mut Criterion) {
+    let mut job = load("sha256chain.toml");
+    job.args = vec!["20000".into()];
+    let mut group = c.benchmark_group("backends");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(10));
+    // Winch is refused (see `engine::WINCH_UNSUPPORTED`).
+    for backend in [Backend::Cranelift, Backend::CraneliftBaseline, Backend::Pulley] {
+        let sandbox = Sandbox::builder().cache_dir(None).backend(backend).build().expect("sandbox");
+        sandbox.prepare(&job.module, &job.module_sha256).expect("compile");
+        group.bench_function(format!("{backend}"), |b| b.iter(|| sandbox.run(&job).expect("run")));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, compute, per_job, compile, backends);
 criterion_main!(benches);

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod backends;
 mod cli;
 mod determinism;
 mod guests;

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use canon::digest::Digest;
 use canon::job::{DEFAULT_EPOCH, Job, Limits, Mount};
 use canon::outcome::Termination;
-use canon::sandbox::{RunOptions, Sandbox};
+use canon::sandbox::{Backend, RunOptions, Sandbox};
 use canon::tree::{Node, Tree};
 
 /// Exit status of `canon exec` when the guest traps (as `wasmtime run`: 128 + SIGABRT).
@@ -49,6 +49,10 @@ pub struct Args {
     /// Write the final content of every writable mount here.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Backend: cranelift, cranelift-baseline, pulley or winch (refused:
+    /// it lacks relaxed SIMD).
+    #[arg(long, value_name = "NAME", default_value_t = Backend::Cranelift)]
+    backend: Backend,
     /// The module to run.
     module: PathBuf,
     /// Arguments for the guest (after `--`).
@@ -118,7 +122,7 @@ fn job_from_args(args: &Args) -> Result<Job> {
 pub fn run(args: Args) -> Result<ExitCode> {
     let job = job_from_args(&args)?;
     let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
-    let sandbox = Sandbox::new()?;
+    let sandbox = Sandbox::builder().backend(args.backend).build()?;
     let outcome = sandbox.run_with(&job, RunOptions { stream_stdio: true })?;
     if let Some(staged) = staged {
         write_mounts(&outcome.outputs, staged.path())?;

@@ -19,8 +19,8 @@ use canon::outcome::Outcome;
 use canon::quorum::policy::TrustedNode;
 use canon::quorum::{Policy, Tally, TallyOptions};
 use canon::receipt::{Engine, RunFacts, RunId, Statement, Timestamp};
-use canon::sandbox::Sandbox;
 use canon::sandbox::engine::HOST_THREAD_STACK;
+use canon::sandbox::{Backend, Sandbox};
 
 /// Most local nodes one `canon run --nodes` will start.
 pub const MAX_NODES: usize = 64;
@@ -104,12 +104,12 @@ fn flip(outcome: &Outcome) -> Outcome {
     o
 }
 
-/// Signs `outcome` for `job` as `key`.
-pub fn sign(key: &NodeKey, job: JobDigest, outcome: &Outcome, started: Timestamp) -> Result<Vec<u8>> {
+/// Signs `outcome` for `job` as `key`, run on `backend`.
+pub fn sign(key: &NodeKey, job: JobDigest, outcome: &Outcome, backend: Backend, started: Timestamp) -> Result<Vec<u8>> {
     let facts = RunFacts {
         job_digest: job,
         run_id: RunId::new_v4(),
-        engine: Engine::current("cranelift"),
+        engine: Engine::current(backend.as_str()),
         outcome: outcome.summary(),
         started,
         finished: Timestamp::now(),
@@ -118,8 +118,9 @@ pub fn sign(key: &NodeKey, job: JobDigest, outcome: &Outcome, started: Timestamp
     Ok(envelope.to_json_pretty().into_bytes())
 }
 
-/// Runs `job` on `n` local nodes, the last `faulty` of them byzantine.
-pub fn run_nodes(job: &Job, n: usize, faulty: usize, keys_dir: &Path) -> Result<Vec<NodeRun>> {
+/// Runs `job` on `n` local nodes on `backend`, the last `faulty` of them
+/// byzantine.
+pub fn run_nodes(job: &Job, n: usize, faulty: usize, backend: Backend, keys_dir: &Path) -> Result<Vec<NodeRun>> {
     if n == 0 || n > MAX_NODES {
         bail!("--nodes {n}: expected 1 to {MAX_NODES}");
     }
@@ -140,28 +141,28 @@ pub fn run_nodes(job: &Job, n: usize, faulty: usize, keys_dir: &Path) -> Result<
                 let started = Timestamp::now();
                 // Each node is its own executor: its own engine and in-memory
                 // module cache (the disk cache is shared, as on one machine).
-                let sandbox = Sandbox::new()?;
+                let sandbox = Sandbox::builder().backend(backend).build()?;
                 let honest = sandbox.run(job).with_context(|| format!("node {index}: no result"))?;
                 let (outcome, claimed_job, receipts) = match fault {
                     None => {
-                        let r = sign(key, job_digest, &honest, started)?;
+                        let r = sign(key, job_digest, &honest, backend, started)?;
                         (honest, job_digest, vec![r])
                     }
                     Some(Fault::FlipByte) => {
                         let lie = flip(&honest);
-                        let r = sign(key, job_digest, &lie, started)?;
+                        let r = sign(key, job_digest, &lie, backend, started)?;
                         (lie, job_digest, vec![r])
                     }
                     Some(Fault::OtherJob) => {
                         let mut tag = b"canon/faulty/other-job\n".to_vec();
                         tag.extend_from_slice(job_digest.digest().as_bytes());
                         let other = JobDigest::new(Digest::of(&tag));
-                        let r = sign(key, other, &honest, started)?;
+                        let r = sign(key, other, &honest, backend, started)?;
                         (honest, other, vec![r])
                     }
                     Some(Fault::SignTwice) => {
-                        let a = sign(key, job_digest, &honest, started)?;
-                        let b = sign(key, job_digest, &flip(&honest), started)?;
+                        let a = sign(key, job_digest, &honest, backend, started)?;
+                        let b = sign(key, job_digest, &flip(&honest), backend, started)?;
                         (honest, job_digest, vec![a, b])
                     }
                 };

@@ -12,7 +12,7 @@ use canon::node::NodeKey;
 use canon::outcome::{Outcome, OutcomeSummary, TrapKind};
 use canon::quorum::{Policy, Verdict};
 use canon::receipt::Timestamp;
-use canon::sandbox::Sandbox;
+use canon::sandbox::{Backend, Sandbox};
 use canon::tree::ManifestEntry;
 
 /// Validate and run a job; print a summary (or JSON) and optionally write
@@ -50,6 +50,11 @@ pub struct Args {
     /// each, threshold 2/3.
     #[arg(long, value_name = "FILE", requires = "nodes")]
     policy: Option<PathBuf>,
+    /// Backend: cranelift (native CPU features), cranelift-baseline (x86-64
+    /// SSE2 only), pulley (interpreter) or winch (refused: it lacks relaxed
+    /// SIMD). Recorded in receipts.
+    #[arg(long, value_name = "NAME", default_value_t = Backend::Cranelift)]
+    backend: Backend,
 }
 
 /// The JSON form of a run's result (`canon run --json`, `outcome.json`).
@@ -101,14 +106,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let key = args.key.as_deref().map(NodeKey::load).transpose()?;
     let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
     let started = Timestamp::now();
-    let sandbox = Sandbox::new()?;
+    let sandbox = Sandbox::builder().backend(args.backend).build()?;
     let outcome = sandbox.run(&job).with_context(|| format!("{}: no result", args.job.display()))?;
     let summary = outcome.summary();
     let report = RunReport::new(job.digest(), &summary);
     if let Some(staged) = staged {
         write_results(staged.path(), &outcome, &report)?;
         if let Some(key) = &key {
-            let receipt = super::nodes::sign(key, job.digest(), &outcome, started)?;
+            let receipt = super::nodes::sign(key, job.digest(), &outcome, args.backend, started)?;
             std::fs::write(staged.path().join("receipt.json"), receipt).context("cannot write receipt.json")?;
         }
         staged.commit()?;
@@ -128,7 +133,7 @@ fn run_on_nodes(args: &Args, job: &Job, n: usize) -> Result<ExitCode> {
         None => super::nodes::default_keys_dir()?,
     };
     let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
-    let runs = super::nodes::run_nodes(job, n, args.faulty, &keys_dir)?;
+    let runs = super::nodes::run_nodes(job, n, args.faulty, args.backend, &keys_dir)?;
     let policy = match &args.policy {
         Some(p) => Policy::load(p)?,
         None => super::nodes::local_policy(&runs),

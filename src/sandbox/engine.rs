@@ -32,8 +32,94 @@ pub const DETERMINISM_ABI: u32 = 1;
 /// The wasmtime version canon is built against.
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
-/// The configuration every canon engine uses.
-pub fn deterministic_config() -> Config {
+/// How a node turns wasm into something that runs. Every backend gets the
+/// same determinism configuration ([`deterministic_config`]); only the code
+/// generator or interpreter differs, so a job's outcome must not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Cranelift with every CPU feature the host has.
+    #[default]
+    Cranelift,
+    /// Cranelift limited to baseline x86-64 (SSE2 only: no SSE3/SSSE3,
+    /// SSE4.1+, AVX, AVX-512, FMA, POPCNT, BMI or LZCNT), as on an old CPU.
+    /// On other architectures, the same as [`Backend::Cranelift`].
+    CraneliftBaseline,
+    /// wasmtime's portable interpreter, Pulley (`pulley64`).
+    Pulley,
+    /// wasmtime's baseline compiler, Winch. It cannot run canon jobs: see
+    /// [`WINCH_UNSUPPORTED`].
+    Winch,
+}
+
+/// Why [`Backend::Winch`] is refused: what canon needs that Winch lacks.
+/// Measured with wasmtime 48.0.8 (README, Backends): even with relaxed SIMD
+/// turned off, Winch's fuel differed from Cranelift's on 31 of 37 fixture
+/// jobs, and so did the logical time guests read.
+pub const WINCH_UNSUPPORTED: &str = "Winch does not implement the relaxed-SIMD proposal, which canon \
+     enables (with its deterministic lowering) for every job, and implements SIMD only in part; \
+     and its fuel accounting differs from Cranelift's (so do fuel-derived logical time and \
+     outcome digests); a Winch node would refuse, fail or disagree on jobs that other nodes \
+     run, so it cannot be an independent node for the same jobs";
+
+impl Backend {
+    /// Every backend, the default first.
+    pub const ALL: [Backend; 4] = [Backend::Cranelift, Backend::CraneliftBaseline, Backend::Pulley, Backend::Winch];
+
+    /// The canonical name (`cranelift`, `cranelift-baseline`, `pulley`,
+    /// `winch`), as given to `--backend` and recorded in receipts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Cranelift => "cranelift",
+            Backend::CraneliftBaseline => "cranelift-baseline",
+            Backend::Pulley => "pulley",
+            Backend::Winch => "winch",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a [`Backend`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend `{0}`: expected cranelift, cranelift-baseline, pulley or winch")]
+pub struct UnknownBackend(pub String);
+
+impl std::str::FromStr for Backend {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<Backend, UnknownBackend> {
+        Backend::ALL.into_iter().find(|b| b.as_str() == s).ok_or_else(|| UnknownBackend(s.to_string()))
+    }
+}
+
+/// x86-64 features [`Backend::CraneliftBaseline`] turns off (Cranelift's
+/// flag names), leaving SSE2, the x86-64 baseline.
+const X86_64_ABOVE_BASELINE: &[&str] = &[
+    "has_sse3",
+    "has_ssse3",
+    "has_sse41",
+    "has_sse42",
+    "has_avx",
+    "has_avx2",
+    "has_fma",
+    "has_avx_vnni",
+    "has_avx512bitalg",
+    "has_avx512dq",
+    "has_avx512vl",
+    "has_avx512vbmi",
+    "has_avx512f",
+    "has_avx512vnni",
+    "has_popcnt",
+    "has_bmi1",
+    "has_bmi2",
+    "has_lzcnt",
+];
+
+/// The configuration every canon engine uses, for `backend`.
+pub fn deterministic_config(backend: Backend) -> wasmtime::Result<Config> {
     let mut c = Config::new();
     // NaN bit patterns differ between CPUs: canonicalise every float result.
     c.cranelift_nan_canonicalization(true);
@@ -61,12 +147,34 @@ pub fn deterministic_config() -> Config {
     c.wasm_component_model(false);
     // Compiled code quality does not change results, only speed.
     c.cranelift_opt_level(OptLevel::Speed);
-    c
+    // The backend: only how code is generated, never what it computes.
+    match backend {
+        Backend::Cranelift => {}
+        Backend::CraneliftBaseline => {
+            if cfg!(target_arch = "x86_64") {
+                for flag in X86_64_ABOVE_BASELINE {
+                    // SAFETY: these flags only turn CPU features off; code
+                    // that uses fewer features than the host has is valid.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        c.cranelift_flag_set(flag, "false");
+                    }
+                }
+            }
+        }
+        Backend::Pulley => {
+            c.target("pulley64")?;
+        }
+        Backend::Winch => {
+            c.strategy(wasmtime::Strategy::Winch);
+        }
+    }
+    Ok(c)
 }
 
-/// A new engine with the deterministic configuration.
-pub fn new_engine() -> wasmtime::Result<Engine> {
-    Engine::new(&deterministic_config())
+/// A new engine with the deterministic configuration for `backend`.
+pub fn new_engine(backend: Backend) -> wasmtime::Result<Engine> {
+    Engine::new(&deterministic_config(backend)?)
 }
 
 /// A short hex fingerprint of everything that makes compiled code

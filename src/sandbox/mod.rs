@@ -26,6 +26,7 @@ use crate::job::Job;
 use crate::outcome::{Outcome, Termination, TrapKind};
 pub use cache::CacheHit;
 use cache::ModuleCache;
+pub use engine::Backend;
 use wasi::{HostConfig, Stop, StoreData, WasiHost};
 
 /// Why a run produced no outcome. None of these is ever signed.
@@ -62,6 +63,7 @@ pub struct RunOptions {
 #[derive(Clone, Debug)]
 pub struct SandboxBuilder {
     cache_dir: Option<PathBuf>,
+    backend: Backend,
 }
 
 impl SandboxBuilder {
@@ -72,14 +74,25 @@ impl SandboxBuilder {
         self
     }
 
+    /// Which backend compiles or interprets the guest. [`Backend::Winch`]
+    /// makes [`SandboxBuilder::build`] fail (see
+    /// [`engine::WINCH_UNSUPPORTED`]). Default: [`Backend::Cranelift`].
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
     /// Creates the engine, its linker and its cache, and starts the watchdog.
     pub fn build(self) -> Result<Sandbox, RunError> {
-        let engine = engine::new_engine().map_err(|e| RunError::Engine(format!("{e:#}")))?;
+        let engine = engine::new_engine(self.backend).map_err(|e| match self.backend {
+            Backend::Winch => RunError::Engine(format!("the winch backend cannot run canon jobs: {}; wasmtime: {e:#}", engine::WINCH_UNSUPPORTED)),
+            _ => RunError::Engine(format!("{e:#}")),
+        })?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(|e| RunError::Engine(format!("{e:#}")))?;
         engine::start_watchdog(&engine);
         let cache = ModuleCache::new(self.cache_dir, &engine::fingerprint(&engine));
-        Ok(Sandbox { engine, linker, cache })
+        Ok(Sandbox { engine, linker, cache, backend: self.backend })
     }
 }
 
@@ -88,6 +101,7 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<StoreData>,
     cache: ModuleCache,
+    backend: Backend,
 }
 
 impl Sandbox {
@@ -98,7 +112,12 @@ impl Sandbox {
 
     /// A builder, with every option at its default.
     pub fn builder() -> SandboxBuilder {
-        SandboxBuilder { cache_dir: cache::default_cache_dir() }
+        SandboxBuilder { cache_dir: cache::default_cache_dir(), backend: Backend::default() }
+    }
+
+    /// The backend this sandbox runs guests on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The engine (for tools that compile modules ahead of time).
