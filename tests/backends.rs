@@ -49,13 +49,7 @@ fn results_digest(o: &Outcome) -> String {
 }
 
 fn jobs() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(fixture("jobs"))
-        .expect("fixtures/jobs")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    v.sort();
-    v
+    crate::determinism::fixture_jobs()
 }
 
 fn describe(o: &Result<Outcome, RunError>) -> String {
