@@ -14,6 +14,7 @@
 pub mod abi;
 pub mod cache;
 pub mod engine;
+pub mod limiter;
 pub mod wasi;
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use crate::outcome::{Outcome, Termination, TrapKind};
 pub use cache::CacheHit;
 use cache::ModuleCache;
 pub use engine::Backend;
+use limiter::Limiter;
 use wasi::{HostConfig, Stop, StoreData, WasiHost};
 
 /// Why a run produced no outcome. None of these is ever signed.
@@ -149,6 +151,7 @@ impl Sandbox {
             .instances(1)
             .trap_on_grow_failure(false)
             .build();
+        let limits = Limiter::new(limits);
         let mut store = Store::new(&self.engine, StoreData { wasi: WasiHost::new(config), limits, memory: None });
         store.limiter(|d| &mut d.limits);
         store.set_fuel(job.limits.fuel).map_err(|e| RunError::Host(format!("{e:#}")))?;
@@ -157,7 +160,8 @@ impl Sandbox {
         store.epoch_deadline_trap();
 
         let termination = match pre.instantiate(&mut store) {
-            Err(e) => classify(&e, job, true)?,
+            // Only an instantiation can be refused by the limits as a whole.
+            Err(e) => classify(&e, job, &store.data().limits, true)?,
             Ok(instance) => {
                 let memory = instance.get_memory(&mut store, "memory");
                 store.data_mut().memory = memory;
@@ -165,25 +169,24 @@ impl Sandbox {
                     Err(_) => Termination::Trap(TrapKind::NoEntryPoint),
                     Ok(start) => match start.call(&mut store, ()) {
                         Ok(()) => Termination::Exit(0),
-                        Err(e) => classify(&e, job, false)?,
+                        Err(e) => classify(&e, job, &store.data().limits, false)?,
                     },
                 }
             }
         };
         let fuel_left = store.get_fuel().unwrap_or(0);
-        let data = store.into_data();
-        Ok(Outcome {
-            termination,
-            fuel_consumed: job.limits.fuel.saturating_sub(fuel_left),
-            stdout: data.wasi.stdout.clone(),
-            stderr: data.wasi.stderr.clone(),
-            outputs: data.wasi.output_tree(),
-        })
+        let wasi = store.into_data().wasi;
+        let outputs = wasi.output_tree();
+        Ok(Outcome { termination, fuel_consumed: job.limits.fuel.saturating_sub(fuel_left), stdout: wasi.stdout, stderr: wasi.stderr, outputs })
     }
 }
 
-/// Maps a wasmtime error to how the guest ended, or to "no result".
-fn classify(e: &wasmtime::Error, job: &Job, instantiating: bool) -> Result<Termination, RunError> {
+/// Maps a wasmtime error to how the guest ended, or to "no result": only
+/// what every node would see alike becomes an outcome.
+fn classify(e: &wasmtime::Error, job: &Job, limits: &Limiter, instantiating: bool) -> Result<Termination, RunError> {
+    if limits.host_failed {
+        return Err(RunError::Host(format!("the host could not provide memory the job is allowed: {e:#}")));
+    }
     if let Some(stop) = e.downcast_ref::<Stop>() {
         return Ok(match *stop {
             Stop::Exit(code) => Termination::Exit(code),
@@ -209,9 +212,9 @@ fn classify(e: &wasmtime::Error, job: &Job, instantiating: bool) -> Result<Termi
         };
         return Ok(Termination::Trap(kind));
     }
-    if instantiating {
-        // With every import provided and validated, instantiation fails only
-        // when the module asks for more memory or table than the job allows.
+    if instantiating && limits.refused {
+        // Instantiation refused by the job's limits: the module's initial
+        // memory or table is larger than the job allows.
         return Ok(Termination::Trap(TrapKind::MemoryLimit));
     }
     Err(RunError::Host(format!("{e:#}")))

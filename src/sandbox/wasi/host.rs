@@ -121,15 +121,16 @@ impl Fd {
 
 /// What the host needs to know about a job to serve it.
 #[derive(Clone, Debug)]
-pub struct HostConfig {
+pub struct HostConfig<'a> {
     /// `argv`, including `argv[0]`.
     pub argv: Vec<String>,
     /// `KEY=VALUE` strings, in the job's order.
     pub env: Vec<String>,
     /// stdin's bytes.
     pub stdin: Arc<Vec<u8>>,
-    /// Preopens: guest name, writable, content.
-    pub mounts: Vec<(String, bool, Tree)>,
+    /// Preopens: guest name, writable, content (borrowed from the job: the
+    /// file system copies what it needs when it mounts them).
+    pub mounts: Vec<(String, bool, &'a Tree)>,
     /// Seed of the random stream.
     pub seed: u64,
     /// Wall-clock start, seconds since the Unix epoch.
@@ -148,14 +149,17 @@ pub struct HostConfig {
     pub stream_stdio: bool,
 }
 
-impl HostConfig {
+/// The content of the default `/out` and `/tmp`.
+static EMPTY_TREE: Tree = Tree { entries: std::collections::BTreeMap::new() };
+
+impl<'a> HostConfig<'a> {
     /// The host configuration for a job: its mounts plus the default empty,
     /// writable `/out` and scratch `/tmp` unless the job mounts those itself.
-    pub fn for_job(job: &Job) -> HostConfig {
-        let mut mounts: Vec<(String, bool, Tree)> = job.mounts.iter().map(|m| (m.guest.clone(), m.writable, m.tree.clone())).collect();
+    pub fn for_job(job: &'a Job) -> HostConfig<'a> {
+        let mut mounts: Vec<(String, bool, &Tree)> = job.mounts.iter().map(|m| (m.guest.clone(), m.writable, &m.tree)).collect();
         for default in ["/out", "/tmp"] {
             if !mounts.iter().any(|(g, _, _)| g == default) {
-                mounts.push((default.to_string(), true, Tree::new()));
+                mounts.push((default.to_string(), true, &EMPTY_TREE));
             }
         }
         mounts.sort_by(|a, b| a.0.cmp(&b.0));
@@ -206,7 +210,7 @@ pub struct WasiHost {
 
 impl WasiHost {
     /// A fresh host for one run.
-    pub fn new(cfg: HostConfig) -> WasiHost {
+    pub fn new(cfg: HostConfig<'_>) -> WasiHost {
         let epoch_ns = cfg.epoch.saturating_mul(1_000_000_000);
         let mut vfs = Vfs::new(cfg.output_bytes, cfg.output_files);
         let mut fds = BTreeMap::new();
@@ -585,33 +589,31 @@ impl WasiHost {
         Ok(())
     }
 
-    /// Grows file `ino` to hold `len` bytes at `offset`, charging the output
-    /// cap, before those bytes are gathered: the same checks, in the same
-    /// order, as [`Self::write_at`] makes, so the outcome is the same.
-    fn grow_for_write(&mut self, ino: Ino, offset: u64, len: u64) -> R {
-        let end = offset.checked_add(len).ok_or(Errno::Fbig)?;
+    /// Writes the guest bytes `iovs` name into file `ino` at `offset`,
+    /// growing the file (and charging the output caps) first, and copying
+    /// straight from guest memory. The iovecs may overlap, so their total can
+    /// exceed the guest's memory; nothing is held beyond the file itself.
+    /// Returns the bytes written.
+    fn write_iovecs(&mut self, ino: Ino, offset: u64, mem: &Mem, iovs: &[IoVec]) -> R<u64> {
+        let total = IoVec::total(iovs);
+        let end = offset.checked_add(total).ok_or(Errno::Fbig)?;
         if end > self.vfs.get(ino)?.size() {
-            self.resize(ino, end)?;
-        }
-        Ok(())
-    }
-
-    /// Writes `data` into file `ino` at `offset`, growing it as needed.
-    fn write_at(&mut self, ino: Ino, offset: u64, data: &[u8]) -> R {
-        let end = offset.checked_add(data.len() as u64).ok_or(Errno::Fbig)?;
-        let size = self.vfs.get(ino)?.size();
-        if end > size {
             self.resize(ino, end)?;
         }
         let now = self.wall();
         let node = self.vfs.get_mut(ino)?;
         if let Content::File(bytes) = &mut node.content {
-            let start = usize::try_from(offset).map_err(|_| Errno::Fbig)?;
-            Arc::make_mut(bytes)[start..start + data.len()].copy_from_slice(data);
+            let bytes = Arc::make_mut(bytes);
+            let mut at = usize::try_from(offset).map_err(|_| Errno::Fbig)?;
+            for v in iovs {
+                let src = mem.slice(v.ptr, v.len)?;
+                bytes[at..at + src.len()].copy_from_slice(src);
+                at += src.len();
+            }
         }
         node.mtim = now;
         node.ctim = now;
-        Ok(())
+        Ok(total)
     }
 
     fn read_at(&self, ino: Ino, offset: u64, max: usize) -> Result<&[u8], Errno> {
@@ -733,53 +735,37 @@ impl WasiHost {
         Ok(())
     }
 
-    /// Traps as [`Self::emit`] would if `len` more bytes went to `stream`.
-    fn check_emit(&self, stream: u32, len: u64) -> R {
-        let (held, cap, kind) =
-            if stream == 1 { (self.stdout.len(), self.stdout_cap, TrapKind::StdoutLimit) } else { (self.stderr.len(), self.stderr_cap, TrapKind::StderrLimit) };
-        if (held as u64).saturating_add(len) > cap {
-            return Err(Fault::Stop(Stop::Trap(kind)));
-        }
-        Ok(())
-    }
-
-    fn emit(&mut self, stream: u32, data: &[u8]) -> R {
+    /// Appends the guest bytes `iovs` name to stdout (1) or stderr (2),
+    /// trapping first if that would pass the stream's cap; copies straight
+    /// from guest memory. Returns the bytes written.
+    fn emit(&mut self, stream: u32, mem: &Mem, iovs: &[IoVec]) -> R<u64> {
+        let total = IoVec::total(iovs);
         let (buf, cap, kind) =
             if stream == 1 { (&mut self.stdout, self.stdout_cap, TrapKind::StdoutLimit) } else { (&mut self.stderr, self.stderr_cap, TrapKind::StderrLimit) };
-        if buf.len() as u64 + data.len() as u64 > cap {
+        if (buf.len() as u64).saturating_add(total) > cap {
             return Err(Fault::Stop(Stop::Trap(kind)));
         }
-        buf.extend_from_slice(data);
+        let start = buf.len();
+        for v in iovs {
+            buf.extend_from_slice(mem.slice(v.ptr, v.len)?);
+        }
         if self.stream_stdio {
             // Best effort: the captured bytes are the outcome; a closed host
             // pipe must not change it.
-            let _ = if stream == 1 { std::io::stdout().write_all(data) } else { std::io::stderr().write_all(data) };
+            let written = &buf[start..];
+            let _ = if stream == 1 { std::io::stdout().write_all(written) } else { std::io::stderr().write_all(written) };
         }
-        Ok(())
+        Ok(total)
     }
 
-    /// `fd_write`
-    ///
-    /// The iovecs may overlap, so their total can be far larger than the
-    /// guest's memory: every cap is checked against that total before the
-    /// bytes are gathered into one host buffer, so the host never holds
-    /// more than the caps allow.
+    /// `fd_write`. The iovecs may overlap, so their total can be far larger
+    /// than the guest's memory: each destination checks its cap against that
+    /// total before copying anything.
     pub fn fd_write(&mut self, mem: &mut Mem, fd: u32, iovs: u32, iovs_len: u32, nwritten: u32) -> R {
         let iovs = mem.iovecs(iovs, iovs_len)?;
-        let total = IoVec::total(&iovs);
-        let data = match self.fd(fd)?.clone() {
-            Fd::Stdout => {
-                self.check_emit(1, total)?;
-                let data = mem.gather(&iovs)?;
-                self.emit(1, &data)?;
-                data
-            }
-            Fd::Stderr => {
-                self.check_emit(2, total)?;
-                let data = mem.gather(&iovs)?;
-                self.emit(2, &data)?;
-                data
-            }
+        let written = match self.fd(fd)?.clone() {
+            Fd::Stdout => self.emit(1, mem, &iovs)?,
+            Fd::Stderr => self.emit(2, mem, &iovs)?,
             Fd::Stdin => return Err(Errno::Badf.into()),
             Fd::Dir { .. } => return Err(Errno::Isdir.into()),
             Fd::File { ino, offset, flags, rights } => {
@@ -787,16 +773,14 @@ impl WasiHost {
                     return Err(Errno::Badf.into());
                 }
                 let at = if flags & FDFLAG_APPEND != 0 { self.vfs.get(ino)?.size() } else { offset };
-                self.grow_for_write(ino, at, total)?;
-                let data = mem.gather(&iovs)?;
-                self.write_at(ino, at, &data)?;
+                let written = self.write_iovecs(ino, at, mem, &iovs)?;
                 if let Fd::File { offset, .. } = self.fd_mut(fd)? {
-                    *offset = at + data.len() as u64;
+                    *offset = at + written;
                 }
-                data
+                written
             }
         };
-        mem.put_u32(nwritten, data.len() as u32)?;
+        mem.put_u32(nwritten, written as u32)?;
         Ok(())
     }
 
@@ -809,11 +793,8 @@ impl WasiHost {
         }
         // As on Linux, pwrite on an append-mode file appends.
         let at = if flags & FDFLAG_APPEND != 0 { self.vfs.get(ino)?.size() } else { offset };
-        // As in fd_write: charge the caps before gathering.
-        self.grow_for_write(ino, at, IoVec::total(&iovs))?;
-        let data = mem.gather(&iovs)?;
-        self.write_at(ino, at, &data)?;
-        mem.put_u32(nwritten, data.len() as u32)?;
+        let written = self.write_iovecs(ino, at, mem, &iovs)?;
+        mem.put_u32(nwritten, written as u32)?;
         Ok(())
     }
 

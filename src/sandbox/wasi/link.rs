@@ -1,19 +1,19 @@
 //! Binds every `wasi_snapshot_preview1` function to its method on
 //! [`WasiHost`], with the signature listed in [`crate::sandbox::abi`].
 
-use wasmtime::{Caller, Linker, Memory, StoreLimits};
+use wasmtime::{Caller, Linker, Memory};
 
-use super::errno::Errno;
 use super::host::{Fault, WasiHost};
 use super::mem::Mem;
 use crate::sandbox::abi::WASI_MODULE;
+use crate::sandbox::limiter::Limiter;
 
 /// What a store holds for one run.
 pub struct StoreData {
     /// The WASI world.
     pub wasi: WasiHost,
     /// Memory and table limits.
-    pub limits: StoreLimits,
+    pub limits: Limiter,
     /// The guest's exported `memory`, found after instantiation.
     pub memory: Option<Memory>,
 }
@@ -115,6 +115,5 @@ pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     linker.func_wrap(WASI_MODULE, "proc_exit", |mut caller: Caller<'_, StoreData>, code: i32| -> wasmtime::Result<()> {
         call(&mut caller, |_, h| h.proc_exit(code as u32)).map(drop)
     })?;
-    let _ = Errno::Badf;
     Ok(())
 }

@@ -121,16 +121,6 @@ impl Mem<'_> {
         Ok(out)
     }
 
-    /// Concatenates the bytes of `iovs` (for writes).
-    pub fn gather(&self, iovs: &[IoVec]) -> Result<Vec<u8>, Errno> {
-        let total: usize = iovs.iter().map(|v| v.len as usize).sum();
-        let mut out = Vec::with_capacity(total);
-        for v in iovs {
-            out.extend_from_slice(self.slice(v.ptr, v.len)?);
-        }
-        Ok(out)
-    }
-
     /// Spreads `data` over `iovs` (for reads); returns bytes written.
     pub fn scatter(&mut self, iovs: &[IoVec], data: &[u8]) -> Result<usize, Errno> {
         let mut done = 0;
