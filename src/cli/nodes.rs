@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use canon::digest::{Digest, JobDigest};
 use canon::job::Job;
 use canon::node::{NodeId, NodeKey};
-use canon::outcome::Outcome;
+use canon::outcome::{Outcome, OutcomeSummary};
 use canon::quorum::policy::TrustedNode;
 use canon::quorum::{Policy, Tally, TallyOptions};
 use canon::receipt::{Engine, RunFacts, RunId, Statement, Timestamp};
@@ -89,6 +89,8 @@ pub struct NodeRun {
     pub fault: Option<Fault>,
     /// The outcome it claims (for a flipping node, the flipped one).
     pub outcome: Outcome,
+    /// That outcome's digests, as signed.
+    pub summary: OutcomeSummary,
     /// The job digest its (first) receipt names.
     pub claimed_job: JobDigest,
     /// Signed envelopes, as JSON.
@@ -104,13 +106,20 @@ fn flip(outcome: &Outcome) -> Outcome {
     o
 }
 
-/// Signs `outcome` for `job` as `key`, run on `backend`.
-pub fn sign(key: &NodeKey, job: JobDigest, outcome: &Outcome, backend: Backend, started: Timestamp) -> Result<Vec<u8>> {
+/// The job digest a node that "signs for another job" names.
+fn other_job(job: JobDigest) -> JobDigest {
+    let mut tag = b"canon/faulty/other-job\n".to_vec();
+    tag.extend_from_slice(job.digest().as_bytes());
+    JobDigest::new(Digest::of(&tag))
+}
+
+/// Signs the outcome `summary` for `job` as `key`, run on `backend`.
+pub fn sign(key: &NodeKey, job: JobDigest, summary: &OutcomeSummary, backend: Backend, started: Timestamp) -> Result<Vec<u8>> {
     let facts = RunFacts {
         job_digest: job,
         run_id: RunId::new_v4(),
         engine: Engine::current(backend.as_str()),
-        outcome: outcome.summary(),
+        outcome: summary.clone(),
         started,
         finished: Timestamp::now(),
     };
@@ -143,31 +152,18 @@ pub fn run_nodes(job: &Job, n: usize, faulty: usize, backend: Backend, keys_dir:
                 // module cache (the disk cache is shared, as on one machine).
                 let sandbox = Sandbox::builder().backend(backend).build()?;
                 let honest = sandbox.run(job).with_context(|| format!("node {index}: no result"))?;
-                let (outcome, claimed_job, receipts) = match fault {
-                    None => {
-                        let r = sign(key, job_digest, &honest, backend, started)?;
-                        (honest, job_digest, vec![r])
-                    }
-                    Some(Fault::FlipByte) => {
-                        let lie = flip(&honest);
-                        let r = sign(key, job_digest, &lie, backend, started)?;
-                        (lie, job_digest, vec![r])
-                    }
-                    Some(Fault::OtherJob) => {
-                        let mut tag = b"canon/faulty/other-job\n".to_vec();
-                        tag.extend_from_slice(job_digest.digest().as_bytes());
-                        let other = JobDigest::new(Digest::of(&tag));
-                        let r = sign(key, other, &honest, backend, started)?;
-                        (honest, other, vec![r])
-                    }
-                    Some(Fault::SignTwice) => {
-                        let a = sign(key, job_digest, &honest, backend, started)?;
-                        let b = sign(key, job_digest, &flip(&honest), backend, started)?;
-                        (honest, job_digest, vec![a, b])
-                    }
+                let (outcome, claimed_job) = match fault {
+                    Some(Fault::FlipByte) => (flip(&honest), job_digest),
+                    Some(Fault::OtherJob) => (honest, other_job(job_digest)),
+                    None | Some(Fault::SignTwice) => (honest, job_digest),
                 };
+                let summary = outcome.summary();
+                let mut receipts = vec![sign(key, claimed_job, &summary, backend, started)?];
+                if fault == Some(Fault::SignTwice) {
+                    receipts.push(sign(key, job_digest, &flip(&outcome).summary(), backend, started)?);
+                }
                 bar.inc(1);
-                Ok(NodeRun { index, node: key.node_id(), fault, outcome, claimed_job, receipts })
+                Ok(NodeRun { index, node: key.node_id(), fault, outcome, summary, claimed_job, receipts })
             })
             .collect()
     });

@@ -109,11 +109,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let sandbox = Sandbox::builder().backend(args.backend).build()?;
     let outcome = sandbox.run(&job).with_context(|| format!("{}: no result", args.job.display()))?;
     let summary = outcome.summary();
-    let report = RunReport::new(job.digest(), &summary);
+    let job_digest = job.digest();
+    let report = RunReport::new(job_digest, &summary);
     if let Some(staged) = staged {
         write_results(staged.path(), &outcome, &report)?;
         if let Some(key) = &key {
-            let receipt = super::nodes::sign(key, job.digest(), &outcome, args.backend, started)?;
+            let receipt = super::nodes::sign(key, job_digest, &summary, args.backend, started)?;
             std::fs::write(staged.path().join("receipt.json"), receipt).context("cannot write receipt.json")?;
         }
         staged.commit()?;
@@ -145,8 +146,7 @@ fn run_on_nodes(args: &Args, job: &Job, n: usize) -> Result<ExitCode> {
         for r in &runs {
             let dir = staged.path().join(format!("node-{}", r.index));
             std::fs::create_dir(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-            let summary = r.outcome.summary();
-            write_results(&dir, &r.outcome, &RunReport::new(r.claimed_job, &summary))?;
+            write_results(&dir, &r.outcome, &RunReport::new(r.claimed_job, &r.summary))?;
             for (k, receipt) in r.receipts.iter().enumerate() {
                 let path = staged.path().join(super::nodes::receipt_name(r.index, k));
                 std::fs::write(&path, receipt).with_context(|| format!("{}: cannot write", path.display()))?;
