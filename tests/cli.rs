@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::util::{canon_bin, fixture, scratch};
+use crate::util::{FOREVER, canon_bin, fixture, job_spec, scratch};
 
 #[test]
 fn version_prints_canon_and_the_crate_version() {
@@ -15,8 +15,7 @@ fn version_prints_canon_and_the_crate_version() {
 #[test]
 fn a_bad_job_is_one_line_naming_the_field_and_writes_nothing() {
     let dir = scratch();
-    let spec = dir.path().join("bad.toml");
-    std::fs::write(&spec, format!("name = \"bad\"\nmodule = {:?}\n[limits]\nfuel = 0\n", fixture("hello.wasm").display().to_string())).expect("write");
+    let spec = job_spec(dir.path(), "bad.toml", "hello.wasm", "[limits]\nfuel = 0");
     let out = dir.path().join("out");
     let o = Command::new(canon_bin()).arg("run").arg(&spec).arg("--out").arg(&out).output().expect("spawn");
     assert_eq!(o.status.code(), Some(125));
@@ -43,15 +42,7 @@ fn a_non_empty_output_directory_is_refused_and_untouched() {
 #[test]
 fn a_timed_out_run_writes_nothing() {
     let dir = scratch();
-    let spec = dir.path().join("forever.toml");
-    std::fs::write(
-        &spec,
-        format!(
-            "name = \"forever\"\nmodule = {:?}\nargs = [\"1000000000000\"]\n[limits]\nfuel = 1000000000000000\ntimeout = 1\n",
-            fixture("sha256chain.wasm").display().to_string()
-        ),
-    )
-    .expect("write");
+    let spec = job_spec(dir.path(), "forever.toml", "sha256chain.wasm", FOREVER);
     let out = dir.path().join("out");
     let o = Command::new(canon_bin()).arg("run").arg(&spec).arg("--out").arg(&out).output().expect("spawn");
     assert_eq!(o.status.code(), Some(125), "{}", String::from_utf8_lossy(&o.stderr));

@@ -317,15 +317,9 @@ fn copy_dir(from: &Path, to: &Path) {
 // ------------------------------------------------------ enormous argv/env
 
 fn args_job(dir: &Path, args: usize, arg_len: usize, env: &str) -> Result<Job, JobError> {
-    let spec = dir.join("job.toml");
     let list: Vec<String> = (0..args).map(|_| format!("{:?}", "a".repeat(arg_len))).collect();
-    let text = format!(
-        "name = \"h\"\nmodule = {:?}\nargs = [\"args\", {}]\n{env}\n[limits]\nfuel = 1000000000\nmemory = \"64 MiB\"\n",
-        fixture("hostile.wasm").display().to_string(),
-        list.join(", ")
-    );
-    std::fs::write(&spec, text).expect("write spec");
-    Job::load(&spec)
+    let body = format!("args = [\"args\", {}]\n{env}\n[limits]\nfuel = 1000000000\nmemory = \"64 MiB\"", list.join(", "));
+    Job::load(&crate::util::job_spec(dir, "h.toml", "hostile.wasm", &body))
 }
 
 #[test]

@@ -6,15 +6,13 @@ use canon::job::Job;
 use canon::outcome::{Outcome, Termination, TrapKind};
 use canon::sandbox::{RunError, Sandbox};
 
-use crate::util::{fixture, scratch};
+use crate::util::{FOREVER, job_spec, scratch};
 
 /// Writes a job spec for fixture module `module` with extra TOML `body`,
 /// loads it, and runs it twice, checking both runs agree.
 fn run_twice(module: &str, body: &str) -> (Job, Outcome) {
     let dir = scratch();
-    let spec = dir.path().join("job.toml");
-    let text = format!("name = \"limits\"\nmodule = {:?}\n{body}\n", fixture(module).display().to_string());
-    std::fs::write(&spec, text).expect("write spec");
+    let spec = job_spec(dir.path(), "limits.toml", module, body);
     let job = Job::load(&spec).unwrap_or_else(|e| panic!("job: {e}"));
     let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
     let a = sandbox.run(&job).expect("first run");
@@ -75,12 +73,7 @@ fn exit_codes_and_traps_are_outcomes() {
 #[test]
 fn wall_clock_timeout_gives_no_result() {
     let dir = scratch();
-    let spec = dir.path().join("job.toml");
-    let text = format!(
-        "name = \"forever\"\nmodule = {:?}\nargs = [\"1000000000000\"]\n[limits]\nfuel = 1000000000000000\ntimeout = 1\n",
-        fixture("sha256chain.wasm").display().to_string()
-    );
-    std::fs::write(&spec, text).expect("write spec");
+    let spec = job_spec(dir.path(), "forever.toml", "sha256chain.wasm", FOREVER);
     let job = Job::load(&spec).expect("job");
     let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
     let started = std::time::Instant::now();

@@ -23,3 +23,17 @@ pub fn canon_bin() -> PathBuf {
 pub fn scratch() -> tempfile::TempDir {
     tempfile::tempdir().expect("create scratch dir")
 }
+
+/// Writes a job spec `dir/file` that runs fixture module `module` (a file
+/// under fixtures/), with more TOML in `body`; returns its path.
+pub fn job_spec(dir: &std::path::Path, file: &str, module: &str, body: &str) -> PathBuf {
+    let path = dir.join(file);
+    let name = file.trim_end_matches(".toml");
+    let text = format!("name = {name:?}\nmodule = {:?}\n{body}\n", fixture(module).display().to_string());
+    std::fs::write(&path, text).expect("write job spec");
+    path
+}
+
+/// `job_spec` body for `sha256chain.wasm` that would run for days: only the
+/// one-second wall-clock safety net stops it.
+pub const FOREVER: &str = "args = [\"1000000000000\"]\n[limits]\nfuel = 1000000000000000\ntimeout = 1";
