@@ -4,27 +4,40 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The guests' rebuild test compiles them for wasm32-wasip1.
+# Rust: the guests' rebuild test compiles them for wasm32-wasip1; formatting
+# and lints are part of the tests.
 if command -v rustup >/dev/null; then
     rustup target add wasm32-wasip1 >/dev/null
+    rustup component add rustfmt clippy >/dev/null
 fi
 
-# Interop tests: OpenSSH's ssh-keygen makes node keys, Python's
-# securesystemslib verifies canon's DSSE envelopes. The hostile suite
-# measures canon's peak RSS with GNU time.
+# System tools, from Debian: OpenSSH's ssh-keygen makes node keys for the
+# interop tests, GNU time measures the hostile suite's peak RSS, and Python
+# runs securesystemslib, which verifies canon's DSSE envelopes.
+apt_install() {
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq "$@" >/dev/null
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq "$@" >/dev/null
+    fi
+}
 packages=()
 command -v ssh-keygen >/dev/null || packages+=(openssh-client)
 [ -x /usr/bin/time ] || packages+=(time)
+command -v python3 >/dev/null || packages+=(python3 python3-venv)
 if [ "${#packages[@]}" -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq "${packages[@]}" >/dev/null
-    else
-        sudo apt-get update -qq && sudo apt-get install -y -qq "${packages[@]}" >/dev/null
-    fi
+    apt_install "${packages[@]}"
 fi
-python3 -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
 
-# Formatting and lints are part of the tests: warnings fail.
+# The Python verifiers go into a virtualenv of the project's own (a system
+# Python may refuse `pip install`), which the tests find via CANON_PYTHON.
+venv=target/interop-venv
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+export CANON_PYTHON="$PWD/$venv/bin/python"
+
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked "$@"

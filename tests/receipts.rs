@@ -312,6 +312,12 @@ fn vectors_receipt() {
 
 // ---------------------------------------------------------------- OpenSSH keys
 
+/// The Python that has tests/interop/requirements.txt installed:
+/// `$CANON_PYTHON` (set by scripts/test.sh to its virtualenv), else `python3`.
+fn python() -> std::ffi::OsString {
+    std::env::var_os("CANON_PYTHON").unwrap_or_else(|| "python3".into())
+}
+
 fn have(tool: &str) -> bool {
     Command::new(tool).arg("-V").output().is_ok() || Command::new(tool).arg("--version").output().is_ok()
 }
@@ -377,7 +383,7 @@ fn other_key_types_and_encrypted_keys_are_clear_errors() {
 #[test]
 fn securesystemslib_verifies_a_canon_envelope() {
     let script = util::root().join("tests/interop/verify_securesystemslib.py");
-    let probe = Command::new("python3").args(["-c", "import securesystemslib.dsse, securesystemslib.signer, cryptography"]).output();
+    let probe = Command::new(python()).args(["-c", "import securesystemslib.dsse, securesystemslib.signer, cryptography"]).output();
     let available = matches!(&probe, Ok(o) if o.status.success());
     if !available {
         if std::env::var_os("CI").is_some() {
@@ -390,7 +396,7 @@ fn securesystemslib_verifies_a_canon_envelope() {
     let k = vector_key();
     let env_path = dir.path().join("receipt.json");
     fs::write(&env_path, vector_statement().sign(&k).expect("sign").to_json_pretty()).expect("write");
-    let out = Command::new("python3").arg(&script).arg(&env_path).arg(k.node_id().to_string()).arg(k.node_id().to_hex()).output().expect("run python3");
+    let out = Command::new(python()).arg(&script).arg(&env_path).arg(k.node_id().to_string()).arg(k.node_id().to_hex()).output().expect("run python3");
     assert!(
         out.status.success(),
         "securesystemslib rejected canon's envelope:\n{}{}",
