@@ -164,6 +164,38 @@ impl Manifest {
     }
 }
 
+/// How one path differs between two manifests (see [`Manifest::changes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// Only in the first manifest.
+    Removed(&'a ManifestEntry),
+    /// Only in the second.
+    Added(&'a ManifestEntry),
+    /// In both, with different kind, size or digest: (first, second).
+    Changed(&'a ManifestEntry, &'a ManifestEntry),
+}
+
+impl Manifest {
+    /// Every path whose entry differs from `self` to `other`, in ascending
+    /// byte order of path.
+    pub fn changes<'a>(&'a self, other: &'a Manifest) -> Vec<Change<'a>> {
+        let mine: BTreeMap<&str, &ManifestEntry> = self.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+        let theirs: BTreeMap<&str, &ManifestEntry> = other.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+        let mut paths: Vec<&str> = mine.keys().chain(theirs.keys()).copied().collect();
+        paths.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        paths.dedup();
+        paths
+            .into_iter()
+            .filter_map(|p| match (mine.get(p), theirs.get(p)) {
+                (Some(a), None) => Some(Change::Removed(a)),
+                (None, Some(b)) => Some(Change::Added(b)),
+                (Some(a), Some(b)) if a != b => Some(Change::Changed(a, b)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 impl Tree {
     /// An empty directory.
     pub fn new() -> Tree {
@@ -304,6 +336,30 @@ mod tests {
         assert_eq!(paths, ["a", "a.txt", "a/z", "b"]);
         assert_eq!(m.entries[3].size, 2);
         assert_eq!(m.entries[1].kind, Kind::Symlink);
+    }
+
+    #[test]
+    fn changes_are_listed_in_path_order() {
+        let mut a = Tree::new();
+        a.entries.insert("same".into(), file("x"));
+        a.entries.insert("gone".into(), file("x"));
+        a.entries.insert("edit".into(), file("x"));
+        let mut b = Tree::new();
+        b.entries.insert("same".into(), file("x"));
+        b.entries.insert("edit".into(), file("y"));
+        b.entries.insert("added".into(), file("x"));
+        let (ma, mb) = (a.manifest(), b.manifest());
+        let changes = ma.changes(&mb);
+        let kinds: Vec<(&str, &str)> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Removed(e) => ("removed", e.path.as_str()),
+                Change::Added(e) => ("added", e.path.as_str()),
+                Change::Changed(e, _) => ("changed", e.path.as_str()),
+            })
+            .collect();
+        assert_eq!(kinds, [("added", "added"), ("changed", "edit"), ("removed", "gone")]);
+        assert!(ma.changes(&ma).is_empty());
     }
 
     #[test]

@@ -5,14 +5,13 @@
 //! Exit status 0 when the outcomes are identical, 1 when they differ (like
 //! diff(1)), 125 on errors (including a receipt that does not verify).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use canon::receipt::{self, VerifiedReceipt};
-use canon::tree::ManifestEntry;
+use canon::tree::Change;
 
 /// Show which parts of two receipts' outcomes differ.
 #[derive(Debug, clap::Args)]
@@ -60,26 +59,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     differs |= line(&mut out, "fuel", oa.fuel_consumed, ob.fuel_consumed);
     differs |= line(&mut out, "stdout", oa.stdout_sha256.short(), ob.stdout_sha256.short());
     differs |= line(&mut out, "stderr", oa.stderr_sha256.short(), ob.stderr_sha256.short());
-    let ma: BTreeMap<&str, &ManifestEntry> = oa.manifest.entries.iter().map(|e| (e.path.as_str(), e)).collect();
-    let mb: BTreeMap<&str, &ManifestEntry> = ob.manifest.entries.iter().map(|e| (e.path.as_str(), e)).collect();
-    let mut files = Vec::new();
-    for (path, a) in &ma {
-        match mb.get(path) {
-            None => files.push(format!("    - {path}  (only in A)")),
-            Some(b) if a != b => {
-                files.push(format!("    ~ {path}  {:?} {} bytes {} -> {:?} {} bytes {}", a.kind, a.size, a.sha256.short(), b.kind, b.size, b.sha256.short()))
+    let files: Vec<String> = oa
+        .manifest
+        .changes(&ob.manifest)
+        .into_iter()
+        .map(|change| match change {
+            Change::Removed(a) => format!("    - {}  (only in A)", a.path),
+            Change::Added(b) => format!("    + {}  (only in B)", b.path),
+            Change::Changed(a, b) => {
+                format!("    ~ {}  {:?} {} bytes {} -> {:?} {} bytes {}", a.path, a.kind, a.size, a.sha256.short(), b.kind, b.size, b.sha256.short())
             }
-            Some(_) => {}
-        }
-    }
-    for path in mb.keys().filter(|p| !ma.contains_key(*p)) {
-        files.push(format!("    + {path}  (only in B)"));
-    }
+        })
+        .collect();
     if files.is_empty() {
-        let _ = writeln!(out, "  {:<12} same       {} entries", "files", ma.len());
+        let _ = writeln!(out, "  {:<12} same       {} entries", "files", oa.manifest.entries.len());
     } else {
         differs = true;
-        let _ = writeln!(out, "  {:<12} DIFFERS    {} of {} entries", "files", files.len(), ma.len().max(mb.len()));
+        let _ = writeln!(out, "  {:<12} DIFFERS    {} of {} entries", "files", files.len(), oa.manifest.entries.len().max(ob.manifest.entries.len()));
         for f in files {
             let _ = writeln!(out, "{f}");
         }

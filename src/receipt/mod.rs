@@ -69,7 +69,7 @@ use serde::Serialize;
 
 use crate::digest::{Digest, JobDigest, OutcomeDigest};
 use crate::node::{NodeId, NodeKey, ParseNodeIdError};
-use crate::tree::{Manifest, Tree};
+use crate::tree::{Change, Manifest, Tree};
 
 pub use dsse::{Envelope, EnvelopeSignature, IN_TOTO_PAYLOAD_TYPE, pae};
 pub use statement::{
@@ -337,21 +337,14 @@ impl VerifiedReceipt {
 
 /// The first difference between a receipt's manifest and one read from disk.
 fn first_manifest_difference(claimed: &Manifest, found: &Manifest) -> Option<String> {
-    let claimed_map: BTreeMap<&str, _> = claimed.entries.iter().map(|e| (e.path.as_str(), e)).collect();
-    let found_map: BTreeMap<&str, _> = found.entries.iter().map(|e| (e.path.as_str(), e)).collect();
-    for (path, c) in &claimed_map {
-        match found_map.get(path) {
-            None => return Some(format!("{path} is missing")),
-            Some(f) if f != c => {
-                return Some(format!(
-                    "{path} is a {:?} of {} bytes with sha256 {}, the receipt says a {:?} of {} bytes with sha256 {}",
-                    f.kind, f.size, f.sha256, c.kind, c.size, c.sha256
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-    found_map.keys().find(|p| !claimed_map.contains_key(*p)).map(|p| format!("{p} is not in the receipt's manifest"))
+    claimed.changes(found).first().map(|change| match change {
+        Change::Removed(c) => format!("{} is missing", c.path),
+        Change::Added(f) => format!("{} is not in the receipt's manifest", f.path),
+        Change::Changed(c, f) => format!(
+            "{} is a {:?} of {} bytes with sha256 {}, the receipt says a {:?} of {} bytes with sha256 {}",
+            c.path, f.kind, f.size, f.sha256, c.kind, c.size, c.sha256
+        ),
+    })
 }
 
 /// An envelope that parsed, with a well-formed signer and signature, whose
