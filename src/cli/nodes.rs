@@ -73,7 +73,11 @@ fn node_key(dir: &Path, i: usize) -> Result<NodeKey> {
     if path.exists() {
         return NodeKey::load(&path).with_context(|| format!("node {i}"));
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the keys directory", dir.display()))?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).with_context(|| format!("{}: cannot create the keys directory", dir.display()))?;
     let key = NodeKey::generate();
     key.save_new(&path).with_context(|| format!("node {i}"))?;
     Ok(key)
