@@ -64,11 +64,16 @@ pub enum TrapKind {
     NoEntryPoint,
     /// The start function or an import-time initialisation failed in another way.
     Other,
+    /// The guest called a function import that nobody provides, linked as a
+    /// trapping stub because the job sets `unknown_imports = "trap"`. The
+    /// import's name is not part of the outcome (the kind vocabulary is
+    /// closed); it is a property of the module, which the job digest names.
+    UnknownImport,
 }
 
 impl TrapKind {
     /// Every kind, in declaration order.
-    pub const ALL: [TrapKind; 18] = [
+    pub const ALL: [TrapKind; 19] = [
         TrapKind::Unreachable,
         TrapKind::MemoryOutOfBounds,
         TrapKind::IntegerDivideByZero,
@@ -87,6 +92,7 @@ impl TrapKind {
         TrapKind::NullReference,
         TrapKind::NoEntryPoint,
         TrapKind::Other,
+        TrapKind::UnknownImport,
     ];
 
     /// The stable name used in encodings, JSON and messages.
@@ -110,6 +116,7 @@ impl TrapKind {
             TrapKind::NullReference => "null_reference",
             TrapKind::NoEntryPoint => "no_entry_point",
             TrapKind::Other => "other",
+            TrapKind::UnknownImport => "unknown_import",
         }
     }
 }

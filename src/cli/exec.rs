@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use canon::digest::Digest;
-use canon::job::{DEFAULT_EPOCH, Job, Limits, Mount};
+use canon::job::{DEFAULT_EPOCH, Job, Limits, LinkedModule, Linking, Mount, Preload, Role, UnknownImports};
 use canon::outcome::Termination;
 use canon::sandbox::{Backend, RunOptions, Sandbox};
 use canon::tree::{Node, Tree};
@@ -53,6 +53,15 @@ pub struct Args {
     /// it lacks relaxed SIMD).
     #[arg(long, value_name = "NAME", default_value_t = Backend::Cranelift)]
     backend: Backend,
+    /// What to do with function imports canon does not provide: `refuse`
+    /// (an error before anything runs) or `trap` (link each as a function
+    /// that traps with `unknown_import` when called).
+    #[arg(long, value_name = "refuse|trap", default_value_t = UnknownImports::Refuse)]
+    unknown_imports: UnknownImports,
+    /// Instantiate MODULE first and register it as NAME, so that later
+    /// modules import its exports as `NAME::export` (repeatable; in order).
+    #[arg(long = "preload", value_name = "NAME=MODULE")]
+    preloads: Vec<String>,
     /// The module to run.
     module: PathBuf,
     /// Arguments for the guest (after `--`).
@@ -64,7 +73,25 @@ pub struct Args {
 fn job_from_args(args: &Args) -> Result<Job> {
     let bytes = std::fs::read(&args.module).with_context(|| format!("{}: cannot read module", args.module.display()))?;
     let sha256 = Digest::of(&bytes);
-    canon::job::validate_module_cached(&bytes, &sha256).with_context(|| format!("{}: not a module canon can run", args.module.display()))?;
+    let mut preloads = Vec::new();
+    let mut linked: Vec<LinkedModule> = Vec::new();
+    for spec in &args.preloads {
+        let Some((name, path)) = spec.split_once('=') else { bail!("--preload {spec:?}: expected NAME=MODULE") };
+        if name.is_empty() || name == canon::sandbox::abi::WASI_MODULE || linked.iter().any(|l| l.name == name) {
+            bail!("--preload {spec:?}: the name must be non-empty, unique and not wasi_snapshot_preview1");
+        }
+        let path = PathBuf::from(path);
+        let bytes = std::fs::read(&path).with_context(|| format!("--preload {spec:?}: cannot read {}", path.display()))?;
+        let sha = Digest::of(&bytes);
+        let linking = Linking { unknown_imports: args.unknown_imports, preloads: &linked };
+        let exports = canon::job::validate_module_cached_for(&bytes, &sha, Role::Library, &linking)
+            .with_context(|| format!("--preload {spec:?}: not a module canon can link"))?;
+        linked.push(LinkedModule { name: name.to_string(), sha256: sha, exports });
+        preloads.push(Preload { name: name.to_string(), module: Arc::new(bytes), module_sha256: sha, module_path: path });
+    }
+    let linking = Linking { unknown_imports: args.unknown_imports, preloads: &linked };
+    canon::job::validate_module_cached_for(&bytes, &sha256, Role::Command, &linking)
+        .with_context(|| format!("{}: not a module canon can run", args.module.display()))?;
     let mut mounts: Vec<Mount> = Vec::new();
     for spec in &args.dirs {
         let (host, guest) = match spec.split_once("::") {
@@ -82,7 +109,7 @@ fn job_from_args(args: &Args) -> Result<Job> {
             Node::Dir(t) => t,
             _ => bail!("--dir {spec:?}: {host} is not a directory"),
         };
-        mounts.push(Mount { guest: guest.to_string(), writable: true, tree, source: Some(host_path) });
+        mounts.push(Mount::new(guest.to_string(), true, tree, Some(host_path)));
     }
     mounts.sort_by(|a, b| a.guest.cmp(&b.guest));
     let mut env = Vec::new();
@@ -95,6 +122,14 @@ fn job_from_args(args: &Args) -> Result<Job> {
         env.push((k.to_string(), v.to_string()));
     }
     env.sort();
+    let argv0 = args.module.display().to_string();
+    if let Some(field) = canon::job::args_env_overflow(&argv0, &args.args, env.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        let field = field.replace("argv0", "the module path (argv[0])").replace("args[", "guest argument [").replace("env.", "--env ");
+        bail!(
+            "{field} takes argv and environment past the limit of {} bytes (counting a NUL after each argument and each NAME=value)",
+            canon::job::MAX_ARGS_ENV_BYTES
+        );
+    }
     let mut stdin = Vec::new();
     if !std::io::stdin().is_terminal() {
         std::io::stdin().read_to_end(&mut stdin).context("cannot read stdin")?;
@@ -105,7 +140,7 @@ fn job_from_args(args: &Args) -> Result<Job> {
         module_sha256: sha256,
         module: Arc::new(bytes),
         module_path: args.module.clone(),
-        argv0: args.module.display().to_string(),
+        argv0,
         args: args.args.clone(),
         env,
         stdin,
@@ -115,6 +150,8 @@ fn job_from_args(args: &Args) -> Result<Job> {
         limits: Limits { fuel: args.fuel, ..Limits::EXEC_DEFAULT },
         timeout: Duration::from_secs(args.timeout.max(1)),
         commit: None,
+        unknown_imports: args.unknown_imports,
+        preloads,
     })
 }
 

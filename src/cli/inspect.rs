@@ -28,7 +28,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     for m in &job.mounts {
         let access = if m.writable { "rw" } else { "ro" };
         let src = m.source.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-        outln!("mount         {} {access} manifest {} (from {src})", m.guest, m.tree.manifest().digest())?;
+        outln!("mount         {} {access} manifest {} (from {src})", m.guest, m.manifest_digest())?;
     }
     outln!("seed          {}", job.seed)?;
     outln!("epoch         {}", job.epoch)?;

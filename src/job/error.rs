@@ -31,16 +31,29 @@ pub enum ModuleError {
         offset: usize,
     },
     /// An imported function canon does not provide.
-    #[error("imports `{module}::{name}`, which canon does not provide (canon provides the functions of `wasi_snapshot_preview1`)")]
+    #[error(
+        "imports `{module}::{name}`, which canon does not provide (canon provides the functions of `wasi_snapshot_preview1` and the exports of preloaded modules; set `unknown_imports = \"trap\"` to link it as a function that traps when called)"
+    )]
     UnknownImport {
         /// The import's module name.
         module: String,
         /// The import's field name.
         name: String,
     },
-    /// An import that is not a function (a memory, table, global or tag);
-    /// canon provides functions only.
-    #[error("imports {kind} `{module}::{name}`; canon provides functions only")]
+    /// An import from a preloaded module that the module does not export.
+    #[error("imports `{module}::{name}`, but the preloaded module `{module}` exports no `{name}`")]
+    MissingExport {
+        /// The import's module name: the preload's name.
+        module: String,
+        /// The import's field name.
+        name: String,
+    },
+    /// An import nobody provides that is not a function (a memory, table,
+    /// global or tag): canon's host provides functions only, and only
+    /// functions can be stubbed.
+    #[error(
+        "imports {kind} `{module}::{name}`, which nobody provides; canon's host provides functions only, and only functions can be linked as trapping stubs"
+    )]
     NonFunctionImport {
         /// The import's module name.
         module: String,
@@ -324,5 +337,18 @@ pub enum JobError {
         second: usize,
         /// The preopen they share.
         dir: String,
+    },
+    /// A `[[preload]]`'s module could not be read, is not a module canon
+    /// can link, or does not match its `module_sha256`.
+    #[error("{file}: `preload[{index}].module` {path}: {message}")]
+    Preload {
+        /// The spec file.
+        file: String,
+        /// Index of the `[[preload]]` table, from 0.
+        index: usize,
+        /// The module's host path.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
     },
 }

@@ -23,6 +23,7 @@
 //! seed = 7                     # default: derived, see Job::derived_seed
 //! epoch = 946684800            # default: DEFAULT_EPOCH
 //! commit = "<40 or 64 hex>"    # optional, stored lowercase
+//! unknown_imports = "refuse"   # or "trap"; default "refuse"
 //! [limits]                     # each defaults to Limits::JOB_DEFAULT
 //! fuel = 1000000               # at least MIN_FUEL
 //! memory = "64 MiB"            # MIN_MEMORY_BYTES ..= MAX_MEMORY_BYTES
@@ -33,6 +34,10 @@
 //! host = "data"                # a file or a directory
 //! guest = "/data"              # absolute, normalised
 //! writable = false
+//! [[preload]]                  # instantiated before `module`, in order
+//! name = "lib"                 # later modules import its exports as `lib`
+//! module = "lib.wasm"          # relative to the spec file
+//! module_sha256 = "…"          # optional; must match
 //! ```
 //!
 //! Sizes are integer bytes or strings `"N B"`, `"N KiB"`, `"N MiB"`,
@@ -50,14 +55,26 @@
 //! at [`MAX_INPUT_BYTES`]; argv and the environment together at
 //! [`MAX_ARGS_ENV_BYTES`].
 //!
-//! # The encoding, `canon/job/v1`
+//! Preloads: like `wasmtime run --preload NAME=MODULE`, each `[[preload]]`
+//! module is validated (as a library: no `_start` needed, a `memory` export
+//! needed only if it calls WASI), instantiated in order in the job's one
+//! store (its start function and, if exported, its `_initialize` run then),
+//! and registered under its name, so modules after it, and the main module,
+//! import its exports as `name::export`. Its WASI imports are served by
+//! canon's host, on the job's one WASI world (same fds, files, clocks,
+//! random stream), through its own memory. A module can only import from
+//! modules before it, so there are no cycles. Names are unique, non-empty
+//! and not `wasi_snapshot_preview1`. The memory limit covers all memories of
+//! all modules together, and the fuel budget is shared.
+//!
+//! # The encoding, `canon/job/v2`
 //!
 //! The job digest is SHA-256 over this encoding (field kinds as in
 //! [`crate::encoding`]); `docs/ENCODINGS.md` has the same table.
 //!
 //! | # | field | kind |
 //! | --- | --- | --- |
-//! | 0 | tag `canon/job/v1` and `\n` | 13 bytes |
+//! | 0 | tag `canon/job/v2` and `\n` | 13 bytes |
 //! | 1 | module SHA-256 | digest |
 //! | 2 | argv0 | string |
 //! | 3 | args | list of string |
@@ -68,6 +85,8 @@
 //! | 8 | epoch | `u64` |
 //! | 9 | limits: fuel, memory, stdout, stderr, output bytes, output files | 6 × `u64` |
 //! | 10 | commit | optional string (lowercase hex) |
+//! | 11 | unknown imports | `u8`: 0 refuse, 1 trap |
+//! | 12 | preloads, in instantiation order | list of (name string, module SHA-256 digest) |
 //!
 //! Not encoded: `name`, `timeout`, host paths. The default seed is
 //! [`Job::derived_seed`]: the first 8 bytes, read as a little-endian `u64`,
@@ -83,14 +102,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{JobError, ModuleError};
-pub use validate::{CORE_FEATURES, validate_module, validate_module_cached};
+pub use validate::{
+    CORE_FEATURES, ExportType, Exports, ImportSource, LinkedModule, Linking, Role, import_source, validate_module, validate_module_cached,
+    validate_module_cached_for, validate_module_for,
+};
 
 use crate::digest::{Digest, JobDigest};
 use crate::encoding::Encoder;
 use crate::tree::Tree;
 
 /// The version tag of the job encoding.
-pub const JOB_TAG: &str = "canon/job/v1";
+pub const JOB_TAG: &str = "canon/job/v2";
 
 /// Wall-clock safety net when a spec names none: 120 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -134,9 +156,85 @@ pub const MAX_INPUT_BYTES: u64 = 4 << 30;
 /// even receive more.
 pub const MAX_ARGS_ENV_BYTES: u64 = 2 << 20;
 
+/// Where argv and the environment, in this order, cross
+/// [`MAX_ARGS_ENV_BYTES`] (counting a NUL after each argument and each
+/// `NAME=value`, as the guest receives them): the field that crosses it
+/// (`argv0`, `args[N]` or `env.NAME`), or `None` if they fit. The one check
+/// for job specs and `canon exec`.
+pub fn args_env_overflow<'a>(argv0: &str, args: &[String], env: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<String> {
+    let mut total = (argv0.len() as u64).saturating_add(1);
+    if total > MAX_ARGS_ENV_BYTES {
+        return Some("argv0".into());
+    }
+    for (i, a) in args.iter().enumerate() {
+        total = total.saturating_add(a.len() as u64 + 1);
+        if total > MAX_ARGS_ENV_BYTES {
+            return Some(format!("args[{i}]"));
+        }
+    }
+    for (k, v) in env {
+        total = total.saturating_add(k.len() as u64 + v.len() as u64 + 2);
+        if total > MAX_ARGS_ENV_BYTES {
+            return Some(format!("env.{k}"));
+        }
+    }
+    None
+}
+
 /// The wall clock's starting point when a job names none:
 /// 2000-01-01T00:00:00Z, in seconds since the Unix epoch.
 pub const DEFAULT_EPOCH: u64 = 946_684_800;
+
+/// What to do with a function import canon does not provide (neither a
+/// WASI preview 1 function nor, with preloads, an export of an earlier
+/// module).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum UnknownImports {
+    /// Refuse the job at validation, naming the import. The default.
+    #[default]
+    Refuse,
+    /// Link each unknown *function* import to a stub of the declared type
+    /// that traps with [`TrapKind::UnknownImport`](crate::outcome::TrapKind)
+    /// when called, like wasmtime's `--unknown-imports-trap`. A module that
+    /// never calls it runs as if it were provided. Unknown memories, tables,
+    /// globals and tags are still refused: there is no value to give them.
+    Trap,
+}
+
+impl UnknownImports {
+    /// The spec and CLI spelling: `refuse` or `trap`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnknownImports::Refuse => "refuse",
+            UnknownImports::Trap => "trap",
+        }
+    }
+
+    /// The byte in the job encoding (field 11): 0 refuse, 1 trap.
+    pub fn code(self) -> u8 {
+        match self {
+            UnknownImports::Refuse => 0,
+            UnknownImports::Trap => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for UnknownImports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for UnknownImports {
+    type Err = String;
+    fn from_str(s: &str) -> Result<UnknownImports, String> {
+        match s {
+            "refuse" => Ok(UnknownImports::Refuse),
+            "trap" => Ok(UnknownImports::Trap),
+            other => Err(format!("{other:?}: expected \"refuse\" or \"trap\"")),
+        }
+    }
+}
 
 /// A job, resolved and validated, ready to run.
 #[derive(Clone, Debug)]
@@ -170,6 +268,24 @@ pub struct Job {
     pub timeout: Duration,
     /// The git commit the job was built from, if it names one.
     pub commit: Option<String>,
+    /// What to do with imports canon does not provide.
+    pub unknown_imports: UnknownImports,
+    /// Modules instantiated before [`Job::module`], in order, each
+    /// registered under its name for later modules to import from.
+    pub preloads: Vec<Preload>,
+}
+
+/// A module preloaded into a job's store and registered under a name.
+#[derive(Clone, Debug)]
+pub struct Preload {
+    /// The name later modules import its exports under.
+    pub name: String,
+    /// The module's bytes.
+    pub module: Arc<Vec<u8>>,
+    /// SHA-256 of the module's bytes.
+    pub module_sha256: Digest,
+    /// Where it was loaded from (informational).
+    pub module_path: PathBuf,
 }
 
 /// One preopened directory.
@@ -181,10 +297,34 @@ pub struct Mount {
     /// Whether the guest may change it. A writable mount is an in-memory
     /// copy; its final content is part of the outcome.
     pub writable: bool,
-    /// The directory's content.
-    pub tree: Tree,
     /// Where it came from on the host (informational).
     pub source: Option<PathBuf>,
+    /// The directory's content; private so that it cannot change under
+    /// its digest.
+    tree: Tree,
+    /// The `canon/manifest/v1` digest of `tree`, computed once: hashing
+    /// every input byte again on each [`Job::digest`] would cost as much as
+    /// loading the job (a tool's data directory can be many megabytes).
+    manifest_digest: Digest,
+}
+
+impl Mount {
+    /// A mount of `tree` at `guest`; hashes the tree once, here.
+    pub fn new(guest: String, writable: bool, tree: Tree, source: Option<PathBuf>) -> Mount {
+        let manifest_digest = tree.manifest().digest();
+        Mount { guest, writable, source, tree, manifest_digest }
+    }
+
+    /// The directory's content.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// The `canon/manifest/v1` digest of the content (field 6 of the job
+    /// encoding).
+    pub fn manifest_digest(&self) -> &Digest {
+        &self.manifest_digest
+    }
 }
 
 /// Limits a guest can push against, all enforced deterministically.
@@ -192,7 +332,9 @@ pub struct Mount {
 pub struct Limits {
     /// Fuel budget (instructions, as metered by the engine).
     pub fuel: u64,
-    /// Linear memory, in bytes, per memory.
+    /// Linear memory, in bytes, of all the job's memories together (one per
+    /// module when the job has preloads; a multi-memory module's memories
+    /// count together too).
     pub memory_bytes: u64,
     /// Cap on stdout bytes.
     pub stdout_bytes: u64,
@@ -241,7 +383,7 @@ impl Job {
         JobDigest::new(self.encoder(Some(self.seed)).digest_of())
     }
 
-    /// The canonical encoding, `canon/job/v1` (layout in the
+    /// The canonical encoding, `canon/job/v2` (layout in the
     /// [module documentation](self)).
     pub fn encode(&self) -> Vec<u8> {
         self.encoder(Some(self.seed)).into_bytes()
@@ -277,7 +419,7 @@ impl Job {
         mounts.sort_by(|a, b| a.guest.as_bytes().cmp(b.guest.as_bytes()));
         e.count(mounts.len());
         for m in mounts {
-            e.str(&m.guest).u8(u8::from(m.writable)).digest(&m.tree.manifest().digest());
+            e.str(&m.guest).u8(u8::from(m.writable)).digest(&m.manifest_digest);
         }
         e.option(seed, |e, s| {
             e.u64(s);
@@ -288,6 +430,11 @@ impl Job {
         e.option(self.commit.as_deref(), |e, c| {
             e.str(c);
         });
+        e.u8(self.unknown_imports.code());
+        e.count(self.preloads.len());
+        for p in &self.preloads {
+            e.str(&p.name).digest(&p.module_sha256);
+        }
         e
     }
 }
@@ -309,12 +456,19 @@ mod tests {
             args: vec!["a".into()],
             env: vec![("K".into(), "V".into())],
             stdin: b"in".to_vec(),
-            mounts: vec![Mount { guest: "/d".into(), writable: true, tree, source: None }],
+            mounts: vec![Mount::new("/d".into(), true, tree, None)],
             seed: 9,
             epoch: 5,
             limits: Limits { fuel: 1, memory_bytes: 2, stdout_bytes: 3, stderr_bytes: 4, output_bytes: 5, output_files: 6 },
             timeout: DEFAULT_TIMEOUT,
             commit: Some("ab".into()),
+            unknown_imports: UnknownImports::Trap,
+            preloads: vec![Preload {
+                name: "lib".into(),
+                module: Arc::new(vec![]),
+                module_sha256: Digest::of(b"lib"),
+                module_path: PathBuf::from("/host/l.wasm"),
+            }],
         }
     }
 
@@ -324,7 +478,7 @@ mod tests {
         let j = job();
         let str_ = |s: &str| [&(s.len() as u64).to_le_bytes()[..], s.as_bytes()].concat();
         let u64_ = |v: u64| v.to_le_bytes().to_vec();
-        let mut want = b"canon/job/v1\n".to_vec();
+        let mut want = b"canon/job/v2\n".to_vec();
         want.extend(Digest::of(b"module").as_bytes());
         want.extend(str_("p"));
         want.extend(u64_(1));
@@ -336,7 +490,7 @@ mod tests {
         want.extend(u64_(1));
         want.extend(str_("/d"));
         want.push(1);
-        want.extend(j.mounts[0].tree.manifest().digest().as_bytes());
+        want.extend(j.mounts[0].tree().manifest().digest().as_bytes());
         want.push(1);
         want.extend(u64_(9));
         want.extend(u64_(5));
@@ -345,6 +499,10 @@ mod tests {
         }
         want.push(1);
         want.extend(str_("ab"));
+        want.push(1);
+        want.extend(u64_(1));
+        want.extend(str_("lib"));
+        want.extend(Digest::of(b"lib").as_bytes());
         assert_eq!(j.encode(), want);
         assert_eq!(j.digest().digest(), &Digest::of(&want));
     }
@@ -363,6 +521,22 @@ mod tests {
         assert_eq!(j.digest(), k.digest());
         k.epoch += 1;
         assert_ne!(j.derived_seed(), k.derived_seed());
+    }
+
+    #[test]
+    fn args_env_overflow_names_the_field_that_crosses_the_cap() {
+        let half = "x".repeat((MAX_ARGS_ENV_BYTES / 2) as usize);
+        assert_eq!(args_env_overflow("p", &[], []), None);
+        assert_eq!(args_env_overflow("p", std::slice::from_ref(&half), [("K", "v")]), None);
+        assert_eq!(args_env_overflow("p", &[half.clone(), half.clone()], []), Some("args[1]".into()));
+        assert_eq!(args_env_overflow("p", std::slice::from_ref(&half), [("K", half.as_str())]), Some("env.K".into()));
+        assert_eq!(args_env_overflow(&"x".repeat(MAX_ARGS_ENV_BYTES as usize), &[], []), Some("argv0".into()));
+    }
+
+    #[test]
+    fn a_mount_hashes_its_tree_once_and_encodes_that_digest() {
+        let j = job();
+        assert_eq!(*j.mounts[0].manifest_digest(), j.mounts[0].tree().manifest().digest());
     }
 
     #[test]

@@ -16,12 +16,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::JobError;
-use super::validate::validate_module_cached;
+use super::validate::{LinkedModule, Linking, Role, validate_module_cached_for};
 use super::{
     DEFAULT_EPOCH, DEFAULT_TIMEOUT, Job, Limits, MAX_ARGS_ENV_BYTES, MAX_CAPTURE_BYTES, MAX_INPUT_BYTES, MAX_MEMORY_BYTES, MAX_OUTPUT_FILES, MAX_TIMEOUT,
-    MIN_FUEL, MIN_MEMORY_BYTES, Mount,
+    MIN_FUEL, MIN_MEMORY_BYTES, Mount, Preload, UnknownImports, args_env_overflow,
 };
 use crate::digest::Digest;
+use crate::sandbox::abi;
 use crate::tree::{Node, Tree, TreeError};
 
 /// The spec as written. Paths are relative to the spec file's directory.
@@ -41,10 +42,22 @@ struct Spec {
     seed: Option<toml::Value>,
     epoch: Option<u64>,
     commit: Option<String>,
+    unknown_imports: Option<String>,
     #[serde(default)]
     limits: LimitsSpec,
     #[serde(default)]
     input: Vec<InputSpec>,
+    #[serde(default)]
+    preload: Vec<PreloadSpec>,
+}
+
+/// One `[[preload]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreloadSpec {
+    name: Option<String>,
+    module: Option<PathBuf>,
+    module_sha256: Option<String>,
 }
 
 /// `[limits]`. Sizes are kept as TOML values so that both `65536` and
@@ -102,6 +115,30 @@ pub(super) fn resolve(text: &str, base: &Path, file: &str) -> Result<Job, JobErr
     }
     let seed = spec.seed.as_ref().map(|v| parse_seed(file, v)).transpose()?;
     let commit = spec.commit.as_deref().map(|c| parse_commit(file, c)).transpose()?;
+    let unknown_imports = match spec.unknown_imports.as_deref() {
+        None => UnknownImports::default(),
+        Some(s) => s.parse().map_err(|_| invalid(file, "unknown_imports", &format!("{s:?}"), "\"refuse\" (the default) or \"trap\""))?,
+    };
+    let mut preload_specs = Vec::with_capacity(spec.preload.len());
+    for (index, p) in spec.preload.iter().enumerate() {
+        let field = |k: &str| format!("preload[{index}].{k}");
+        let name = p.name.clone().ok_or_else(|| JobError::MissingField { file: f(), field: field("name") })?;
+        if name.is_empty() || name == abi::WASI_MODULE {
+            return Err(invalid(file, &field("name"), &format!("{name:?}"), "a non-empty module name other than \"wasi_snapshot_preview1\""));
+        }
+        if preload_specs.iter().any(|(n, _, _): &(String, PathBuf, Option<Digest>)| *n == name) {
+            return Err(invalid(file, &field("name"), &format!("{name:?}, the name of an earlier preload"), "a name no other preload has"));
+        }
+        let module = p.module.clone().ok_or_else(|| JobError::MissingField { file: f(), field: field("module") })?;
+        let pinned = match &p.module_sha256 {
+            None => None,
+            Some(s) => Some(
+                s.parse::<Digest>()
+                    .map_err(|_| invalid(file, &field("module_sha256"), &format!("{s:?}"), "64 lowercase hex digits, optionally prefixed by \"sha256:\""))?,
+            ),
+        };
+        preload_specs.push((name, base.join(module), pinned));
+    }
     let (limits, timeout) = resolve_limits(file, &spec.limits)?;
     let mut inputs = Vec::with_capacity(spec.input.len());
     for (index, input) in spec.input.iter().enumerate() {
@@ -112,6 +149,23 @@ pub(super) fn resolve(text: &str, base: &Path, file: &str) -> Result<Job, JobErr
     }
 
     // Step 2: the host side.
+    let mut preloads: Vec<Preload> = Vec::with_capacity(preload_specs.len());
+    let mut linked: Vec<LinkedModule> = Vec::with_capacity(preload_specs.len());
+    for (index, (name, path, pinned)) in preload_specs.into_iter().enumerate() {
+        let err = |message: String| JobError::Preload { file: f(), index, path: path.clone(), message };
+        let bytes = fs::read(&path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let sha = Digest::of(&bytes);
+        if let Some(expected) = pinned
+            && expected != sha
+        {
+            return Err(err(format!("`preload[{index}].module_sha256` is {expected} but the module has SHA-256 {sha}")));
+        }
+        let exports =
+            validate_module_cached_for(&bytes, &sha, Role::Library, &Linking { unknown_imports, preloads: &linked }).map_err(|e| err(e.to_string()))?;
+        linked.push(LinkedModule { name: name.clone(), sha256: sha, exports });
+        preloads.push(Preload { name, module: Arc::new(bytes), module_sha256: sha, module_path: path.clone() });
+    }
+    let linking = Linking { unknown_imports, preloads: &linked };
     let module_path = base.join(&module_rel);
     let module = fs::read(&module_path).map_err(|source| JobError::ModuleRead { file: f(), path: module_path.clone(), source })?;
     let module_sha256 = Digest::of(&module);
@@ -120,7 +174,11 @@ pub(super) fn resolve(text: &str, base: &Path, file: &str) -> Result<Job, JobErr
     {
         return Err(JobError::Sha256Mismatch { file: f(), path: module_path, expected, actual: module_sha256 });
     }
-    validate_module_cached(&module, &module_sha256).map_err(|source| JobError::Module { file: f(), path: module_path.clone(), source: Box::new(source) })?;
+    validate_module_cached_for(&module, &module_sha256, Role::Command, &linking).map_err(|source| JobError::Module {
+        file: f(),
+        path: module_path.clone(),
+        source: Box::new(source),
+    })?;
 
     let mut budget = MAX_INPUT_BYTES;
     let stdin = match (spec.stdin, spec.stdin_file) {
@@ -155,6 +213,8 @@ pub(super) fn resolve(text: &str, base: &Path, file: &str) -> Result<Job, JobErr
         limits,
         timeout,
         commit,
+        unknown_imports,
+        preloads,
     };
     job.seed = match seed {
         Some(seed) => seed,
@@ -199,17 +259,10 @@ fn no_nul(file: &str, field: &str, value: &str) -> Result<(), JobError> {
 /// Refuses argv and environment past [`MAX_ARGS_ENV_BYTES`], naming the
 /// field where the running total crosses it.
 fn check_args_env_size(file: &str, argv0: &str, args: &[String], env: &BTreeMap<String, String>) -> Result<(), JobError> {
-    let strings = std::iter::once(("argv0".to_string(), argv0.len() as u64 + 1))
-        .chain(args.iter().enumerate().map(|(i, a)| (format!("args[{i}]"), a.len() as u64 + 1)))
-        .chain(env.iter().map(|(k, v)| (format!("env.{k}"), k.len() as u64 + v.len() as u64 + 2)));
-    let mut total = 0u64;
-    for (field, size) in strings {
-        total = total.saturating_add(size);
-        if total > MAX_ARGS_ENV_BYTES {
-            return Err(JobError::ArgsTooLarge { file: file.into(), field, limit: MAX_ARGS_ENV_BYTES });
-        }
+    match args_env_overflow(argv0, args, env.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        None => Ok(()),
+        Some(field) => Err(JobError::ArgsTooLarge { file: file.into(), field, limit: MAX_ARGS_ENV_BYTES }),
     }
-    Ok(())
 }
 
 fn check_env_name(file: &str, key: &str) -> Result<(), JobError> {
@@ -445,7 +498,7 @@ fn load_inputs(file: &str, inputs: Vec<(usize, PathBuf, String, bool)>, budget: 
     }
 
     // BTreeMap order is byte order of the guest path: the canonical order.
-    Ok(preopens.into_iter().map(|(guest, p)| Mount { guest, writable: p.writable, tree: p.tree, source: p.source }).collect())
+    Ok(preopens.into_iter().map(|(guest, p)| Mount::new(guest, p.writable, p.tree, p.source)).collect())
 }
 
 fn same_dir(file: &str, first: usize, second: usize, dir: &str) -> JobError {

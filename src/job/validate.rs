@@ -6,11 +6,21 @@
 //! [`CORE_FEATURES`]; that every import is a function canon provides (see
 //! [`crate::sandbox::abi`]) with the signature canon provides it with; that
 //! `_start: () -> ()` and a 32-bit unshared `memory` are exported.
+//!
+//! [`validate_module_for`] does the same under a [`Linking`] context: the
+//! job's [`UnknownImports`] choice and the exports of the modules preloaded
+//! before this one, which it may import from by their names; and for a
+//! [`Role::Library`] (a preloaded module) it asks for no `_start`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use wasmparser::types::{CoreTypeId, TypesRef};
 use wasmparser::{CompositeInnerType, ExternalKind, FuncType, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures};
 
+use super::UnknownImports;
 use super::error::ModuleError;
+use crate::digest::Digest;
 use crate::sandbox::abi;
 
 /// The WebAssembly proposals a job's module may use: those wasmtime 48
@@ -27,27 +37,124 @@ const MAGIC: &[u8; 4] = b"\0asm";
 /// cleared when it reaches this size, so it never grows without bound.
 pub const VALIDATED_MEMO_ENTRIES: usize = 4096;
 
-static VALIDATED: std::sync::Mutex<Option<std::collections::HashSet<crate::digest::Digest>>> = std::sync::Mutex::new(None);
+/// What a module's export is, as a module that imports it must declare it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExportType {
+    /// A function, with its parameter and result types.
+    Func {
+        /// Parameter types.
+        params: Vec<ValType>,
+        /// Result types.
+        results: Vec<ValType>,
+    },
+    /// A memory, table, global or tag (its name: `memory`, ...). Their
+    /// types are checked by wasmtime when the modules are linked.
+    Other(&'static str),
+}
+
+/// The exports of a valid module, by name.
+pub type Exports = BTreeMap<String, ExportType>;
+
+/// A module preloaded before the one being checked, which that one may
+/// import from by `name`.
+#[derive(Clone, Debug)]
+pub struct LinkedModule {
+    /// The name it is registered under (the import module name).
+    pub name: String,
+    /// SHA-256 of its bytes.
+    pub sha256: Digest,
+    /// What it exports.
+    pub exports: Arc<Exports>,
+}
+
+/// What a module may import besides canon's WASI functions.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Linking<'a> {
+    /// What to do with a function import nobody provides.
+    pub unknown_imports: UnknownImports,
+    /// Modules instantiated before this one, in order.
+    pub preloads: &'a [LinkedModule],
+}
+
+/// What a module is for in its job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The job's main module: a WASI command, exporting `_start` and `memory`.
+    Command,
+    /// A preloaded module that later modules import from. It needs no
+    /// `_start`; if it imports a WASI function it must export `memory`
+    /// (WASI passes data through the caller's memory).
+    Library,
+}
+
+/// Why an import is linked as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportSource {
+    /// A WASI preview 1 function of canon's host.
+    Wasi,
+    /// An export of the preloaded module of that index.
+    Preload(usize),
+    /// Nobody provides it: with [`UnknownImports::Trap`], a trapping stub.
+    Unknown,
+}
+
+/// Where the import `module::name` comes from under `preloads`: the same
+/// rule for validation and for the sandbox's linker. A preload registered
+/// under a name shadows nothing: names are unique and never
+/// `wasi_snapshot_preview1` (the spec refuses both).
+pub fn import_source<'a>(module: &str, name: &str, mut preload_names: impl Iterator<Item = &'a str>) -> ImportSource {
+    if abi::lookup(module, name).is_some() {
+        return ImportSource::Wasi;
+    }
+    match preload_names.position(|p| p == module) {
+        Some(i) => ImportSource::Preload(i),
+        None => ImportSource::Unknown,
+    }
+}
+
+type Memo = HashMap<Digest, Arc<Exports>>;
+static VALIDATED: Mutex<Option<Memo>> = Mutex::new(None);
 
 /// [`validate_module`], remembering which module digests passed: validation
 /// is a pure function of the bytes, and it is most of the cost of loading a
 /// job whose module the process has seen before. `sha256` must be the
 /// digest of `bytes`.
-pub fn validate_module_cached(bytes: &[u8], sha256: &crate::digest::Digest) -> Result<(), ModuleError> {
+pub fn validate_module_cached(bytes: &[u8], sha256: &Digest) -> Result<(), ModuleError> {
+    validate_module_cached_for(bytes, sha256, Role::Command, &Linking::default()).map(drop)
+}
+
+/// [`validate_module_for`], remembering what passed: the key is the
+/// module's digest with the role and the linking context (the unknown-imports
+/// choice and each preload's name and digest), of which the result is a pure
+/// function. Returns the module's exports.
+pub fn validate_module_cached_for(bytes: &[u8], sha256: &Digest, role: Role, linking: &Linking<'_>) -> Result<Arc<Exports>, ModuleError> {
+    let key = memo_key(sha256, role, linking);
     if let Ok(memo) = VALIDATED.lock()
-        && memo.as_ref().is_some_and(|m| m.contains(sha256))
+        && let Some(exports) = memo.as_ref().and_then(|m| m.get(&key))
     {
-        return Ok(());
+        return Ok(exports.clone());
     }
-    validate_module(bytes)?;
+    let exports = Arc::new(validate_module_for(bytes, role, linking)?);
     if let Ok(mut memo) = VALIDATED.lock() {
-        let set = memo.get_or_insert_with(Default::default);
-        if set.len() >= VALIDATED_MEMO_ENTRIES {
-            set.clear();
+        let map = memo.get_or_insert_with(Default::default);
+        if map.len() >= VALIDATED_MEMO_ENTRIES {
+            map.clear();
         }
-        set.insert(*sha256);
+        map.insert(key, exports.clone());
     }
-    Ok(())
+    Ok(exports)
+}
+
+fn memo_key(sha256: &Digest, role: Role, linking: &Linking<'_>) -> Digest {
+    if role == Role::Command && linking.unknown_imports == UnknownImports::Refuse && linking.preloads.is_empty() {
+        return *sha256;
+    }
+    let mut e = crate::encoding::Encoder::new("canon/validation-memo");
+    e.digest(sha256).u8(u8::from(role == Role::Library)).u8(linking.unknown_imports.code()).count(linking.preloads.len());
+    for p in linking.preloads {
+        e.str(&p.name).digest(&p.sha256);
+    }
+    e.digest_of()
 }
 
 /// Checks that `bytes` is a WASI preview 1 command canon can run.
@@ -58,6 +165,17 @@ pub fn validate_module_cached(bytes: &[u8], sha256: &crate::digest::Digest) -> R
 /// function of [`crate::sandbox::abi::WASI_FUNCTIONS`] with its signature;
 /// `_start: () -> ()` exported; a 32-bit unshared `memory` exported.
 pub fn validate_module(bytes: &[u8]) -> Result<(), ModuleError> {
+    validate_module_for(bytes, Role::Command, &Linking::default()).map(drop)
+}
+
+/// Checks that `bytes` is a module canon can run in `role` and link under
+/// `linking`, and returns its exports. The checks of [`validate_module`],
+/// except that an import may also name an export of a preloaded module (it
+/// must exist, be of the same kind and, for a function, of the same type:
+/// [`ModuleError::MissingExport`], [`ModuleError::ImportSignature`]), and
+/// that with [`UnknownImports::Trap`] a function import nobody provides is
+/// accepted.
+pub fn validate_module_for(bytes: &[u8], role: Role, linking: &Linking<'_>) -> Result<Exports, ModuleError> {
     if !bytes.starts_with(MAGIC) {
         return Err(ModuleError::NotWasm);
     }
@@ -71,11 +189,13 @@ pub fn validate_module(bytes: &[u8]) -> Result<(), ModuleError> {
 
     let mut start = None;
     let mut memory = None;
+    let mut imports_wasi = false;
+    let mut exports = Exports::new();
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.map_err(invalid)? {
             Payload::ImportSection(reader) => {
                 for import in reader.into_imports() {
-                    check_import(&types, import.map_err(invalid)?)?;
+                    imports_wasi |= check_import(&types, import.map_err(invalid)?, linking)? == ImportSource::Wasi;
                 }
             }
             Payload::ExportSection(reader) => {
@@ -86,6 +206,14 @@ pub fn validate_module(bytes: &[u8]) -> Result<(), ModuleError> {
                         "memory" => memory = Some((export.kind, export.index)),
                         _ => {}
                     }
+                    let ty = match export.kind {
+                        ExternalKind::Func | ExternalKind::FuncExact => match func_type(&types, types.core_function_at(export.index)) {
+                            Some(f) => ExportType::Func { params: f.params().to_vec(), results: f.results().to_vec() },
+                            None => ExportType::Other("function"),
+                        },
+                        kind => ExportType::Other(kind_name(kind)),
+                    };
+                    exports.insert(export.name.to_string(), ty);
                 }
             }
             _ => {}
@@ -93,6 +221,7 @@ pub fn validate_module(bytes: &[u8]) -> Result<(), ModuleError> {
     }
 
     match start {
+        None if role == Role::Library => {}
         None => return Err(ModuleError::MissingStart),
         Some((ExternalKind::Func, index)) => {
             let found = func_type(&types, types.core_function_at(index));
@@ -114,38 +243,83 @@ pub fn validate_module(bytes: &[u8]) -> Result<(), ModuleError> {
                 return Err(ModuleError::MemoryKind { found: "a shared memory" });
             }
         }
+        // A library that never calls WASI needs no memory of its own.
+        None if role == Role::Library && !imports_wasi => {}
         _ => return Err(ModuleError::MissingMemory),
     }
-    Ok(())
+    Ok(exports)
 }
 
 fn invalid(e: wasmparser::BinaryReaderError) -> ModuleError {
     ModuleError::Invalid { message: e.message().to_string(), offset: e.offset() }
 }
 
-fn check_import(types: &TypesRef<'_>, import: wasmparser::Import<'_>) -> Result<(), ModuleError> {
+fn check_import(types: &TypesRef<'_>, import: wasmparser::Import<'_>, linking: &Linking<'_>) -> Result<ImportSource, ModuleError> {
     let (module, name) = (import.module.to_string(), import.name.to_string());
-    let type_index = match import.ty {
-        TypeRef::Func(i) | TypeRef::FuncExact(i) => i,
-        TypeRef::Memory(_) => return Err(ModuleError::NonFunctionImport { module, name, kind: "memory" }),
-        TypeRef::Table(_) => return Err(ModuleError::NonFunctionImport { module, name, kind: "table" }),
-        TypeRef::Global(_) => return Err(ModuleError::NonFunctionImport { module, name, kind: "global" }),
-        TypeRef::Tag(_) => return Err(ModuleError::NonFunctionImport { module, name, kind: "tag" }),
+    let (kind, type_index) = match import.ty {
+        TypeRef::Func(i) | TypeRef::FuncExact(i) => ("function", Some(i)),
+        TypeRef::Memory(_) => ("memory", None),
+        TypeRef::Table(_) => ("table", None),
+        TypeRef::Global(_) => ("global", None),
+        TypeRef::Tag(_) => ("tag", None),
     };
-    let Some((_, params, results)) = abi::lookup(import.module, import.name) else {
-        return Err(ModuleError::UnknownImport { module, name });
-    };
-    let found = func_type(types, types.core_type_at_in_module(type_index));
-    let matches = found.is_some_and(|ty| same(ty.params(), params) && same(ty.results(), results));
-    if !matches {
-        return Err(ModuleError::ImportSignature {
-            module,
-            name,
-            expected: signature(params.iter().map(abi_name), results.iter().map(abi_name)),
-            found: describe(found),
-        });
+    let found = type_index.and_then(|i| func_type(types, types.core_type_at_in_module(i)));
+    let source = import_source(import.module, import.name, linking.preloads.iter().map(|p| p.name.as_str()));
+    match source {
+        ImportSource::Wasi => {
+            let Some((_, params, results)) = abi::lookup(import.module, import.name) else { unreachable_source()? };
+            let matches = found.is_some_and(|ty| same(ty.params(), params) && same(ty.results(), results));
+            if !matches {
+                return Err(ModuleError::ImportSignature {
+                    module,
+                    name,
+                    expected: signature(params.iter().map(abi_name), results.iter().map(abi_name)),
+                    found: if type_index.is_some() { describe(found) } else { format!("a {kind}") },
+                });
+            }
+        }
+        ImportSource::Preload(i) => {
+            let Some(export) = linking.preloads[i].exports.get(import.name) else {
+                return Err(ModuleError::MissingExport { module, name });
+            };
+            match (export, found) {
+                (ExportType::Func { params, results }, Some(ty)) => {
+                    if ty.params() != params.as_slice() || ty.results() != results.as_slice() {
+                        return Err(ModuleError::ImportSignature {
+                            module,
+                            name,
+                            expected: signature(params.iter().map(ValType::to_string), results.iter().map(ValType::to_string)),
+                            found: describe(found),
+                        });
+                    }
+                }
+                (ExportType::Other(other), None) if *other == kind => {}
+                (export, _) => {
+                    let expected = match export {
+                        ExportType::Func { params, results } => signature(params.iter().map(ValType::to_string), results.iter().map(ValType::to_string)),
+                        ExportType::Other(k) => format!("a {k}"),
+                    };
+                    let found = if type_index.is_some() { describe(found) } else { format!("a {kind}") };
+                    return Err(ModuleError::ImportSignature { module, name, expected, found });
+                }
+            }
+        }
+        ImportSource::Unknown => {
+            if type_index.is_none() {
+                return Err(ModuleError::NonFunctionImport { module, name, kind });
+            }
+            if linking.unknown_imports == UnknownImports::Refuse {
+                return Err(ModuleError::UnknownImport { module, name });
+            }
+        }
     }
-    Ok(())
+    Ok(source)
+}
+
+/// `import_source` said Wasi, so `abi::lookup` found it; kept as an error
+/// rather than a panic.
+fn unreachable_source<T>() -> Result<T, ModuleError> {
+    Err(ModuleError::Invalid { message: "internal: WASI import lookup disagrees".into(), offset: 0 })
 }
 
 fn func_type<'a>(types: &'a TypesRef<'_>, id: CoreTypeId) -> Option<&'a FuncType> {
@@ -200,7 +374,7 @@ mod tests {
     #[test]
     fn the_memo_remembers_only_valid_modules() {
         let bad = b"\0asm\x01\0\0\0\x7f".to_vec();
-        let sha = crate::digest::Digest::of(&bad);
+        let sha = Digest::of(&bad);
         assert!(validate_module_cached(&bad, &sha).is_err());
         assert!(validate_module_cached(&bad, &sha).is_err(), "a failure must not be remembered");
     }

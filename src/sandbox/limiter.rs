@@ -12,9 +12,15 @@
 
 use wasmtime::{ResourceLimiter, StoreLimits};
 
-/// [`StoreLimits`] that records refusals and host failures.
+/// [`StoreLimits`] that records refusals and host failures, and caps the
+/// bytes of all linear memories of the store together (a job with preloads
+/// has one memory per module; the job's memory limit is for all of them).
 pub struct Limiter {
     limits: StoreLimits,
+    /// Most bytes all memories together may hold.
+    memory_cap: u64,
+    /// Bytes all memories hold now.
+    memory_total: u64,
     /// A growth was refused by the job's limits.
     pub refused: bool,
     /// The host failed to grow a memory or table the limits allowed.
@@ -24,14 +30,20 @@ pub struct Limiter {
 impl Limiter {
     /// Wraps `limits`; `trap_on_grow_failure` must be off (refusals are
     /// reported to the guest, host failures end the run).
-    pub fn new(limits: StoreLimits) -> Limiter {
-        Limiter { limits, refused: false, host_failed: false }
+    /// `memory_cap` bounds all memories together.
+    pub fn new(limits: StoreLimits, memory_cap: u64) -> Limiter {
+        Limiter { limits, memory_cap, memory_total: 0, refused: false, host_failed: false }
     }
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        let growth = desired.saturating_sub(current) as u64;
+        let total = self.memory_total.saturating_add(growth);
+        let allowed = self.limits.memory_growing(current, desired, maximum)? && total <= self.memory_cap;
+        if allowed {
+            self.memory_total = total;
+        }
         self.refused |= !allowed;
         Ok(allowed)
     }

@@ -20,10 +20,10 @@ pub mod wasi;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use wasmtime::{Engine, InstancePre, Linker, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, Store, StoreLimitsBuilder, Trap};
 
 use crate::digest::Digest;
-use crate::job::Job;
+use crate::job::{ImportSource, Job, UnknownImports, import_source};
 use crate::outcome::{Outcome, Termination, TrapKind};
 pub use cache::CacheHit;
 use cache::ModuleCache;
@@ -127,12 +127,33 @@ impl Sandbox {
         &self.engine
     }
 
-    /// Compiles (or loads from the cache) the module of `job`.
-    pub fn prepare(&self, module: &[u8], sha: &Digest) -> Result<(InstancePre<StoreData>, CacheHit), RunError> {
-        let compile_err = |e: wasmtime::Error| RunError::Compile { module: *sha, message: format!("{e:#}") };
-        let (module, hit) = self.cache.get(&self.engine, module, sha).map_err(compile_err)?;
-        let pre = self.linker.instantiate_pre(&module).map_err(compile_err)?;
-        Ok((pre, hit))
+    /// Compiles (or loads from the cache) a module of a job: the one place
+    /// every module of a job, main or preloaded, goes through before it is
+    /// linked.
+    pub fn prepare(&self, module: &[u8], sha: &Digest) -> Result<(Module, CacheHit), RunError> {
+        self.cache.get(&self.engine, module, sha).map_err(|e| RunError::Compile { module: *sha, message: format!("{e:#}") })
+    }
+
+    /// Links `module` with `linker`: with [`UnknownImports::Trap`], first
+    /// defines every function import nobody provides as a stub of its
+    /// declared type that traps with [`TrapKind::UnknownImport`] when called.
+    fn link(&self, linker: &mut Linker<StoreData>, module: &Module, sha: &Digest, job: &Job) -> Result<InstancePre<StoreData>, RunError> {
+        let link_err = |e: wasmtime::Error| RunError::Compile { module: *sha, message: format!("{e:#}") };
+        if job.unknown_imports == UnknownImports::Trap {
+            let mut stubbed = std::collections::HashSet::new();
+            for import in module.imports() {
+                let ExternType::Func(ty) = import.ty() else { continue };
+                if import_source(import.module(), import.name(), job.preloads.iter().map(|p| p.name.as_str())) != ImportSource::Unknown
+                    || !stubbed.insert((import.module().to_string(), import.name().to_string()))
+                {
+                    continue;
+                }
+                linker
+                    .func_new(import.module(), import.name(), ty, |_, _, _| Err(wasmtime::Error::new(Stop::Trap(TrapKind::UnknownImport))))
+                    .map_err(link_err)?;
+            }
+        }
+        linker.instantiate_pre(module).map_err(link_err)
     }
 
     /// Runs `job` and returns its outcome.
@@ -142,42 +163,69 @@ impl Sandbox {
 
     /// Runs `job` with options that do not affect the outcome.
     pub fn run_with(&self, job: &Job, options: RunOptions) -> Result<Outcome, RunError> {
-        let (pre, _) = self.prepare(&job.module, &job.module_sha256)?;
+        // Compile (or load) every module before anything runs.
+        let mut modules = Vec::with_capacity(job.preloads.len() + 1);
+        for p in &job.preloads {
+            modules.push((Some(p.name.as_str()), self.prepare(&p.module, &p.module_sha256)?.0, p.module_sha256));
+        }
+        modules.push((None, self.prepare(&job.module, &job.module_sha256)?.0, job.module_sha256));
+
         let mut config = HostConfig::for_job(job);
         config.stream_stdio = options.stream_stdio;
         let limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(job.limits.memory_bytes).unwrap_or(usize::MAX))
             .table_elements(engine::MAX_TABLE_ELEMENTS)
-            .instances(1)
+            .instances(modules.len())
             .trap_on_grow_failure(false)
             .build();
-        let limits = Limiter::new(limits);
-        let mut store = Store::new(&self.engine, StoreData { wasi: WasiHost::new(config), limits, memory: None });
+        let limits = Limiter::new(limits, job.limits.memory_bytes);
+        let linked = !job.preloads.is_empty();
+        let mut store = Store::new(&self.engine, StoreData { wasi: WasiHost::new(config), limits, memory: None, linked });
         store.limiter(|d| &mut d.limits);
         store.set_fuel(job.limits.fuel).map_err(|e| RunError::Host(format!("{e:#}")))?;
         let ticks = job.timeout.as_millis().div_ceil(engine::WATCHDOG_TICK.as_millis()).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
 
-        let termination = match pre.instantiate(&mut store) {
-            // Only an instantiation can be refused by the limits as a whole.
-            Err(e) => classify(&e, job, &store.data().limits, true)?,
-            Ok(instance) => {
-                let memory = instance.get_memory(&mut store, "memory");
-                store.data_mut().memory = memory;
-                match instance.get_typed_func::<(), ()>(&mut store, "_start") {
-                    Err(_) => Termination::Trap(TrapKind::NoEntryPoint),
-                    Ok(start) => match start.call(&mut store, ()) {
-                        Ok(()) => Termination::Exit(0),
-                        Err(e) => classify(&e, job, &store.data().limits, false)?,
-                    },
-                }
-            }
-        };
+        let termination = self.instantiate_and_start(&mut store, job, &modules)?;
         let fuel_left = store.get_fuel().unwrap_or(0);
         let wasi = store.into_data().wasi;
         let outputs = wasi.output_tree();
         Ok(Outcome { termination, fuel_consumed: job.limits.fuel.saturating_sub(fuel_left), stdout: wasi.stdout, stderr: wasi.stderr, outputs })
+    }
+
+    /// Instantiates the preloads in order, registering each under its name
+    /// (calling `_initialize` if it exports one), then the main module, and
+    /// runs its `_start`. Returns how the guest ended.
+    fn instantiate_and_start(&self, store: &mut Store<StoreData>, job: &Job, modules: &[(Option<&str>, Module, Digest)]) -> Result<Termination, RunError> {
+        let mut linker = self.linker.clone();
+        for (name, module, sha) in modules {
+            let pre = self.link(&mut linker, module, sha, job)?;
+            let instance = match pre.instantiate(&mut *store) {
+                // Only an instantiation can be refused by the limits as a whole.
+                Err(e) => return classify(&e, job, &store.data().limits, true),
+                Ok(instance) => instance,
+            };
+            let Some(name) = name else {
+                let memory = instance.get_memory(&mut *store, "memory");
+                store.data_mut().memory = memory;
+                return Ok(match instance.get_typed_func::<(), ()>(&mut *store, "_start") {
+                    Err(_) => Termination::Trap(TrapKind::NoEntryPoint),
+                    Ok(start) => match start.call(&mut *store, ()) {
+                        Ok(()) => Termination::Exit(0),
+                        Err(e) => classify(&e, job, &store.data().limits, false)?,
+                    },
+                });
+            };
+            // A WASI reactor initialises itself in `_initialize`.
+            if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")
+                && let Err(e) = init.call(&mut *store, ())
+            {
+                return classify(&e, job, &store.data().limits, false);
+            }
+            linker.instance(&mut *store, name, instance).map_err(|e| RunError::Compile { module: *sha, message: format!("{e:#}") })?;
+        }
+        Err(RunError::Host("internal: a job without a main module".into()))
     }
 }
 

@@ -156,7 +156,7 @@ impl<'a> HostConfig<'a> {
     /// The host configuration for a job: its mounts plus the default empty,
     /// writable `/out` and scratch `/tmp` unless the job mounts those itself.
     pub fn for_job(job: &'a Job) -> HostConfig<'a> {
-        let mut mounts: Vec<(String, bool, &Tree)> = job.mounts.iter().map(|m| (m.guest.clone(), m.writable, &m.tree)).collect();
+        let mut mounts: Vec<(String, bool, &Tree)> = job.mounts.iter().map(|m| (m.guest.clone(), m.writable, m.tree())).collect();
         for default in ["/out", "/tmp"] {
             if !mounts.iter().any(|(g, _, _)| g == default) {
                 mounts.push((default.to_string(), true, &EMPTY_TREE));

@@ -14,8 +14,12 @@ pub struct StoreData {
     pub wasi: WasiHost,
     /// Memory and table limits.
     pub limits: Limiter,
-    /// The guest's exported `memory`, found after instantiation.
+    /// The guest's exported `memory`, found after instantiation. Only
+    /// remembered when the store holds one instance: with preloaded modules,
+    /// each WASI call uses the memory of the instance that made it.
     pub memory: Option<Memory>,
+    /// The store holds several instances (a job with preloads).
+    pub linked: bool,
 }
 
 /// Runs one host call: records the fuel left (the logical clock reads it),
@@ -23,10 +27,12 @@ pub struct StoreData {
 fn call(caller: &mut Caller<'_, StoreData>, f: impl FnOnce(&mut Mem, &mut WasiHost) -> Result<(), Fault>) -> wasmtime::Result<i32> {
     let fuel = caller.get_fuel().unwrap_or(0);
     let memory = match caller.data().memory {
-        Some(m) => Some(m),
-        None => {
+        Some(m) if !caller.data().linked => Some(m),
+        _ => {
             let m = caller.get_export("memory").and_then(|e| e.into_memory());
-            caller.data_mut().memory = m;
+            if !caller.data().linked {
+                caller.data_mut().memory = m;
+            }
             m
         }
     };
