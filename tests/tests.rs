@@ -4,6 +4,7 @@
 mod util;
 
 mod backends;
+mod cache;
 mod cli;
 mod determinism;
 mod guests;

@@ -62,6 +62,10 @@ pub struct Args {
     /// modules import its exports as `NAME::export` (repeatable; in order).
     #[arg(long = "preload", value_name = "NAME=MODULE")]
     preloads: Vec<String>,
+    /// Show a spinner with the elapsed time on stderr while a module
+    /// compiles (the default when stderr is a terminal).
+    #[arg(long)]
+    progress: bool,
     /// The module to run.
     module: PathBuf,
     /// Arguments for the guest (after `--`).
@@ -160,6 +164,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let job = job_from_args(&args)?;
     let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
     let sandbox = Sandbox::builder().backend(args.backend).build()?;
+    super::progress::precompile(&sandbox, &job, super::progress::wanted(args.progress))?;
     let outcome = sandbox.run_with(&job, RunOptions { stream_stdio: true })?;
     if let Some(staged) = staged {
         write_mounts(&outcome.outputs, staged.path())?;

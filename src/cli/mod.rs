@@ -35,6 +35,7 @@ mod inspect;
 mod keygen;
 mod nodes;
 mod outdir;
+mod progress;
 mod quorum;
 mod run;
 mod verify;

@@ -55,6 +55,10 @@ pub struct Args {
     /// SIMD). Recorded in receipts.
     #[arg(long, value_name = "NAME", default_value_t = Backend::Cranelift)]
     backend: Backend,
+    /// Show a spinner with the elapsed time on stderr while a module
+    /// compiles (the default when stderr is a terminal).
+    #[arg(long)]
+    progress: bool,
 }
 
 /// The JSON form of a run's result (`canon run --json`, `outcome.json`).
@@ -101,12 +105,15 @@ impl<'a> RunReport<'a> {
 pub fn run(args: Args) -> Result<ExitCode> {
     let job = Job::load(&args.job).context("invalid job")?;
     if let Some(n) = args.nodes {
+        // Compile once, with progress, into the disk cache the nodes share.
+        super::progress::precompile(&Sandbox::builder().backend(args.backend).build()?, &job, super::progress::wanted(args.progress))?;
         return run_on_nodes(&args, &job, n);
     }
     let key = args.key.as_deref().map(NodeKey::load).transpose()?;
     let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
     let started = Timestamp::now();
     let sandbox = Sandbox::builder().backend(args.backend).build()?;
+    super::progress::precompile(&sandbox, &job, super::progress::wanted(args.progress))?;
     let outcome = sandbox.run(&job).with_context(|| format!("{}: no result", args.job.display()))?;
     let summary = outcome.summary();
     let job_digest = job.digest();

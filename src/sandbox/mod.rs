@@ -134,6 +134,12 @@ impl Sandbox {
         self.cache.get(&self.engine, module, sha).map_err(|e| RunError::Compile { module: *sha, message: format!("{e:#}") })
     }
 
+    /// Whether the module with SHA-256 `sha` is compiled already, in memory
+    /// or in the disk cache (an entry exists; it is checked when loaded).
+    pub fn is_compiled(&self, sha: &Digest) -> bool {
+        self.cache.contains(sha)
+    }
+
     /// Links `module` with `linker`: with [`UnknownImports::Trap`], first
     /// defines every function import nobody provides as a stub of its
     /// declared type that traps with [`TrapKind::UnknownImport`] when called.

@@ -1,0 +1,232 @@
+//! The disk cache of compiled modules: a warm load maps the entry without
+//! reading it, and a damaged entry (truncated, edited in place, replaced,
+//! its sidecar lost or garbled) is never used as is: it is rebuilt, and the
+//! outcome is the one a cold run gives.
+
+use std::fs;
+use std::io::{Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+
+use canon::job::Job;
+use canon::sandbox::{CacheHit, Sandbox};
+
+use crate::util::{fixture, scratch};
+
+fn sandbox(cache: &Path) -> Sandbox {
+    Sandbox::builder().cache_dir(Some(cache.to_path_buf())).build().expect("sandbox")
+}
+
+/// The one `.cwasm` entry under `cache`, and its sidecar.
+fn entry(cache: &Path) -> (PathBuf, PathBuf) {
+    let mut found = Vec::new();
+    for dir in fs::read_dir(cache).expect("cache dir") {
+        for f in fs::read_dir(dir.expect("entry").path()).expect("fingerprint dir") {
+            let p = f.expect("entry").path();
+            if p.extension().is_some_and(|e| e == "cwasm") {
+                found.push(p);
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    let e = found.remove(0);
+    let sidecar = PathBuf::from(format!("{}.stamp", e.display()));
+    (e, sidecar)
+}
+
+fn hit_and_digest(cache: &Path, job: &Job) -> (CacheHit, String) {
+    let sb = sandbox(cache);
+    let (_, hit) = sb.prepare(&job.module, &job.module_sha256).expect("prepare");
+    (hit, sb.run(job).expect("run").summary().outcome_digest.to_string())
+}
+
+#[test]
+fn a_warm_entry_loads_from_disk_with_the_same_outcome() {
+    let job = Job::load(&fixture("jobs/hello.toml")).expect("job");
+    let cache = scratch();
+    let (cold, want) = hit_and_digest(cache.path(), &job);
+    assert_eq!(cold, CacheHit::Compiled);
+    let (warm, got) = hit_and_digest(cache.path(), &job);
+    assert_eq!((warm, got), (CacheHit::Disk, want));
+}
+
+#[test]
+fn damaged_entries_are_rebuilt_never_used() {
+    let job = Job::load(&fixture("jobs/hello.toml")).expect("job");
+    let reference = scratch();
+    let (_, want) = hit_and_digest(reference.path(), &job);
+    type Damage = fn(&Path, &Path);
+    let damages: [(&str, Damage); 6] = [
+        ("truncated", |e, _| {
+            let len = fs::metadata(e).expect("meta").len();
+            fs::OpenOptions::new().write(true).open(e).expect("open").set_len(len / 2).expect("truncate");
+        }),
+        ("one byte changed in place", |e, _| {
+            let len = fs::metadata(e).expect("meta").len();
+            let mut f = fs::OpenOptions::new().read(true).write(true).open(e).expect("open");
+            f.seek(SeekFrom::Start(len / 2)).expect("seek");
+            f.write_all(&[0xa5]).expect("write");
+        }),
+        ("replaced by other bytes", |e, _| {
+            let tmp = e.with_extension("tmp");
+            fs::write(&tmp, b"not a compiled module").expect("write");
+            fs::rename(&tmp, e).expect("rename");
+        }),
+        ("emptied", |e, _| fs::write(e, b"").expect("write")),
+        ("sidecar removed", |_, s| fs::remove_file(s).expect("rm")),
+        ("sidecar garbled", |_, s| fs::write(s, b"canon-module-cache-v2\nzz\n1 2 3\n").expect("write")),
+    ];
+    for (what, damage) in damages {
+        let cache = scratch();
+        hit_and_digest(cache.path(), &job);
+        let (e, s) = entry(cache.path());
+        damage(&e, &s);
+        let (hit, got) = hit_and_digest(cache.path(), &job);
+        assert_eq!(hit, CacheHit::Compiled, "{what}: the damaged entry must not be loaded");
+        assert_eq!(got, want, "{what}: outcome");
+        // And it was rewritten: the next load is a clean disk hit.
+        assert_eq!(hit_and_digest(cache.path(), &job), (CacheHit::Disk, want.clone()), "{what}: rewritten");
+    }
+}
+
+/// An entry copied in place (same bytes, new inode and times, as after a
+/// backup restore) is hashed once, found intact, used, and re-stamped.
+#[test]
+fn a_copied_intact_entry_is_verified_once_and_restamped() {
+    let job = Job::load(&fixture("jobs/hello.toml")).expect("job");
+    let cache = scratch();
+    let (_, want) = hit_and_digest(cache.path(), &job);
+    let (e, s) = entry(cache.path());
+    let before = fs::read_to_string(&s).expect("sidecar");
+    let copy = e.with_extension("copy");
+    fs::copy(&e, &copy).expect("copy");
+    fs::rename(&copy, &e).expect("rename");
+    assert_eq!(hit_and_digest(cache.path(), &job), (CacheHit::Disk, want));
+    let after = fs::read_to_string(&s).expect("sidecar");
+    assert_ne!(before, after, "the stamp is renewed");
+    assert_eq!(before.lines().nth(1), after.lines().nth(1), "the recorded SHA-256 is the same");
+}
+
+/// A module of about `mb` MB of straight-line stores in 1000 functions
+/// (stores, so that the compiler cannot fold them away): something large to
+/// compile when no real large module is at hand.
+fn synthetic_module(mb: usize) -> Vec<u8> {
+    use wasm_encoder::{CodeSection, ExportKind, ExportSection, Function, FunctionSection, MemorySection, MemoryType, Module, TypeSection, ValType};
+    let funcs = 1000u32;
+    let blocks = mb * 1_000_000 / 12 / funcs as usize;
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    types.ty().function([ValType::I32], [ValType::I32]);
+    let mut fsec = FunctionSection::new();
+    let mut code = CodeSection::new();
+    fsec.function(0);
+    let mut start = Function::new(vec![]);
+    start.instructions().end();
+    code.function(&start);
+    for f in 0..funcs {
+        fsec.function(1);
+        let mut body = Function::new(vec![]);
+        let mut s = body.instructions();
+        for k in 0..blocks {
+            let addr = ((k * 4) % 65_000) as i32;
+            s.i32_const(addr).local_get(0).i32_const((k as i32).wrapping_mul(7919) ^ f as i32).i32_xor().i32_store(wasm_encoder::MemArg {
+                offset: 0,
+                align: 2,
+                memory_index: 0,
+            });
+        }
+        s.local_get(0).end();
+        code.function(&body);
+    }
+    let mut mems = MemorySection::new();
+    mems.memory(MemoryType { minimum: 1, maximum: None, memory64: false, shared: false, page_size_log2: None });
+    let mut exports = ExportSection::new();
+    exports.export("_start", ExportKind::Func, 0).export("memory", ExportKind::Memory, 0);
+    let mut m = Module::new();
+    m.section(&types).section(&fsec).section(&mems).section(&exports).section(&code);
+    m.finish()
+}
+
+/// Load times of a large module, printed (run with `--ignored --nocapture`):
+/// cold compile, canon's warm disk load, plain `Module::deserialize_file`
+/// and `Module::deserialize` of the same bytes, and SHA-256 of them. Uses
+/// `$CANON_YOSYS_WASM` if set, else a synthetic module of
+/// `$CANON_SYNTH_MB` (default 8) MB.
+#[test]
+#[ignore = "slow: compiles a large module; prints timings"]
+fn large_module_load_times() {
+    use std::time::Instant;
+    let bytes = match std::env::var_os("CANON_YOSYS_WASM") {
+        Some(p) => fs::read(p).expect("read CANON_YOSYS_WASM"),
+        None => synthetic_module(std::env::var("CANON_SYNTH_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(8)),
+    };
+    let sha = canon::digest::Digest::of(&bytes);
+    let cache = scratch();
+    let t = Instant::now();
+    let (module, hit) = sandbox(cache.path()).prepare(&bytes, &sha).expect("compile");
+    assert_eq!(hit, CacheHit::Compiled);
+    let cold = t.elapsed();
+    let (e, _) = entry(cache.path());
+    let cwasm_len = fs::metadata(&e).expect("meta").len();
+    let best = |f: &dyn Fn()| {
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .min()
+            .expect("runs")
+    };
+    let warm = best(&|| {
+        let (_, hit) = sandbox(cache.path()).prepare(&bytes, &sha).expect("load");
+        assert_eq!(hit, CacheHit::Disk);
+    });
+    let engine = sandbox(cache.path()).engine().clone();
+    let serialized = module.serialize().expect("serialize");
+    // SAFETY: `e` and `serialized` are `Module::serialize` output of an
+    // engine with this configuration, unchanged since written.
+    #[allow(unsafe_code)]
+    let mapped = best(&|| drop(unsafe { wasmtime::Module::deserialize_file(&engine, &e) }.expect("deserialize_file")));
+    #[allow(unsafe_code)]
+    let read = best(&|| drop(unsafe { wasmtime::Module::deserialize(&engine, fs::read(&e).expect("read")) }.expect("deserialize")));
+    let hash = best(&|| {
+        std::hint::black_box(canon::digest::Digest::of(&serialized));
+    });
+    println!(
+        "module {:.1} MB, compiled {:.1} MB: cold compile {:.2} s; canon warm disk load {:.1} ms; plain deserialize_file {:.1} ms; read + deserialize {:.1} ms; SHA-256 of the compiled bytes {:.1} ms",
+        bytes.len() as f64 / 1e6,
+        cwasm_len as f64 / 1e6,
+        cold.as_secs_f64(),
+        warm.as_secs_f64() * 1e3,
+        mapped.as_secs_f64() * 1e3,
+        read.as_secs_f64() * 1e3,
+        hash.as_secs_f64() * 1e3
+    );
+}
+
+/// `--progress` reports a cold compile on stderr only, never on stdout (so
+/// `--json` stays parseable), and says nothing when the module is cached.
+#[test]
+fn progress_goes_to_stderr_only_and_only_when_compiling() {
+    let cache = scratch();
+    let run = || {
+        std::process::Command::new(crate::util::canon_bin())
+            .args(["run", "--json", "--progress"])
+            .arg(fixture("jobs/hello.toml"))
+            .env("CANON_CACHE_DIR", cache.path())
+            .output()
+            .expect("canon run")
+    };
+    let cold = run();
+    assert!(cold.status.success(), "{}", String::from_utf8_lossy(&cold.stderr));
+    let stderr = String::from_utf8_lossy(&cold.stderr);
+    assert!(stderr.contains("compiling hello.wasm") && stderr.contains("with cranelift"), "{stderr}");
+    let json = serde_json::from_slice::<serde_json::Value>(&cold.stdout).expect("stdout is JSON alone");
+    assert!(json["outcome_digest"].is_string(), "{json}");
+    let warm = run();
+    assert!(!String::from_utf8_lossy(&warm.stderr).contains("compiling"), "nothing to report when cached");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&warm.stdout).expect("json")["outcome_digest"],
+        serde_json::from_slice::<serde_json::Value>(&cold.stdout).expect("json")["outcome_digest"]
+    );
+}
