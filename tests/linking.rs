@@ -422,3 +422,26 @@ fn exec_preloads_a_library_by_name() {
     assert_eq!(out.status.code(), Some(42), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.stdout, b"hello from lib\n");
 }
+
+// ------------------------------------------------------ committed fixtures
+
+/// The modules of `fixtures/jobs/linked-*.toml`, which the determinism and
+/// backend suites run like every fixture job (perturbed hosts, every
+/// backend, cold and warm cache).
+fn fixture_modules() -> Vec<(&'static str, Vec<u8>)> {
+    vec![("lib.wasm", library()), ("driver.wasm", driver("lib", "add")), ("calls-unknown.wasm", calls_unknown())]
+}
+
+#[test]
+fn linking_fixture_modules_are_committed_as_generated() {
+    let dir = crate::util::fixture("linking");
+    let bless = std::env::var_os("CANON_BLESS").is_some();
+    for (name, bytes) in fixture_modules() {
+        let path = dir.join(name);
+        if bless {
+            fs::write(&path, &bytes).expect("write module");
+        }
+        let committed = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (CANON_BLESS=1 writes it)", path.display()));
+        assert!(committed == bytes, "{} differs from what fixture_modules() makes (CANON_BLESS=1 rewrites it)", path.display());
+    }
+}
