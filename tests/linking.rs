@@ -445,3 +445,30 @@ fn linking_fixture_modules_are_committed_as_generated() {
         assert!(committed == bytes, "{} differs from what fixture_modules() makes (CANON_BLESS=1 rewrites it)", path.display());
     }
 }
+
+/// In trap mode, a preload's import from the name of a *later* preload is
+/// unknown when it is linked (as validation decided), so it is stubbed and
+/// traps when called, rather than failing to link.
+#[test]
+fn in_trap_mode_an_import_from_a_later_preload_is_a_stub() {
+    let mut w = Wasm::default();
+    let f = w.import("late", "f", &[], &[]);
+    let call = w.func(&[], &[], |s| {
+        s.call(f);
+    });
+    w.export("call_late", call);
+    let mut d = Wasm::default();
+    let call_late = d.import("early", "call_late", &[], &[]);
+    d.memory();
+    let start = d.func(&[], &[], |s| {
+        s.call(call_late);
+    });
+    d.export("_start", start);
+    let dir = scratch();
+    write(dir.path(), "early.wasm", &w.finish());
+    write(dir.path(), "late.wasm", &library());
+    write(dir.path(), "driver.wasm", &d.finish());
+    let spec = "name = \"d\"\nmodule = \"driver.wasm\"\nunknown_imports = \"trap\"\n[[preload]]\nname = \"early\"\nmodule = \"early.wasm\"\n[[preload]]\nname = \"late\"\nmodule = \"late.wasm\"\n";
+    let job = load(dir.path(), spec).expect("load");
+    assert_eq!(run_everywhere(&job).termination, Termination::Trap(TrapKind::UnknownImport));
+}

@@ -20,6 +20,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     outln!("job_digest    {}", job.digest())?;
     outln!("name          {}", job.name)?;
     outln!("module        {} sha256 {} ({} bytes)", job.module_path.display(), job.module_sha256, job.module.len())?;
+    for p in &job.preloads {
+        outln!("preload       {} = {} sha256 {} ({} bytes)", p.name, p.module_path.display(), p.module_sha256, p.module.len())?;
+    }
+    outln!("imports       unknown ones: {}", job.unknown_imports)?;
     outln!("argv          {:?}", std::iter::once(&job.argv0).chain(&job.args).collect::<Vec<_>>())?;
     for (k, v) in &job.env {
         outln!("env           {k}={v}")?;

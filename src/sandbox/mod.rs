@@ -23,7 +23,7 @@ use std::time::Duration;
 use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, Store, StoreLimitsBuilder, Trap};
 
 use crate::digest::Digest;
-use crate::job::{ImportSource, Job, UnknownImports, import_source};
+use crate::job::{ImportSource, Job, Preload, UnknownImports, import_source};
 use crate::outcome::{Outcome, Termination, TrapKind};
 pub use cache::CacheHit;
 use cache::ModuleCache;
@@ -143,13 +143,15 @@ impl Sandbox {
     /// Links `module` with `linker`: with [`UnknownImports::Trap`], first
     /// defines every function import nobody provides as a stub of its
     /// declared type that traps with [`TrapKind::UnknownImport`] when called.
-    fn link(&self, linker: &mut Linker<StoreData>, module: &Module, sha: &Digest, job: &Job) -> Result<InstancePre<StoreData>, RunError> {
+    /// `earlier` are the preloads instantiated before `module`: the only
+    /// ones it may import from (as validation decided).
+    fn link(&self, linker: &mut Linker<StoreData>, module: &Module, sha: &Digest, job: &Job, earlier: &[Preload]) -> Result<InstancePre<StoreData>, RunError> {
         let link_err = |e: wasmtime::Error| RunError::Compile { module: *sha, message: format!("{e:#}") };
         if job.unknown_imports == UnknownImports::Trap {
             let mut stubbed = std::collections::HashSet::new();
             for import in module.imports() {
                 let ExternType::Func(ty) = import.ty() else { continue };
-                if import_source(import.module(), import.name(), job.preloads.iter().map(|p| p.name.as_str())) != ImportSource::Unknown
+                if import_source(import.module(), import.name(), earlier.iter().map(|p| p.name.as_str())) != ImportSource::Unknown
                     || !stubbed.insert((import.module().to_string(), import.name().to_string()))
                 {
                     continue;
@@ -205,8 +207,8 @@ impl Sandbox {
     /// runs its `_start`. Returns how the guest ended.
     fn instantiate_and_start(&self, store: &mut Store<StoreData>, job: &Job, modules: &[(Option<&str>, Module, Digest)]) -> Result<Termination, RunError> {
         let mut linker = self.linker.clone();
-        for (name, module, sha) in modules {
-            let pre = self.link(&mut linker, module, sha, job)?;
+        for (i, (name, module, sha)) in modules.iter().enumerate() {
+            let pre = self.link(&mut linker, module, sha, job, &job.preloads[..i.min(job.preloads.len())])?;
             let instance = match pre.instantiate(&mut *store) {
                 // Only an instantiation can be refused by the limits as a whole.
                 Err(e) => return classify(&e, job, &store.data().limits, true),
