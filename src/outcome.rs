@@ -44,7 +44,9 @@ pub enum TrapKind {
     IndirectCallToNull,
     /// A table access out of bounds.
     TableOutOfBounds,
-    /// The call stack exceeded its fixed limit.
+    /// The native call stack overflowed. Since determinism ABI 2 this is
+    /// never an outcome (where it fires depends on the machine: a run that
+    /// hits it has no result); the name stays reserved.
     StackOverflow,
     /// The job's fuel budget ran out.
     OutOfFuel,
@@ -64,11 +66,13 @@ pub enum TrapKind {
     NoEntryPoint,
     /// The start function or an import-time initialisation failed in another way.
     Other,
+    /// A call would have exceeded the job's call-depth limit (`call_depth`).
+    CallDepthExceeded,
 }
 
 impl TrapKind {
     /// Every kind, in declaration order.
-    pub const ALL: [TrapKind; 18] = [
+    pub const ALL: [TrapKind; 19] = [
         TrapKind::Unreachable,
         TrapKind::MemoryOutOfBounds,
         TrapKind::IntegerDivideByZero,
@@ -87,6 +91,7 @@ impl TrapKind {
         TrapKind::NullReference,
         TrapKind::NoEntryPoint,
         TrapKind::Other,
+        TrapKind::CallDepthExceeded,
     ];
 
     /// The stable name used in encodings, JSON and messages.
@@ -110,6 +115,7 @@ impl TrapKind {
             TrapKind::NullReference => "null_reference",
             TrapKind::NoEntryPoint => "no_entry_point",
             TrapKind::Other => "other",
+            TrapKind::CallDepthExceeded => "call_depth_exceeded",
         }
     }
 }

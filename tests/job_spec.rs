@@ -1,5 +1,5 @@
 //! Job specs: loading, every refusal, mount layout, and the job digest
-//! (stability, sensitivity, and the `canon/job/v1` vectors).
+//! (stability, sensitivity, and the `canon/job/v2` vectors).
 
 use std::fs;
 use std::path::Path;
@@ -666,13 +666,13 @@ fn default_seed_is_derived_deterministically_from_the_content() {
 
 // ---------------------------------------------------------------- vectors
 
-/// `fixtures/vectors/job-v1.json`: each case is a spec plus the files beside
+/// `fixtures/vectors/job-v2.json`: each case is a spec plus the files beside
 /// it; its encoding, digest and seed are pinned. Set `CANON_BLESS=1` to
 /// rewrite the expected values (and the `.bin` files) after a deliberate
 /// change, which must come with a new version tag.
 #[test]
-fn job_v1_vectors() {
-    let path = fixture("vectors/job-v1.json");
+fn job_v2_vectors() {
+    let path = fixture("vectors/job-v2.json");
     let text = fs::read_to_string(&path).expect("read vectors");
     let mut doc: serde_json::Value = serde_json::from_str(&text).expect("parse vectors");
     let bless = std::env::var_os("CANON_BLESS").is_some();
@@ -688,7 +688,7 @@ fn job_v1_vectors() {
         let job = load(d.path(), case["spec"].as_str().expect("spec")).expect(&name);
         let encoding = job.encode();
         let got = [("encoding_hex", hex::encode(&encoding)), ("digest", job.digest().to_string()), ("seed", job.seed.to_string())];
-        let bin = fixture(&format!("vectors/job-v1-{name}.bin"));
+        let bin = fixture(&format!("vectors/job-v2-{name}.bin"));
         if bless {
             for (k, v) in got {
                 case[k] = serde_json::Value::String(v);

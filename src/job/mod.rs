@@ -28,6 +28,7 @@
 //! memory = "64 MiB"            # MIN_MEMORY_BYTES ..= MAX_MEMORY_BYTES
 //! stdout = "1 MiB"             # 0 ..= MAX_CAPTURE_BYTES (also stderr, output_bytes)
 //! output_files = 100           # 0 ..= MAX_OUTPUT_FILES
+//! call_depth = 10000           # MIN_CALL_DEPTH ..= MAX_CALL_DEPTH
 //! timeout = 120                # seconds, 1 ..= MAX_TIMEOUT; not in the digest
 //! [[input]]
 //! host = "data"                # a file or a directory
@@ -50,14 +51,14 @@
 //! at [`MAX_INPUT_BYTES`]; argv and the environment together at
 //! [`MAX_ARGS_ENV_BYTES`].
 //!
-//! # The encoding, `canon/job/v1`
+//! # The encoding, `canon/job/v2`
 //!
 //! The job digest is SHA-256 over this encoding (field kinds as in
 //! [`crate::encoding`]); `docs/ENCODINGS.md` has the same table.
 //!
 //! | # | field | kind |
 //! | --- | --- | --- |
-//! | 0 | tag `canon/job/v1` and `\n` | 13 bytes |
+//! | 0 | tag `canon/job/v2` and `\n` | 13 bytes |
 //! | 1 | module SHA-256 | digest |
 //! | 2 | argv0 | string |
 //! | 3 | args | list of string |
@@ -66,7 +67,7 @@
 //! | 6 | mounts, sorted by guest path bytes | list of (guest string, writable `u8` 0/1, manifest digest of the tree) |
 //! | 7 | seed | optional `u64`; always present in the digest |
 //! | 8 | epoch | `u64` |
-//! | 9 | limits: fuel, memory, stdout, stderr, output bytes, output files | 6 × `u64` |
+//! | 9 | limits: fuel, memory, stdout, stderr, output bytes, output files, call depth | 7 × `u64` |
 //! | 10 | commit | optional string (lowercase hex) |
 //!
 //! Not encoded: `name`, `timeout`, host paths. The default seed is
@@ -90,7 +91,7 @@ use crate::encoding::Encoder;
 use crate::tree::Tree;
 
 /// The version tag of the job encoding.
-pub const JOB_TAG: &str = "canon/job/v1";
+pub const JOB_TAG: &str = "canon/job/v2";
 
 /// Wall-clock safety net when a spec names none: 120 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -102,6 +103,15 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Smallest fuel budget: 1. With no fuel a job cannot execute an
 /// instruction, so 0 is always a mistake.
 pub const MIN_FUEL: u64 = 1;
+
+/// Smallest call-depth limit: 1, the entry point alone.
+pub const MIN_CALL_DEPTH: u64 = 1;
+
+/// Largest call-depth limit: 100 000 nested calls. The native stack given to
+/// wasm ([`crate::sandbox::engine::MAX_WASM_STACK`], 64 MiB) holds that many
+/// frames of up to about 670 bytes each; deeper recursion of ordinary frames
+/// could overflow the native stack first, which yields no result.
+pub const MAX_CALL_DEPTH: u64 = 100_000;
 
 /// Smallest memory limit: 64 KiB, one WebAssembly page; WASI needs a memory.
 pub const MIN_MEMORY_BYTES: u64 = 64 << 10;
@@ -202,16 +212,33 @@ pub struct Limits {
     pub output_bytes: u64,
     /// Cap on the number of files, directories and links the guest creates.
     pub output_files: u64,
+    /// Most wasm frames active at once (the entry point counts as one); the
+    /// call that would make one more traps `call_depth_exceeded`.
+    pub call_depth: u64,
 }
 
 impl Limits {
     /// Defaults for job specs: sized for a build step, bounded for a shared node.
-    pub const JOB_DEFAULT: Limits =
-        Limits { fuel: 20_000_000_000, memory_bytes: 1 << 30, stdout_bytes: 16 << 20, stderr_bytes: 16 << 20, output_bytes: 256 << 20, output_files: 10_000 };
+    pub const JOB_DEFAULT: Limits = Limits {
+        fuel: 20_000_000_000,
+        memory_bytes: 1 << 30,
+        stdout_bytes: 16 << 20,
+        stderr_bytes: 16 << 20,
+        output_bytes: 256 << 20,
+        output_files: 10_000,
+        call_depth: 10_000,
+    };
 
     /// Defaults for `canon exec`: generous enough for real tools.
-    pub const EXEC_DEFAULT: Limits =
-        Limits { fuel: 1_000_000_000_000, memory_bytes: 4 << 30, stdout_bytes: 1 << 30, stderr_bytes: 1 << 30, output_bytes: 4 << 30, output_files: 1_000_000 };
+    pub const EXEC_DEFAULT: Limits = Limits {
+        fuel: 1_000_000_000_000,
+        memory_bytes: 4 << 30,
+        stdout_bytes: 1 << 30,
+        stderr_bytes: 1 << 30,
+        output_bytes: 4 << 30,
+        output_files: 1_000_000,
+        call_depth: MAX_CALL_DEPTH,
+    };
 }
 
 impl Default for Limits {
@@ -241,7 +268,7 @@ impl Job {
         JobDigest::new(self.encoder(Some(self.seed)).digest_of())
     }
 
-    /// The canonical encoding, `canon/job/v1` (layout in the
+    /// The canonical encoding, `canon/job/v2` (layout in the
     /// [module documentation](self)).
     pub fn encode(&self) -> Vec<u8> {
         self.encoder(Some(self.seed)).into_bytes()
@@ -284,7 +311,7 @@ impl Job {
         });
         e.u64(self.epoch);
         let l = &self.limits;
-        e.u64(l.fuel).u64(l.memory_bytes).u64(l.stdout_bytes).u64(l.stderr_bytes).u64(l.output_bytes).u64(l.output_files);
+        e.u64(l.fuel).u64(l.memory_bytes).u64(l.stdout_bytes).u64(l.stderr_bytes).u64(l.output_bytes).u64(l.output_files).u64(l.call_depth);
         e.option(self.commit.as_deref(), |e, c| {
             e.str(c);
         });
@@ -312,7 +339,7 @@ mod tests {
             mounts: vec![Mount { guest: "/d".into(), writable: true, tree, source: None }],
             seed: 9,
             epoch: 5,
-            limits: Limits { fuel: 1, memory_bytes: 2, stdout_bytes: 3, stderr_bytes: 4, output_bytes: 5, output_files: 6 },
+            limits: Limits { fuel: 1, memory_bytes: 2, stdout_bytes: 3, stderr_bytes: 4, output_bytes: 5, output_files: 6, call_depth: 7 },
             timeout: DEFAULT_TIMEOUT,
             commit: Some("ab".into()),
         }
@@ -324,7 +351,7 @@ mod tests {
         let j = job();
         let str_ = |s: &str| [&(s.len() as u64).to_le_bytes()[..], s.as_bytes()].concat();
         let u64_ = |v: u64| v.to_le_bytes().to_vec();
-        let mut want = b"canon/job/v1\n".to_vec();
+        let mut want = b"canon/job/v2\n".to_vec();
         want.extend(Digest::of(b"module").as_bytes());
         want.extend(str_("p"));
         want.extend(u64_(1));
@@ -340,7 +367,7 @@ mod tests {
         want.push(1);
         want.extend(u64_(9));
         want.extend(u64_(5));
-        for v in 1..=6 {
+        for v in 1..=7 {
             want.extend(u64_(v));
         }
         want.push(1);
