@@ -93,3 +93,74 @@ pub fn instrument(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
     }
     Ok(bytes.into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use wasm_encoder::{
+        CodeSection, ExportKind, ExportSection, Function, FunctionSection, GlobalSection, GlobalType, Instruction as I, Module, TypeSection, ValType,
+    };
+
+    use super::*;
+
+    fn validate(bytes: &[u8]) {
+        wasmparser::Validator::new_with_features(crate::job::CORE_FEATURES).validate_all(bytes).expect("instrumented module validates");
+    }
+
+    /// A function with several results (the body's wrapper block needs a
+    /// new type), a defined global (its index moves up by two) and no
+    /// import section (one is added) still validates after instrumenting.
+    #[test]
+    fn multi_value_bodies_and_moved_indices_validate() {
+        let mut m = Module::new();
+        let mut types = TypeSection::new();
+        types.ty().function([], [ValType::I32, ValType::I64]);
+        types.ty().function([], []);
+        m.section(&types);
+        let mut funcs = FunctionSection::new();
+        funcs.function(0).function(1);
+        m.section(&funcs);
+        let mut globals = GlobalSection::new();
+        globals.global(GlobalType { val_type: ValType::I32, mutable: true, shared: false }, &wasm_encoder::ConstExpr::i32_const(3));
+        m.section(&globals);
+        let mut exports = ExportSection::new();
+        exports.export("_start", ExportKind::Func, 1).export("g", ExportKind::Global, 0);
+        m.section(&exports);
+        let mut code = CodeSection::new();
+        let mut two = Function::new([]);
+        for i in [I::GlobalGet(0), I::I64Const(1), I::I32Const(1), I::BrIf(0), I::Drop, I::Drop, I::GlobalGet(0), I::I64Const(2), I::End] {
+            two.instruction(&i);
+        }
+        code.function(&two);
+        let mut start = Function::new([]);
+        for i in [I::Call(0), I::Drop, I::GlobalSet(0), I::End] {
+            start.instruction(&i);
+        }
+        code.function(&start);
+        m.section(&code);
+        let wasm = m.finish();
+        validate(&wasm);
+        let out = instrument(&wasm).expect("instrument");
+        validate(&out);
+        // The guest's global is now index 2, after canon.fuel and canon.depth.
+        let exported: Vec<(String, u32)> = wasmparser::Parser::new(0)
+            .parse_all(&out)
+            .filter_map(|p| match p {
+                Ok(wasmparser::Payload::ExportSection(r)) => {
+                    Some(r.into_iter().map(|e| e.map(|e| (e.name.to_string(), e.index))).collect::<Result<Vec<_>, _>>().ok()?)
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(exported, vec![("_start".to_string(), 2), ("g".to_string(), 2)]);
+    }
+
+    #[test]
+    fn every_fixture_instruments_to_a_valid_module() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        for name in ["hello", "probe", "sha256chain", "nbody", "fswalk", "wasi-conformance", "hostile"] {
+            let wasm = std::fs::read(dir.join(format!("{name}.wasm"))).expect("fixture");
+            validate(&instrument(&wasm).unwrap_or_else(|e| panic!("{name}: {e}")));
+        }
+    }
+}
