@@ -44,7 +44,9 @@ pub enum TrapKind {
     IndirectCallToNull,
     /// A table access out of bounds.
     TableOutOfBounds,
-    /// The call stack exceeded its fixed limit.
+    /// The native call stack overflowed. Since determinism ABI 2 this is
+    /// never an outcome (where it fires depends on the machine: a run that
+    /// hits it has no result); the name stays reserved.
     StackOverflow,
     /// The job's fuel budget ran out.
     OutOfFuel,
@@ -69,6 +71,8 @@ pub enum TrapKind {
     /// import's name is not part of the outcome (the kind vocabulary is
     /// closed); it is a property of the module, which the job digest names.
     UnknownImport,
+    /// A call would have exceeded the job's call-depth limit (`call_depth`).
+    CallDepthExceeded,
 }
 
 impl TrapKind {
@@ -93,6 +97,7 @@ impl TrapKind {
         TrapKind::NoEntryPoint,
         TrapKind::Other,
         TrapKind::UnknownImport,
+        TrapKind::CallDepthExceeded,
     ];
 
     /// The stable name used in encodings, JSON and messages.
@@ -117,6 +122,7 @@ impl TrapKind {
             TrapKind::NoEntryPoint => "no_entry_point",
             TrapKind::Other => "other",
             TrapKind::UnknownImport => "unknown_import",
+            TrapKind::CallDepthExceeded => "call_depth_exceeded",
         }
     }
 }

@@ -33,14 +33,11 @@ struct Agreement {
 /// how. The outcome digest covers fuel, so it agrees exactly when both
 /// `results` and `fuel` do.
 ///
-/// - `hostile-stackbomb` on Pulley: the same `stack_overflow` trap, but the
-///   interpreter's frames use the fixed 1 MiB wasm stack differently from
-///   native code, so the recursion goes deeper (measured: 297 533 fuel
-///   against 297 353) and the outcome digest differs. Baseline Cranelift
-///   agrees only because this guest's frames happen to be the same size
-///   without SIMD registers; a job-defined call-depth limit (issue 4) is the
-///   fix.
-const KNOWN_DISAGREEMENTS: &[(&str, Backend, Agreement)] = &[("hostile-stackbomb", Backend::Pulley, Agreement { results: true, fuel: false })];
+/// None since determinism ABI 2: `hostile-stackbomb` used to stop where the
+/// fixed 1 MiB native stack ran out, which differed on Pulley (297 533 fuel
+/// against 297 353); it now stops at the job's `call_depth`, enforced by
+/// canon's instrumentation, and fuel is canon's own metering.
+const KNOWN_DISAGREEMENTS: &[(&str, Backend, Agreement)] = &[];
 
 /// The outcome's digest with fuel set to 0: what the guest produced.
 fn results_digest(o: &Outcome) -> String {

@@ -63,7 +63,7 @@ fn cases() -> Vec<Case> {
                 assert!(stdout(o).contains(&format!("final_pages {pages} ")), "memory stops at the job's limit: {}", stdout(o));
             }),
         },
-        Case { spec: "jobs/hostile-stackbomb.toml", expect: Ends(Trap(TrapKind::StackOverflow), no_check) },
+        Case { spec: "jobs/hostile-stackbomb.toml", expect: Ends(Trap(TrapKind::CallDepthExceeded), no_check) },
         Case {
             spec: "jobs/hostile-stdout.toml",
             expect: Ends(Trap(TrapKind::StdoutLimit), |job, o| assert_eq!(o.stdout.len() as u64, job.limits.stdout_bytes, "stdout is kept up to the cap")),

@@ -9,6 +9,7 @@ mod cli;
 mod determinism;
 mod guests;
 mod hostile;
+mod instrument;
 mod job_spec;
 mod limits;
 mod linking;

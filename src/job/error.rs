@@ -48,6 +48,16 @@ pub enum ModuleError {
         /// The import's field name.
         name: String,
     },
+    /// An import from `canon`, the module name reserved for canon's
+    /// instrumentation (its fuel and depth counters): a guest may not touch
+    /// them.
+    #[error("imports `{module}::{name}`: the import module `canon` is reserved for canon's own instrumentation (fuel and call-depth counters)")]
+    ReservedImport {
+        /// The import's module name.
+        module: String,
+        /// The import's field name.
+        name: String,
+    },
     /// An import nobody provides that is not a function (a memory, table,
     /// global or tag): canon's host provides functions only, and only
     /// functions can be stubbed.

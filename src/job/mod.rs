@@ -29,6 +29,7 @@
 //! memory = "64 MiB"            # MIN_MEMORY_BYTES ..= MAX_MEMORY_BYTES
 //! stdout = "1 MiB"             # 0 ..= MAX_CAPTURE_BYTES (also stderr, output_bytes)
 //! output_files = 100           # 0 ..= MAX_OUTPUT_FILES
+//! call_depth = 10000           # MIN_CALL_DEPTH ..= MAX_CALL_DEPTH
 //! timeout = 120                # seconds, 1 ..= MAX_TIMEOUT; not in the digest
 //! [[input]]
 //! host = "data"                # a file or a directory
@@ -83,7 +84,7 @@
 //! | 6 | mounts, sorted by guest path bytes | list of (guest string, writable `u8` 0/1, manifest digest of the tree) |
 //! | 7 | seed | optional `u64`; always present in the digest |
 //! | 8 | epoch | `u64` |
-//! | 9 | limits: fuel, memory, stdout, stderr, output bytes, output files | 6 × `u64` |
+//! | 9 | limits: fuel, memory, stdout, stderr, output bytes, output files, call depth | 7 × `u64` |
 //! | 10 | commit | optional string (lowercase hex) |
 //! | 11 | unknown imports | `u8`: 0 refuse, 1 trap |
 //! | 12 | preloads, in instantiation order | list of (name string, module SHA-256 digest) |
@@ -124,6 +125,15 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Smallest fuel budget: 1. With no fuel a job cannot execute an
 /// instruction, so 0 is always a mistake.
 pub const MIN_FUEL: u64 = 1;
+
+/// Smallest call-depth limit: 1, the entry point alone.
+pub const MIN_CALL_DEPTH: u64 = 1;
+
+/// Largest call-depth limit: 100 000 nested calls. The native stack given to
+/// wasm ([`crate::sandbox::engine::MAX_WASM_STACK`], 64 MiB) holds that many
+/// frames of up to about 670 bytes each; deeper recursion of ordinary frames
+/// could overflow the native stack first, which yields no result.
+pub const MAX_CALL_DEPTH: u64 = 100_000;
 
 /// Smallest memory limit: 64 KiB, one WebAssembly page; WASI needs a memory.
 pub const MIN_MEMORY_BYTES: u64 = 64 << 10;
@@ -344,16 +354,33 @@ pub struct Limits {
     pub output_bytes: u64,
     /// Cap on the number of files, directories and links the guest creates.
     pub output_files: u64,
+    /// Most wasm frames active at once (the entry point counts as one); the
+    /// call that would make one more traps `call_depth_exceeded`.
+    pub call_depth: u64,
 }
 
 impl Limits {
     /// Defaults for job specs: sized for a build step, bounded for a shared node.
-    pub const JOB_DEFAULT: Limits =
-        Limits { fuel: 20_000_000_000, memory_bytes: 1 << 30, stdout_bytes: 16 << 20, stderr_bytes: 16 << 20, output_bytes: 256 << 20, output_files: 10_000 };
+    pub const JOB_DEFAULT: Limits = Limits {
+        fuel: 20_000_000_000,
+        memory_bytes: 1 << 30,
+        stdout_bytes: 16 << 20,
+        stderr_bytes: 16 << 20,
+        output_bytes: 256 << 20,
+        output_files: 10_000,
+        call_depth: 10_000,
+    };
 
     /// Defaults for `canon exec`: generous enough for real tools.
-    pub const EXEC_DEFAULT: Limits =
-        Limits { fuel: 1_000_000_000_000, memory_bytes: 4 << 30, stdout_bytes: 1 << 30, stderr_bytes: 1 << 30, output_bytes: 4 << 30, output_files: 1_000_000 };
+    pub const EXEC_DEFAULT: Limits = Limits {
+        fuel: 1_000_000_000_000,
+        memory_bytes: 4 << 30,
+        stdout_bytes: 1 << 30,
+        stderr_bytes: 1 << 30,
+        output_bytes: 4 << 30,
+        output_files: 1_000_000,
+        call_depth: MAX_CALL_DEPTH,
+    };
 }
 
 impl Default for Limits {
@@ -426,7 +453,7 @@ impl Job {
         });
         e.u64(self.epoch);
         let l = &self.limits;
-        e.u64(l.fuel).u64(l.memory_bytes).u64(l.stdout_bytes).u64(l.stderr_bytes).u64(l.output_bytes).u64(l.output_files);
+        e.u64(l.fuel).u64(l.memory_bytes).u64(l.stdout_bytes).u64(l.stderr_bytes).u64(l.output_bytes).u64(l.output_files).u64(l.call_depth);
         e.option(self.commit.as_deref(), |e, c| {
             e.str(c);
         });
@@ -459,7 +486,7 @@ mod tests {
             mounts: vec![Mount::new("/d".into(), true, tree, None)],
             seed: 9,
             epoch: 5,
-            limits: Limits { fuel: 1, memory_bytes: 2, stdout_bytes: 3, stderr_bytes: 4, output_bytes: 5, output_files: 6 },
+            limits: Limits { fuel: 1, memory_bytes: 2, stdout_bytes: 3, stderr_bytes: 4, output_bytes: 5, output_files: 6, call_depth: 7 },
             timeout: DEFAULT_TIMEOUT,
             commit: Some("ab".into()),
             unknown_imports: UnknownImports::Trap,
@@ -494,7 +521,7 @@ mod tests {
         want.push(1);
         want.extend(u64_(9));
         want.extend(u64_(5));
-        for v in 1..=6 {
+        for v in 1..=7 {
             want.extend(u64_(v));
         }
         want.push(1);

@@ -18,8 +18,8 @@ use serde::Deserialize;
 use super::error::JobError;
 use super::validate::{LinkedModule, Linking, Role, validate_module_cached_for};
 use super::{
-    DEFAULT_EPOCH, DEFAULT_TIMEOUT, Job, Limits, MAX_ARGS_ENV_BYTES, MAX_CAPTURE_BYTES, MAX_INPUT_BYTES, MAX_MEMORY_BYTES, MAX_OUTPUT_FILES, MAX_TIMEOUT,
-    MIN_FUEL, MIN_MEMORY_BYTES, Mount, Preload, UnknownImports, args_env_overflow,
+    DEFAULT_EPOCH, DEFAULT_TIMEOUT, Job, Limits, MAX_ARGS_ENV_BYTES, MAX_CALL_DEPTH, MAX_CAPTURE_BYTES, MAX_INPUT_BYTES, MAX_MEMORY_BYTES, MAX_OUTPUT_FILES,
+    MAX_TIMEOUT, MIN_CALL_DEPTH, MIN_FUEL, MIN_MEMORY_BYTES, Mount, Preload, UnknownImports, args_env_overflow,
 };
 use crate::digest::Digest;
 use crate::sandbox::abi;
@@ -71,6 +71,7 @@ struct LimitsSpec {
     stderr: Option<toml::Value>,
     output_bytes: Option<toml::Value>,
     output_files: Option<u64>,
+    call_depth: Option<u64>,
     timeout: Option<u64>,
 }
 
@@ -324,11 +325,15 @@ fn resolve_limits(file: &str, spec: &LimitsSpec) -> Result<(Limits, Duration), J
     if output_files > MAX_OUTPUT_FILES {
         return Err(limit_err("output_files", output_files.to_string(), format!("at most {MAX_OUTPUT_FILES}")));
     }
+    let call_depth = spec.call_depth.unwrap_or(d.call_depth);
+    if !(MIN_CALL_DEPTH..=MAX_CALL_DEPTH).contains(&call_depth) {
+        return Err(limit_err("call_depth", call_depth.to_string(), format!("between {MIN_CALL_DEPTH} and {MAX_CALL_DEPTH}")));
+    }
     let timeout = spec.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
     if timeout.is_zero() || timeout > MAX_TIMEOUT {
         return Err(limit_err("timeout", timeout.as_secs().to_string(), format!("between 1 and {} seconds", MAX_TIMEOUT.as_secs())));
     }
-    Ok((Limits { fuel, memory_bytes, stdout_bytes, stderr_bytes, output_bytes, output_files }, timeout))
+    Ok((Limits { fuel, memory_bytes, stdout_bytes, stderr_bytes, output_bytes, output_files, call_depth }, timeout))
 }
 
 /// A size for messages: `64 KiB` when exact, else bytes.

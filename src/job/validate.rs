@@ -3,7 +3,8 @@
 //!
 //! [`validate_module`] checks, in order: the `\0asm` magic; that the bytes
 //! are a core module, not a component; full validation by wasmparser with
-//! [`CORE_FEATURES`]; that every import is a function canon provides (see
+//! [`CORE_FEATURES`]; that nothing is imported from the reserved module
+//! `canon`; that every import is a function canon provides (see
 //! [`crate::sandbox::abi`]) with the signature canon provides it with; that
 //! `_start: () -> ()` and a 32-bit unshared `memory` are exported.
 //!
@@ -256,6 +257,9 @@ fn invalid(e: wasmparser::BinaryReaderError) -> ModuleError {
 
 fn check_import(types: &TypesRef<'_>, import: wasmparser::Import<'_>, linking: &Linking<'_>) -> Result<ImportSource, ModuleError> {
     let (module, name) = (import.module.to_string(), import.name.to_string());
+    if import.module == crate::instrument::CANON_MODULE {
+        return Err(ModuleError::ReservedImport { module, name });
+    }
     let (kind, type_index) = match import.ty {
         TypeRef::Func(i) | TypeRef::FuncExact(i) => ("function", Some(i)),
         TypeRef::Memory(_) => ("memory", None),

@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, OptLevel};
 
-/// Most bytes of native stack wasm code may use before it traps with
-/// `stack_overflow`. Fixed, so the limit does not depend on the thread that
-/// runs the guest; threads that run guests are given at least
-/// [`HOST_THREAD_STACK`].
-pub const MAX_WASM_STACK: usize = 1 << 20;
+/// Most bytes of native stack wasm code may use: 64 MiB. This is the
+/// host's own guard, above the job's deterministic call-depth limit (see
+/// [`crate::instrument`]): it holds [`crate::job::MAX_CALL_DEPTH`] frames of
+/// up to about 670 bytes. Where it fires depends on the backend and the
+/// machine, so a run that hits it (`Trap::StackOverflow`) has no result.
+pub const MAX_WASM_STACK: usize = 64 << 20;
 
 /// Native stack for threads that run guests: the wasm stack plus room for
-/// the host's own frames.
-pub const HOST_THREAD_STACK: usize = 8 << 20;
+/// the host's own frames. [`super::Sandbox::run_with`] runs every guest on a
+/// thread of its own with this stack, whatever thread calls it.
+pub const HOST_THREAD_STACK: usize = MAX_WASM_STACK + (8 << 20);
 
 /// How often the wall-clock watchdog ticks the engine's epoch.
 pub const WATCHDOG_TICK: Duration = Duration::from_millis(10);
@@ -24,10 +26,11 @@ pub const WATCHDOG_TICK: Duration = Duration::from_millis(10);
 /// Most table elements a guest may hold (a table-growth bomb stops here).
 pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
-/// Version of canon's determinism ABI: the rules of this file and of the
-/// WASI host. Any change that can alter an outcome bumps it; it is recorded
-/// in receipts.
-pub const DETERMINISM_ABI: u32 = 1;
+/// Version of canon's determinism ABI: the rules of this file, of the WASI
+/// host and of the load-time instrumentation ([`crate::instrument::VERSION`]).
+/// Any change that can alter an outcome bumps it; it is recorded in receipts.
+/// Version 2: canon's own fuel metering and the job's call-depth limit.
+pub const DETERMINISM_ABI: u32 = 2;
 
 /// The wasmtime version canon is built against.
 pub const WASMTIME_VERSION: &str = "48.0.8";
@@ -52,14 +55,13 @@ pub enum Backend {
 }
 
 /// Why [`Backend::Winch`] is refused: what canon needs that Winch lacks.
-/// Measured with wasmtime 48.0.8 (README, Backends): even with relaxed SIMD
-/// turned off, Winch's fuel differed from Cranelift's on 31 of 37 fixture
-/// jobs, and so did the logical time guests read.
+/// (Under determinism ABI 1 Winch's wasmtime fuel also differed from
+/// Cranelift's on 31 of 37 fixture jobs; since ABI 2 fuel is canon's own
+/// instrumentation, so that no longer applies, but the SIMD gap does.)
 pub const WINCH_UNSUPPORTED: &str = "Winch does not implement the relaxed-SIMD proposal, which canon \
      enables (with its deterministic lowering) for every job, and implements SIMD only in part; \
-     and its fuel accounting differs from Cranelift's (so do fuel-derived logical time and \
-     outcome digests); a Winch node would refuse, fail or disagree on jobs that other nodes \
-     run, so it cannot be an independent node for the same jobs";
+     a Winch node would refuse or fail jobs that other nodes run, so it cannot be an \
+     independent node for the same jobs";
 
 impl Backend {
     /// Every backend, the default first.
@@ -130,14 +132,18 @@ pub fn deterministic_config(backend: Backend) -> wasmtime::Result<Config> {
     // (wasmtime is built without its `threads` feature, so shared memories
     // and atomics waits are refused at validation.)
     c.wasm_shared_everything_threads(false);
-    // Fuel bounds compute deterministically: the same job stops at the same
-    // instruction on every node, and logical time is derived from it.
-    c.consume_fuel(true);
+    // No wasmtime fuel: canon meters fuel itself, by instrumenting the
+    // module (crate::instrument), so the figure is defined by canon's cost
+    // table and not by a compiler; so is the call-depth limit.
+    c.consume_fuel(false);
     // The wall-clock safety net for the host: an epoch deadline that yields
     // "no result", never a signed outcome.
     c.epoch_interruption(true);
-    // A fixed stack limit, whatever the host thread's stack.
+    // The host's guard on native stack, above the job's call-depth limit.
     c.max_wasm_stack(MAX_WASM_STACK);
+    // wasmtime requires the async stack (unused: canon runs guests
+    // synchronously) to be at least as large.
+    c.async_stack_size(MAX_WASM_STACK + (1 << 20));
     // Traps are classified by kind only; backtraces carry host addresses.
     c.wasm_backtrace_max_frames(None);
     // Proposals canon does not offer (yet): refused at validation. (GC,
@@ -178,12 +184,14 @@ pub fn new_engine(backend: Backend) -> wasmtime::Result<Engine> {
 }
 
 /// A short hex fingerprint of everything that makes compiled code
-/// compatible: wasmtime's version, its configuration and the host target.
-/// Compiled modules are cached under it.
+/// compatible: wasmtime's version, its configuration and the host target,
+/// canon's determinism ABI and the instrumentation version (cached modules
+/// are instrumented ones). Compiled modules are cached under it.
 pub fn fingerprint(engine: &Engine) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
     DETERMINISM_ABI.hash(&mut h);
+    crate::instrument::VERSION.hash(&mut h);
     format!("wasmtime-{WASMTIME_VERSION}-{:016x}", h.finish())
 }
 

@@ -20,9 +20,10 @@ pub mod wasi;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Caller, Engine, ExternType, Global, GlobalType, Linker, Module, Mutability, Store, StoreLimitsBuilder, Trap, Val, ValType};
 
 use crate::digest::Digest;
+use crate::instrument;
 use crate::job::{ImportSource, Job, Preload, UnknownImports, import_source};
 use crate::outcome::{Outcome, Termination, TrapKind};
 pub use cache::CacheHit;
@@ -48,6 +49,11 @@ pub enum RunError {
     /// The wall-clock safety net fired.
     #[error("the run exceeded its wall-clock safety timeout of {0:?}: no result")]
     Timeout(Duration),
+    /// The native stack ran out before the job's call-depth limit was
+    /// reached (frames too large for [`engine::MAX_WASM_STACK`]). Where this
+    /// happens depends on the backend and the machine: no result.
+    #[error("the guest exhausted the host's native stack ({mib} MiB) before reaching its call-depth limit of {0}: no result (lower `call_depth`)", mib = engine::MAX_WASM_STACK >> 20)]
+    NativeStackOverflow(u64),
     /// The host failed in a way that is not a property of the job.
     #[error("the host failed while running the guest: {0}")]
     Host(String),
@@ -92,6 +98,7 @@ impl SandboxBuilder {
         })?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(|e| RunError::Engine(format!("{e:#}")))?;
+        add_canon_trap(&mut linker).map_err(|e| RunError::Engine(format!("{e:#}")))?;
         engine::start_watchdog(&engine);
         let cache = ModuleCache::new(self.cache_dir, &engine::fingerprint(&engine));
         Ok(Sandbox { engine, linker, cache, backend: self.backend })
@@ -127,11 +134,12 @@ impl Sandbox {
         &self.engine
     }
 
-    /// Compiles (or loads from the cache) a module of a job: the one place
-    /// every module of a job, main or preloaded, goes through before it is
-    /// linked.
+    /// Instruments and compiles (or loads from the cache, already
+    /// instrumented) the module whose bytes are `module`.
     pub fn prepare(&self, module: &[u8], sha: &Digest) -> Result<(Module, CacheHit), RunError> {
-        self.cache.get(&self.engine, module, sha).map_err(|e| RunError::Compile { module: *sha, message: format!("{e:#}") })
+        let compile_err = |e: wasmtime::Error| RunError::Compile { module: *sha, message: format!("{e:#}") };
+        let instrument = |bytes: &[u8]| instrument::instrument(bytes).map_err(wasmtime::Error::new);
+        self.cache.get(&self.engine, module, sha, instrument).map_err(compile_err)
     }
 
     /// Whether the module with SHA-256 `sha` is compiled already, in memory
@@ -140,18 +148,20 @@ impl Sandbox {
         self.cache.contains(sha)
     }
 
-    /// Links `module` with `linker`: with [`UnknownImports::Trap`], first
+    /// Prepares `linker` for `module`: with [`UnknownImports::Trap`],
     /// defines every function import nobody provides as a stub of its
     /// declared type that traps with [`TrapKind::UnknownImport`] when called.
     /// `earlier` are the preloads instantiated before `module`: the only
     /// ones it may import from (as validation decided).
-    fn link(&self, linker: &mut Linker<StoreData>, module: &Module, sha: &Digest, job: &Job, earlier: &[Preload]) -> Result<InstancePre<StoreData>, RunError> {
+    fn link(&self, linker: &mut Linker<StoreData>, module: &Module, sha: &Digest, job: &Job, earlier: &[Preload]) -> Result<(), RunError> {
         let link_err = |e: wasmtime::Error| RunError::Compile { module: *sha, message: format!("{e:#}") };
         if job.unknown_imports == UnknownImports::Trap {
             let mut stubbed = std::collections::HashSet::new();
             for import in module.imports() {
                 let ExternType::Func(ty) = import.ty() else { continue };
-                if import_source(import.module(), import.name(), earlier.iter().map(|p| p.name.as_str())) != ImportSource::Unknown
+                // `canon.*` is the instrumentation's, defined per store.
+                if import.module() == instrument::CANON_MODULE
+                    || import_source(import.module(), import.name(), earlier.iter().map(|p| p.name.as_str())) != ImportSource::Unknown
                     || !stubbed.insert((import.module().to_string(), import.name().to_string()))
                 {
                     continue;
@@ -161,7 +171,7 @@ impl Sandbox {
                     .map_err(link_err)?;
             }
         }
-        linker.instantiate_pre(module).map_err(link_err)
+        Ok(())
     }
 
     /// Runs `job` and returns its outcome.
@@ -170,6 +180,9 @@ impl Sandbox {
     }
 
     /// Runs `job` with options that do not affect the outcome.
+    ///
+    /// The guest runs on a thread of its own with [`engine::HOST_THREAD_STACK`]
+    /// of native stack, so the caller's stack size never matters.
     pub fn run_with(&self, job: &Job, options: RunOptions) -> Result<Outcome, RunError> {
         // Compile (or load) every module before anything runs.
         let mut modules = Vec::with_capacity(job.preloads.len() + 1);
@@ -178,6 +191,19 @@ impl Sandbox {
         }
         modules.push((None, self.prepare(&job.module, &job.module_sha256)?.0, job.module_sha256));
 
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("canon-guest".into())
+                .stack_size(engine::HOST_THREAD_STACK)
+                .spawn_scoped(scope, || self.run_modules(job, &modules, options))
+                .map_err(|e| RunError::Host(format!("cannot start the guest thread: {e}")))?
+                .join()
+                .map_err(|_| RunError::Host("the guest thread panicked".into()))?
+        })
+    }
+
+    fn run_modules(&self, job: &Job, modules: &[(Option<&str>, Module, Digest)], options: RunOptions) -> Result<Outcome, RunError> {
+        let host_err = |e: wasmtime::Error| RunError::Host(format!("{e:#}"));
         let mut config = HostConfig::for_job(job);
         config.stream_stdio = options.stream_stdio;
         let limits = StoreLimitsBuilder::new()
@@ -188,28 +214,48 @@ impl Sandbox {
             .build();
         let limits = Limiter::new(limits, job.limits.memory_bytes);
         let linked = !job.preloads.is_empty();
-        let mut store = Store::new(&self.engine, StoreData { wasi: WasiHost::new(config), limits, memory: None, linked });
+        let mut store = Store::new(&self.engine, StoreData { wasi: WasiHost::new(config), limits, memory: None, linked, fuel: None });
         store.limiter(|d| &mut d.limits);
-        store.set_fuel(job.limits.fuel).map_err(|e| RunError::Host(format!("{e:#}")))?;
         let ticks = job.timeout.as_millis().div_ceil(engine::WATCHDOG_TICK.as_millis()).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
 
-        let termination = self.instantiate_and_start(&mut store, job, &modules)?;
-        let fuel_left = store.get_fuel().unwrap_or(0);
+        // The instrumentation's counters: one fuel and one depth counter per
+        // store, imported by every instrumented module as `canon.fuel` and
+        // `canon.depth`.
+        let fuel = Global::new(&mut store, GlobalType::new(ValType::I64, Mutability::Var), Val::I64(job.limits.fuel as i64)).map_err(host_err)?;
+        let depth = i32::try_from(job.limits.call_depth).unwrap_or(i32::MAX);
+        let depth = Global::new(&mut store, GlobalType::new(ValType::I32, Mutability::Var), Val::I32(depth)).map_err(host_err)?;
+        store.data_mut().fuel = Some(fuel);
+        let mut linker = self.linker.clone();
+        linker.define(&store, instrument::CANON_MODULE, instrument::FUEL_GLOBAL, fuel).map_err(host_err)?;
+        linker.define(&store, instrument::CANON_MODULE, instrument::DEPTH_GLOBAL, depth).map_err(host_err)?;
+
+        let termination = self.instantiate_and_start(&mut store, linker, job, modules)?;
+        // Out of fuel means the whole budget: the block that did not fit is
+        // not charged, but nothing more can run.
+        let fuel_consumed = match termination {
+            Termination::Trap(TrapKind::OutOfFuel) => job.limits.fuel,
+            _ => job.limits.fuel.saturating_sub(wasi::link::fuel_left(&mut store)),
+        };
         let wasi = store.into_data().wasi;
         let outputs = wasi.output_tree();
-        Ok(Outcome { termination, fuel_consumed: job.limits.fuel.saturating_sub(fuel_left), stdout: wasi.stdout, stderr: wasi.stderr, outputs })
+        Ok(Outcome { termination, fuel_consumed, stdout: wasi.stdout, stderr: wasi.stderr, outputs })
     }
 
     /// Instantiates the preloads in order, registering each under its name
     /// (calling `_initialize` if it exports one), then the main module, and
     /// runs its `_start`. Returns how the guest ended.
-    fn instantiate_and_start(&self, store: &mut Store<StoreData>, job: &Job, modules: &[(Option<&str>, Module, Digest)]) -> Result<Termination, RunError> {
-        let mut linker = self.linker.clone();
+    fn instantiate_and_start(
+        &self,
+        store: &mut Store<StoreData>,
+        mut linker: Linker<StoreData>,
+        job: &Job,
+        modules: &[(Option<&str>, Module, Digest)],
+    ) -> Result<Termination, RunError> {
         for (i, (name, module, sha)) in modules.iter().enumerate() {
-            let pre = self.link(&mut linker, module, sha, job, &job.preloads[..i.min(job.preloads.len())])?;
-            let instance = match pre.instantiate(&mut *store) {
+            self.link(&mut linker, module, sha, job, &job.preloads[..i.min(job.preloads.len())])?;
+            let instance = match linker.instantiate(&mut *store, module) {
                 // Only an instantiation can be refused by the limits as a whole.
                 Err(e) => return classify(&e, job, &store.data().limits, true),
                 Ok(instance) => instance,
@@ -237,6 +283,20 @@ impl Sandbox {
     }
 }
 
+/// Defines `canon.trap`, which instrumented code calls when a check fails:
+/// it never returns, and the run ends with the trap its argument names.
+fn add_canon_trap(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    linker.func_wrap(instrument::CANON_MODULE, instrument::TRAP_FUNC, |_: Caller<'_, StoreData>, reason: i32| -> wasmtime::Result<()> {
+        let kind = match reason {
+            instrument::TRAP_OUT_OF_FUEL => TrapKind::OutOfFuel,
+            instrument::TRAP_CALL_DEPTH => TrapKind::CallDepthExceeded,
+            _ => TrapKind::Other,
+        };
+        Err(wasmtime::Error::new(Stop::Trap(kind)))
+    })?;
+    Ok(())
+}
+
 /// Maps a wasmtime error to how the guest ended, or to "no result": only
 /// what every node would see alike becomes an outcome.
 fn classify(e: &wasmtime::Error, job: &Job, limits: &Limiter, instantiating: bool) -> Result<Termination, RunError> {
@@ -252,7 +312,8 @@ fn classify(e: &wasmtime::Error, job: &Job, limits: &Limiter, instantiating: boo
     if let Some(trap) = e.downcast_ref::<Trap>() {
         let kind = match trap {
             Trap::Interrupt => return Err(RunError::Timeout(job.timeout)),
-            Trap::StackOverflow => TrapKind::StackOverflow,
+            // The native stack: machine-dependent, so no result.
+            Trap::StackOverflow => return Err(RunError::NativeStackOverflow(job.limits.call_depth)),
             Trap::MemoryOutOfBounds => TrapKind::MemoryOutOfBounds,
             Trap::HeapMisaligned => TrapKind::UnalignedAtomic,
             Trap::TableOutOfBounds => TrapKind::TableOutOfBounds,
@@ -262,7 +323,6 @@ fn classify(e: &wasmtime::Error, job: &Job, limits: &Limiter, instantiating: boo
             Trap::IntegerDivisionByZero => TrapKind::IntegerDivideByZero,
             Trap::BadConversionToInteger => TrapKind::BadConversionToInteger,
             Trap::UnreachableCodeReached => TrapKind::Unreachable,
-            Trap::OutOfFuel => TrapKind::OutOfFuel,
             Trap::NullReference => TrapKind::NullReference,
             _ => TrapKind::Other,
         };

@@ -1,7 +1,7 @@
 //! Binds every `wasi_snapshot_preview1` function to its method on
 //! [`WasiHost`], with the signature listed in [`crate::sandbox::abi`].
 
-use wasmtime::{Caller, Linker, Memory};
+use wasmtime::{Caller, Global, Linker, Memory};
 
 use super::host::{Fault, WasiHost};
 use super::mem::Mem;
@@ -20,12 +20,25 @@ pub struct StoreData {
     pub memory: Option<Memory>,
     /// The store holds several instances (a job with preloads).
     pub linked: bool,
+    /// `canon.fuel`, the instrumentation's fuel counter (see
+    /// [`crate::instrument`]), once the store has it.
+    pub fuel: Option<Global>,
+}
+
+/// The fuel left in `canon.fuel` (0 before it exists).
+pub fn fuel_left(store: impl wasmtime::AsContextMut<Data = StoreData>) -> u64 {
+    let mut store = store;
+    match store.as_context().data().fuel {
+        // The counter holds a u64 in an i64 global.
+        Some(g) => g.get(&mut store).i64().map_or(0, |v| v as u64),
+        None => 0,
+    }
 }
 
 /// Runs one host call: records the fuel left (the logical clock reads it),
 /// lends the guest's memory and maps the result to an errno or a trap.
 fn call(caller: &mut Caller<'_, StoreData>, f: impl FnOnce(&mut Mem, &mut WasiHost) -> Result<(), Fault>) -> wasmtime::Result<i32> {
-    let fuel = caller.get_fuel().unwrap_or(0);
+    let fuel = fuel_left(&mut *caller);
     let memory = match caller.data().memory {
         Some(m) if !caller.data().linked => Some(m),
         _ => {

@@ -1,0 +1,458 @@
+//! canon's fuel metering and call-depth limit, by rewriting the module.
+//!
+//! The module gains three imports from [`CANON_MODULE`] (appended after its
+//! own, so its own import indices do not move; its defined functions and
+//! globals shift up by one and two):
+//!
+//! - `canon.trap: (i32) -> ()`, called when a check fails;
+//! - `canon.fuel: (mut i64)`, the fuel left, as a `u64`;
+//! - `canon.depth: (mut i32)`, how many more calls may be entered.
+//!
+//! **Fuel.** Each function body is cut into straight-line segments: a
+//! segment starts at the function entry and after every instruction that
+//! may transfer control or is a branch target (`loop`, `if`, `else`, `end`,
+//! `br`, `br_if`, `br_table`, `return`, `unreachable`, `throw`,
+//! `throw_ref`, `return_call`, `return_call_indirect`). Before a segment
+//! runs, its whole static cost (the sum of [`cost`] over its instructions) is
+//! charged: if the fuel left is less, `canon.trap(0)` ends the run with
+//! `out_of_fuel`; otherwise the cost is subtracted. Bulk memory and table
+//! instructions (`memory.fill|copy|init`, `table.fill|copy|init`) are also
+//! charged for their length just before they run: one unit per 64 bytes
+//! ([`BULK_MEMORY_SHIFT`]), one per table element. So where a run stops and
+//! how much fuel it used depend only on the module, never on the compiler.
+//!
+//! **Call depth.** On entry every function reads `canon.depth` into a new
+//! local; if it is 0 it calls `canon.trap(1)` (`call_depth_exceeded`),
+//! otherwise it stores one less. Every way out of the function stores the
+//! saved value back: the end of the body (the body is wrapped in a `block`
+//! with the function's results, so every branch to the function's label
+//! lands there too), `return`, `return_call` and `return_call_indirect`.
+//! When an exception is caught (`try_table`), the branch lands at the
+//! target label; there the counter is reset to the function's own value
+//! (saved − 1), whatever the frames unwound had left in it. A trap ends the
+//! run, so it needs no restore. With the job's limit `L`, `L` nested frames
+//! run and the call that would make `L + 1` traps, on every backend.
+
+use wasm_encoder::reencode::{Error, Reencode, utils};
+use wasm_encoder::{BlockType, EntityType, Function, GlobalType, Instruction, Module, SectionId, ValType};
+use wasmparser::{CompositeInnerType, Operator, Parser, Payload, TypeRef};
+
+use super::{CANON_MODULE, DEPTH_GLOBAL, FUEL_GLOBAL, InstrumentError, TRAP_CALL_DEPTH, TRAP_FUNC, TRAP_OUT_OF_FUEL};
+
+/// Bulk memory instructions cost one unit per `1 << BULK_MEMORY_SHIFT`
+/// bytes of their length, on top of their static cost.
+pub const BULK_MEMORY_SHIFT: i64 = 6;
+
+/// The static cost of one instruction: 0 for instructions that do no work
+/// at run time (`nop`, `drop`, `block`, `loop`, `try_table`, `else`, `end`,
+/// `return`, `unreachable`), 1 for every other. (The same zero list as
+/// wasmtime's own fuel, so figures stay comparable.)
+pub fn cost(op: &Operator<'_>) -> u64 {
+    match op {
+        Operator::Nop
+        | Operator::Drop
+        | Operator::Block { .. }
+        | Operator::Loop { .. }
+        | Operator::TryTable { .. }
+        | Operator::Else
+        | Operator::End
+        | Operator::Return
+        | Operator::Unreachable => 0,
+        _ => 1,
+    }
+}
+
+/// Does a new segment start after `op`?
+fn ends_segment(op: &Operator<'_>) -> bool {
+    matches!(
+        op,
+        Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::Else
+            | Operator::End
+            | Operator::Br { .. }
+            | Operator::BrIf { .. }
+            | Operator::BrTable { .. }
+            | Operator::Return
+            | Operator::Unreachable
+            | Operator::Throw { .. }
+            | Operator::ThrowRef
+            | Operator::ReturnCall { .. }
+            | Operator::ReturnCallIndirect { .. }
+    )
+}
+
+/// Instruments `wasm` with fuel metering and the call-depth check.
+pub fn instrument(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
+    let info = scan(wasm)?;
+    let mut meter = Meter::new(info);
+    let mut module = Module::new();
+    meter.parse_core_module(&mut module, Parser::new(0), wasm).map_err(user)?;
+    Ok(module.finish())
+}
+
+fn user(e: Error<InstrumentError>) -> InstrumentError {
+    match e {
+        Error::UserError(u) => u,
+        other => InstrumentError::Invalid(other.to_string()),
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> InstrumentError {
+    InstrumentError::Invalid(e.to_string())
+}
+
+type Sig = (Vec<wasmparser::ValType>, Vec<wasmparser::ValType>);
+
+/// What the rewrite needs to know before it starts.
+struct Info {
+    /// Every type, by index (`None`: not a function type).
+    types: Vec<Option<Sig>>,
+    /// Imported functions and globals.
+    func_imports: u32,
+    global_imports: u32,
+    /// The type of each defined function.
+    defined: Vec<u32>,
+}
+
+fn scan(wasm: &[u8]) -> Result<Info, InstrumentError> {
+    let mut info = Info { types: Vec::new(), func_imports: 0, global_imports: 0, defined: Vec::new() };
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(invalid)? {
+            Payload::TypeSection(reader) => {
+                for group in reader {
+                    for sub in group.map_err(invalid)?.into_types() {
+                        info.types.push(match &sub.composite_type.inner {
+                            CompositeInnerType::Func(f) => Some((f.params().to_vec(), f.results().to_vec())),
+                            _ => None,
+                        });
+                    }
+                }
+            }
+            Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    let import = import.map_err(invalid)?;
+                    if import.module == CANON_MODULE {
+                        return Err(InstrumentError::Reserved { module: import.module.to_string(), name: import.name.to_string() });
+                    }
+                    match import.ty {
+                        TypeRef::Func(_) | TypeRef::FuncExact(_) => info.func_imports += 1,
+                        TypeRef::Global(_) => info.global_imports += 1,
+                        _ => {}
+                    }
+                }
+            }
+            Payload::FunctionSection(reader) => {
+                for ty in reader {
+                    info.defined.push(ty.map_err(invalid)?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(info)
+}
+
+/// The rewriter: wasm-encoder's reencoder with the index shifts, the added
+/// types and imports, and the new function bodies.
+struct Meter {
+    info: Info,
+    /// Index of `(i32) -> ()`, appended to the type section.
+    trap_type: u32,
+    /// Appended `[] -> results` types for multi-value function bodies.
+    block_types: Vec<Vec<wasmparser::ValType>>,
+    types_done: bool,
+    imports_done: bool,
+    next_func: usize,
+}
+
+impl Meter {
+    fn new(info: Info) -> Meter {
+        let trap_type = info.types.len() as u32;
+        let mut block_types: Vec<Vec<wasmparser::ValType>> = Vec::new();
+        for ty in &info.defined {
+            if let Some(Some((_, results))) = info.types.get(*ty as usize)
+                && results.len() > 1
+                && !block_types.contains(results)
+            {
+                block_types.push(results.clone());
+            }
+        }
+        Meter { info, trap_type, block_types, types_done: false, imports_done: false, next_func: 0 }
+    }
+
+    fn trap_func(&self) -> u32 {
+        self.info.func_imports
+    }
+    fn fuel_global(&self) -> u32 {
+        self.info.global_imports
+    }
+    fn depth_global(&self) -> u32 {
+        self.info.global_imports + 1
+    }
+
+    fn add_types(&mut self, types: &mut wasm_encoder::TypeSection) -> Result<(), Error<InstrumentError>> {
+        types.ty().function([ValType::I32], []);
+        for results in self.block_types.clone() {
+            let results = results.into_iter().map(|t| self.val_type(t)).collect::<Result<Vec<_>, _>>()?;
+            types.ty().function([], results);
+        }
+        self.types_done = true;
+        Ok(())
+    }
+
+    fn add_imports(&mut self, imports: &mut wasm_encoder::ImportSection) {
+        imports.import(CANON_MODULE, TRAP_FUNC, EntityType::Function(self.trap_type));
+        let global = |val_type| EntityType::Global(GlobalType { val_type, mutable: true, shared: false });
+        imports.import(CANON_MODULE, FUEL_GLOBAL, global(ValType::I64));
+        imports.import(CANON_MODULE, DEPTH_GLOBAL, global(ValType::I32));
+        self.imports_done = true;
+    }
+
+    fn wrapper_type(&mut self, results: &[wasmparser::ValType]) -> Result<BlockType, Error<InstrumentError>> {
+        Ok(match results {
+            [] => BlockType::Empty,
+            [t] => BlockType::Result(self.val_type(*t)?),
+            many => {
+                let k = self.block_types.iter().position(|r| r == many).ok_or_else(|| Error::UserError(invalid("missing block type")))?;
+                BlockType::FunctionType(self.trap_type + 1 + k as u32)
+            }
+        })
+    }
+}
+
+/// Locals the rewrite adds to each function, after its own.
+struct Locals {
+    saved: u32,
+    len: u32,
+    cost: u32,
+    fuel: u32,
+}
+
+impl Meter {
+    fn charge_static(&self, f: &mut Function, l: &Locals, cost: u64) {
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        f.instruction(&Instruction::GlobalGet(self.fuel_global()));
+        f.instruction(&Instruction::LocalTee(l.fuel));
+        f.instruction(&Instruction::I64Const(cost));
+        f.instruction(&Instruction::I64LtU);
+        self.trap_if(f, TRAP_OUT_OF_FUEL);
+        f.instruction(&Instruction::LocalGet(l.fuel));
+        f.instruction(&Instruction::I64Const(cost));
+        f.instruction(&Instruction::I64Sub);
+        f.instruction(&Instruction::GlobalSet(self.fuel_global()));
+    }
+
+    /// Charges for the `i32` length on top of the stack (left there).
+    fn charge_length(&self, f: &mut Function, l: &Locals, shift: i64) {
+        f.instruction(&Instruction::LocalTee(l.len));
+        f.instruction(&Instruction::I64ExtendI32U);
+        if shift > 0 {
+            f.instruction(&Instruction::I64Const(shift));
+            f.instruction(&Instruction::I64ShrU);
+        }
+        f.instruction(&Instruction::LocalTee(l.cost));
+        f.instruction(&Instruction::GlobalGet(self.fuel_global()));
+        f.instruction(&Instruction::I64GtU);
+        self.trap_if(f, TRAP_OUT_OF_FUEL);
+        f.instruction(&Instruction::GlobalGet(self.fuel_global()));
+        f.instruction(&Instruction::LocalGet(l.cost));
+        f.instruction(&Instruction::I64Sub);
+        f.instruction(&Instruction::GlobalSet(self.fuel_global()));
+        // The length was consumed by `local.tee … i64.extend`: put it back.
+        f.instruction(&Instruction::LocalGet(l.len));
+    }
+
+    fn trap_if(&self, f: &mut Function, reason: i32) {
+        f.instruction(&Instruction::If(BlockType::Empty));
+        f.instruction(&Instruction::I32Const(reason));
+        f.instruction(&Instruction::Call(self.trap_func()));
+        f.instruction(&Instruction::End);
+    }
+
+    fn restore_depth(&self, f: &mut Function, l: &Locals) {
+        f.instruction(&Instruction::LocalGet(l.saved));
+        f.instruction(&Instruction::GlobalSet(self.depth_global()));
+    }
+
+    fn own_depth(&self, f: &mut Function, l: &Locals) {
+        f.instruction(&Instruction::LocalGet(l.saved));
+        f.instruction(&Instruction::I32Const(1));
+        f.instruction(&Instruction::I32Sub);
+        f.instruction(&Instruction::GlobalSet(self.depth_global()));
+    }
+}
+
+impl Reencode for Meter {
+    type Error = InstrumentError;
+
+    fn function_index(&mut self, func: u32) -> Result<u32, Error<InstrumentError>> {
+        Ok(if func >= self.info.func_imports { func + 1 } else { func })
+    }
+
+    fn global_index(&mut self, global: u32) -> Result<u32, Error<InstrumentError>> {
+        Ok(if global >= self.info.global_imports { global + 2 } else { global })
+    }
+
+    fn parse_type_section(&mut self, types: &mut wasm_encoder::TypeSection, section: wasmparser::TypeSectionReader<'_>) -> Result<(), Error<InstrumentError>> {
+        utils::parse_type_section(self, types, section)?;
+        self.add_types(types)
+    }
+
+    fn parse_import_section(
+        &mut self,
+        imports: &mut wasm_encoder::ImportSection,
+        section: wasmparser::ImportSectionReader<'_>,
+    ) -> Result<(), Error<InstrumentError>> {
+        utils::parse_import_section(self, imports, section)?;
+        self.add_imports(imports);
+        Ok(())
+    }
+
+    fn intersperse_section_hook(&mut self, module: &mut Module, _after: Option<SectionId>, before: Option<SectionId>) -> Result<(), Error<InstrumentError>> {
+        // Modules without a type or import section get one here, in order.
+        if before != Some(SectionId::Type) && !self.types_done {
+            let mut types = wasm_encoder::TypeSection::new();
+            self.add_types(&mut types)?;
+            module.section(&types);
+        }
+        if before != Some(SectionId::Type) && before != Some(SectionId::Import) && !self.imports_done {
+            let mut imports = wasm_encoder::ImportSection::new();
+            self.add_imports(&mut imports);
+            module.section(&imports);
+        }
+        Ok(())
+    }
+
+    fn parse_custom_section(&mut self, _module: &mut Module, _section: wasmparser::CustomSectionReader<'_>) -> Result<(), Error<InstrumentError>> {
+        // Custom sections (names, producers, DWARF) do not affect a run, and
+        // code offsets in them would be wrong after the rewrite: dropped.
+        Ok(())
+    }
+
+    fn parse_function_body(&mut self, code: &mut wasm_encoder::CodeSection, func: wasmparser::FunctionBody<'_>) -> Result<(), Error<InstrumentError>> {
+        let index = self.next_func;
+        self.next_func += 1;
+        let sig = self.info.defined.get(index).and_then(|t| self.info.types.get(*t as usize)).cloned().flatten();
+        let Some((params, results)) = sig else {
+            return Err(Error::UserError(invalid(format!("function {index} has no function type"))));
+        };
+
+        let mut locals = Vec::new();
+        let mut count = params.len() as u32;
+        for pair in func.get_locals_reader()? {
+            let (n, ty) = pair?;
+            count += n;
+            locals.push((n, self.val_type(ty)?));
+        }
+        let l = Locals { saved: count, len: count + 1, cost: count + 2, fuel: count + 3 };
+        locals.push((2, ValType::I32));
+        locals.push((2, ValType::I64));
+
+        let mut reader = func.get_operators_reader()?;
+        let mut ops = Vec::new();
+        while !reader.eof() {
+            ops.push(reader.read()?);
+        }
+        let plan = plan(&ops)?;
+
+        let mut f = Function::new(locals);
+        // Depth check on entry.
+        f.instruction(&Instruction::GlobalGet(self.depth_global()));
+        f.instruction(&Instruction::LocalTee(l.saved));
+        f.instruction(&Instruction::I32Eqz);
+        self.trap_if(&mut f, TRAP_CALL_DEPTH);
+        self.own_depth(&mut f, &l);
+        let wrapper = self.wrapper_type(&results)?;
+        f.instruction(&Instruction::Block(wrapper));
+
+        let last = ops.len().saturating_sub(1);
+        for (i, op) in ops.into_iter().enumerate() {
+            if plan.charge[i] > 0 {
+                self.charge_static(&mut f, &l, plan.charge[i]);
+            }
+            match &op {
+                Operator::Return | Operator::ReturnCall { .. } | Operator::ReturnCallIndirect { .. } => self.restore_depth(&mut f, &l),
+                Operator::MemoryFill { .. } | Operator::MemoryCopy { .. } | Operator::MemoryInit { .. } => self.charge_length(&mut f, &l, BULK_MEMORY_SHIFT),
+                Operator::TableFill { .. } | Operator::TableCopy { .. } | Operator::TableInit { .. } => self.charge_length(&mut f, &l, 0),
+                _ => {}
+            }
+            if i == last {
+                // The function's own `end`: close the wrapper, restore, end.
+                f.instruction(&Instruction::End);
+                self.restore_depth(&mut f, &l);
+                f.instruction(&Instruction::End);
+                break;
+            }
+            let ins = self.instruction(op)?;
+            f.instruction(&ins);
+            if plan.reset_after[i] {
+                self.own_depth(&mut f, &l);
+            }
+        }
+        code.function(&f);
+        Ok(())
+    }
+}
+
+/// Where charges and depth resets go in one function body.
+struct Plan {
+    /// The static cost charged just before instruction `i` (0: none).
+    charge: Vec<u64>,
+    /// Reset the depth counter to the function's own value after `i` (a
+    /// `catch` of a `try_table` lands there).
+    reset_after: Vec<bool>,
+}
+
+fn plan(ops: &[Operator<'_>]) -> Result<Plan, Error<InstrumentError>> {
+    let mut charge = vec![0u64; ops.len() + 1];
+    let mut reset_after = vec![false; ops.len()];
+    let mut caught = vec![false; ops.len()];
+    // Open frames by the index of the instruction that opened them; `None`
+    // is the function's own frame.
+    let mut frames: Vec<Option<usize>> = vec![None];
+    let mut segment = 0;
+    for (i, op) in ops.iter().enumerate() {
+        charge[segment] = charge[segment].saturating_add(cost(op));
+        if ends_segment(op) {
+            segment = i + 1;
+        }
+        match op {
+            Operator::Try { .. } | Operator::Catch { .. } | Operator::CatchAll | Operator::Delegate { .. } | Operator::Rethrow { .. } => {
+                return Err(Error::UserError(InstrumentError::Unsupported("legacy exception handling".into())));
+            }
+            Operator::TryTable { try_table } => {
+                for catch in &try_table.catches {
+                    let label = match catch {
+                        wasmparser::Catch::One { label, .. }
+                        | wasmparser::Catch::OneRef { label, .. }
+                        | wasmparser::Catch::All { label }
+                        | wasmparser::Catch::AllRef { label } => *label,
+                    };
+                    // Catch labels are relative to the frames outside the try_table.
+                    let at = frames.len().checked_sub(1 + label as usize).ok_or_else(|| Error::UserError(invalid("catch label out of range")))?;
+                    if let Some(start) = frames[at] {
+                        caught[start] = true;
+                    }
+                }
+                frames.push(Some(i));
+            }
+            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => frames.push(Some(i)),
+            Operator::End => {
+                if let Some(Some(start)) = frames.pop()
+                    && caught[start]
+                {
+                    // A catch branching to a loop lands at its start;
+                    // to any other frame, after its end.
+                    if matches!(ops[start], Operator::Loop { .. }) {
+                        reset_after[start] = true;
+                    } else {
+                        reset_after[i] = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Plan { charge, reset_after })
+}

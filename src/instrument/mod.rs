@@ -1,0 +1,166 @@
+//! Load-time instrumentation: the rewrites every module goes through before
+//! it is compiled, so that what a guest may do is defined by canon rather
+//! than by a compiler.
+//!
+//! [`instrument`] runs [`PASSES`] in a fixed order, each taking the bytes
+//! the previous one produced. It runs once per module on a cache miss; the
+//! instrumented module is what gets compiled and cached, under an engine
+//! fingerprint that includes [`VERSION`] (through
+//! [`crate::sandbox::engine::DETERMINISM_ABI`]), so a warm run never
+//! instruments again.
+//!
+//! The passes:
+//!
+//! 1. [`meter`]: canon's fuel metering (the cost table is in
+//!    `docs/FUEL.md`) and the job's call-depth limit. The counters are
+//!    mutable globals the module imports from the reserved module
+//!    [`CANON_MODULE`]; the host defines them once per store, so several
+//!    modules linked into one store would share one fuel counter and one
+//!    depth counter.
+//! 2. (hook) NaN canonicalisation where float bits can escape,
+//!    `nan::canonicalize_nans`, is added to [`PASSES`] after `meter`.
+//!
+//! A guest module may not import anything from [`CANON_MODULE`]: such a
+//! module is refused at validation and here.
+
+pub mod meter;
+
+use std::borrow::Cow;
+
+/// Version of the instrumentation as a whole: the passes, their order and
+/// their cost table. Any change that can alter an outcome (a cost, where a
+/// check goes) bumps it, and with it [`crate::sandbox::engine::DETERMINISM_ABI`].
+pub const VERSION: u32 = 1;
+
+/// The reserved import module through which instrumented code reaches the
+/// host's counters. Guest modules may not import from it.
+pub const CANON_MODULE: &str = "canon";
+
+/// `canon.fuel`: mutable `i64` global, the fuel left (read as `u64`).
+pub const FUEL_GLOBAL: &str = "fuel";
+
+/// `canon.depth`: mutable `i32` global, how many more calls may be entered.
+/// The host sets it to the job's call-depth limit before the module runs.
+pub const DEPTH_GLOBAL: &str = "depth";
+
+/// `canon.trap: (i32) -> ()`: the host function a failed check calls; it
+/// never returns, the run ends with the trap named by its argument
+/// ([`TRAP_OUT_OF_FUEL`] or [`TRAP_CALL_DEPTH`]).
+pub const TRAP_FUNC: &str = "trap";
+
+/// Argument of `canon.trap` when a block's cost exceeds the fuel left.
+pub const TRAP_OUT_OF_FUEL: i32 = 0;
+
+/// Argument of `canon.trap` when a call would exceed the depth limit.
+pub const TRAP_CALL_DEPTH: i32 = 1;
+
+/// Why a module could not be instrumented.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstrumentError {
+    /// wasmparser or wasm-encoder rejected the module.
+    #[error("cannot instrument the module: {0}")]
+    Invalid(String),
+    /// The module imports from the reserved module [`CANON_MODULE`].
+    #[error("the module imports `{module}::{name}`: the import module `canon` is reserved for canon's instrumentation")]
+    Reserved {
+        /// Import module name.
+        module: String,
+        /// Import field name.
+        name: String,
+    },
+    /// An instruction the instrumentation does not handle (from a proposal
+    /// canon does not enable).
+    #[error("cannot instrument the module: unsupported instruction `{0}`")]
+    Unsupported(String),
+}
+
+/// One instrumentation pass: module bytes in, module bytes out.
+pub type Pass = fn(&[u8]) -> Result<Vec<u8>, InstrumentError>;
+
+/// The passes, in the order they run. Part of the determinism ABI: the
+/// order is fixed and versioned by [`VERSION`].
+///
+/// Hook for the NaN pass: append `("nan", |w| nan::canonicalize_nans(w)
+/// .map_err(..))` after `meter` (it must run after metering, so its own
+/// code is not metered and the fuel table stays that of the guest's code).
+pub const PASSES: &[(&str, Pass)] = &[("meter", meter::instrument)];
+
+/// Runs every pass of [`PASSES`] over `wasm`, in order.
+pub fn instrument(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
+    let mut bytes = Cow::Borrowed(wasm);
+    for (_, pass) in PASSES {
+        bytes = Cow::Owned(pass(&bytes)?);
+    }
+    Ok(bytes.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use wasm_encoder::{
+        CodeSection, ExportKind, ExportSection, Function, FunctionSection, GlobalSection, GlobalType, Instruction as I, Module, TypeSection, ValType,
+    };
+
+    use super::*;
+
+    fn validate(bytes: &[u8]) {
+        wasmparser::Validator::new_with_features(crate::job::CORE_FEATURES).validate_all(bytes).expect("instrumented module validates");
+    }
+
+    /// A function with several results (the body's wrapper block needs a
+    /// new type), a defined global (its index moves up by two) and no
+    /// import section (one is added) still validates after instrumenting.
+    #[test]
+    fn multi_value_bodies_and_moved_indices_validate() {
+        let mut m = Module::new();
+        let mut types = TypeSection::new();
+        types.ty().function([], [ValType::I32, ValType::I64]);
+        types.ty().function([], []);
+        m.section(&types);
+        let mut funcs = FunctionSection::new();
+        funcs.function(0).function(1);
+        m.section(&funcs);
+        let mut globals = GlobalSection::new();
+        globals.global(GlobalType { val_type: ValType::I32, mutable: true, shared: false }, &wasm_encoder::ConstExpr::i32_const(3));
+        m.section(&globals);
+        let mut exports = ExportSection::new();
+        exports.export("_start", ExportKind::Func, 1).export("g", ExportKind::Global, 0);
+        m.section(&exports);
+        let mut code = CodeSection::new();
+        let mut two = Function::new([]);
+        for i in [I::GlobalGet(0), I::I64Const(1), I::I32Const(1), I::BrIf(0), I::Drop, I::Drop, I::GlobalGet(0), I::I64Const(2), I::End] {
+            two.instruction(&i);
+        }
+        code.function(&two);
+        let mut start = Function::new([]);
+        for i in [I::Call(0), I::Drop, I::GlobalSet(0), I::End] {
+            start.instruction(&i);
+        }
+        code.function(&start);
+        m.section(&code);
+        let wasm = m.finish();
+        validate(&wasm);
+        let out = instrument(&wasm).expect("instrument");
+        validate(&out);
+        // The guest's global is now index 2, after canon.fuel and canon.depth.
+        let exported: Vec<(String, u32)> = wasmparser::Parser::new(0)
+            .parse_all(&out)
+            .filter_map(|p| match p {
+                Ok(wasmparser::Payload::ExportSection(r)) => {
+                    Some(r.into_iter().map(|e| e.map(|e| (e.name.to_string(), e.index))).collect::<Result<Vec<_>, _>>().ok()?)
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(exported, vec![("_start".to_string(), 2), ("g".to_string(), 2)]);
+    }
+
+    #[test]
+    fn every_fixture_instruments_to_a_valid_module() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        for name in ["hello", "probe", "sha256chain", "nbody", "fswalk", "wasi-conformance", "hostile"] {
+            let wasm = std::fs::read(dir.join(format!("{name}.wasm"))).expect("fixture");
+            validate(&instrument(&wasm).unwrap_or_else(|e| panic!("{name}: {e}")));
+        }
+    }
+}
