@@ -50,6 +50,7 @@ pub mod digest;
 pub mod encoding;
 pub mod tree;
 
+pub mod instrument;
 pub mod job;
 pub mod outcome;
 pub mod sandbox;

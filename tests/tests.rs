@@ -10,6 +10,7 @@ mod guests;
 mod hostile;
 mod job_spec;
 mod limits;
+mod nan;
 mod nodes;
 mod probes;
 mod quorum;
