@@ -2,9 +2,21 @@
 //! sites, its output validates, and float-heavy modules give the same
 //! outcome on every backend with only canonical NaNs in what they print.
 
+use std::sync::Arc;
+
+use canon::digest::Digest;
 use canon::instrument::nan::{CANONICAL_F32, CANONICAL_F64, NanPassError, NanSites, canonicalize_nans, canonicalize_nans_counted};
 use canon::job::CORE_FEATURES;
-use wasm_encoder::{CodeSection, Function, FunctionSection, Instruction as I, MemArg, MemorySection, MemoryType, Module, TypeSection, ValType};
+use canon::job::Job;
+use canon::outcome::{Outcome, Termination};
+use canon::sandbox::engine::HOST_THREAD_STACK;
+use canon::sandbox::{Backend, Sandbox};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use wasm_encoder::{
+    CodeSection, DataSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, Ieee32, Ieee64, ImportSection, Instruction as I, MemArg,
+    MemorySection, MemoryType, Module, TypeSection, ValType,
+};
 use wasmparser::{Operator, Parser, Payload, Validator};
 
 use crate::util::fixture;
@@ -13,8 +25,11 @@ fn validate(wasm: &[u8]) {
     Validator::new_with_features(CORE_FEATURES).validate_all(wasm).unwrap_or_else(|e| panic!("output does not validate: {e}"));
 }
 
+/// A function body: its declared locals and its operators.
+type Body<'a> = (Vec<(u32, wasmparser::ValType)>, Vec<Operator<'a>>);
+
 /// Every operator of every function body, with each body's declared locals.
-fn bodies(wasm: &[u8]) -> Vec<(Vec<(u32, wasmparser::ValType)>, Vec<Operator<'_>>)> {
+fn bodies(wasm: &[u8]) -> Vec<Body<'_>> {
     let mut out = Vec::new();
     for payload in Parser::new(0).parse_all(wasm) {
         if let Payload::CodeSectionEntry(body) = payload.expect("parse") {
@@ -246,4 +261,480 @@ fn bad_modules_are_errors_not_panics() {
     code.function(&f);
     m.section(&code);
     assert_eq!(canonicalize_nans(&m.finish()), Err(NanPassError::NoFunctionType(0)));
+}
+
+// ---------------------------------------------------------------------------
+// Differential: generated float-heavy modules on two backends.
+
+/// Inputs the generated modules load from memory (so no compiler can fold
+/// the arithmetic): NaNs with payloads and both signs, a signalling NaN,
+/// infinities, zeros and ordinary numbers.
+const F64_POOL: [u64; 12] = [
+    0x7ff8_0000_0000_1234,
+    0xfff8_0000_0000_5678,
+    0x7ff0_0000_0000_0001,
+    0xfff4_0000_0000_0000,
+    0x7ff0_0000_0000_0000,
+    0xfff0_0000_0000_0000,
+    0,
+    0x8000_0000_0000_0000,
+    0x3ff0_0000_0000_0000, // 1
+    0xbff0_0000_0000_0000, // -1
+    0x4009_21fb_5444_2d18, // pi
+    0x0000_0000_0000_0001, // smallest subnormal
+];
+const F32_POOL: [u32; 10] = [0x7fc0_1234, 0xffc0_5678, 0x7f80_0001, 0x7f80_0000, 0xff80_0000, 0, 0x8000_0000, 0x3f80_0000, 0xbf80_0000, 0x4049_0fdb];
+const POOL_F64_AT: u64 = 0;
+const POOL_F32_AT: u64 = 128;
+const OUT_AT: u32 = 1024;
+
+/// How the generator observes a value: each output slot's kind.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    F32,
+    F64,
+    /// A v128 whose lanes may mix shapes (f32x4 results bitselected with
+    /// f64x2 ones): checked only for agreement between backends.
+    V128,
+    /// An integer that is not a float's bits.
+    Int,
+}
+
+impl Slot {
+    fn len(self) -> u32 {
+        match self {
+            Slot::F32 | Slot::Int => 4,
+            Slot::F64 => 8,
+            Slot::V128 => 16,
+        }
+    }
+}
+
+struct Gen {
+    rng: ChaCha8Rng,
+}
+
+impl Gen {
+    fn pick(&mut self, n: usize) -> usize {
+        (self.rng.next_u32() as usize) % n
+    }
+
+    fn f64(&mut self, f: &mut Function, depth: u32) {
+        if depth == 0 || self.pick(4) == 0 {
+            f.instruction(&I::I32Const(0));
+            f.instruction(&I::F64Load(mem(POOL_F64_AT + 8 * self.pick(F64_POOL.len()) as u64, 3)));
+            return;
+        }
+        let d = depth - 1;
+        match self.pick(10) {
+            0..=3 => {
+                self.f64(f, d);
+                self.f64(f, d);
+                f.instruction(&[I::F64Add, I::F64Sub, I::F64Mul, I::F64Div, I::F64Min, I::F64Max, I::F64Copysign][self.pick(7)]);
+            }
+            4 | 5 => {
+                self.f64(f, d);
+                f.instruction(&[I::F64Sqrt, I::F64Neg, I::F64Abs, I::F64Ceil, I::F64Floor, I::F64Trunc, I::F64Nearest][self.pick(7)]);
+            }
+            6 => {
+                self.f32(f, d);
+                f.instruction(&I::F64PromoteF32);
+            }
+            7 => {
+                self.v128(f, d);
+                f.instruction(&I::F64x2ExtractLane(self.pick(2) as u8));
+            }
+            8 => {
+                self.f64(f, d);
+                self.f64(f, d);
+                self.f64(f, d);
+                self.f64(f, d);
+                f.instruction(&I::F64Lt);
+                f.instruction(&I::Select);
+            }
+            _ => {
+                // A NaN's bits moved through an integer and back.
+                self.f64(f, d);
+                f.instruction(&I::I64ReinterpretF64);
+                f.instruction(&I::F64ReinterpretI64);
+            }
+        }
+    }
+
+    fn f32(&mut self, f: &mut Function, depth: u32) {
+        if depth == 0 || self.pick(4) == 0 {
+            f.instruction(&I::I32Const(0));
+            f.instruction(&I::F32Load(mem(POOL_F32_AT + 4 * self.pick(F32_POOL.len()) as u64, 2)));
+            return;
+        }
+        let d = depth - 1;
+        match self.pick(8) {
+            0..=3 => {
+                self.f32(f, d);
+                self.f32(f, d);
+                f.instruction(&[I::F32Add, I::F32Sub, I::F32Mul, I::F32Div, I::F32Min, I::F32Max, I::F32Copysign][self.pick(7)]);
+            }
+            4 | 5 => {
+                self.f32(f, d);
+                f.instruction(&[I::F32Sqrt, I::F32Neg, I::F32Abs, I::F32Ceil, I::F32Floor, I::F32Trunc, I::F32Nearest][self.pick(7)]);
+            }
+            6 => {
+                self.f64(f, d);
+                f.instruction(&I::F32DemoteF64);
+            }
+            _ => {
+                self.v128(f, d);
+                f.instruction(&I::F32x4ExtractLane(self.pick(4) as u8));
+            }
+        }
+    }
+
+    /// A v128 (lanes f32x4 or f64x2, mixed freely: v128 is untyped).
+    fn v128(&mut self, f: &mut Function, depth: u32) {
+        if depth == 0 || self.pick(4) == 0 {
+            f.instruction(&I::I32Const(0));
+            f.instruction(&I::V128Load(mem([POOL_F64_AT, POOL_F64_AT + 16, POOL_F64_AT + 32, POOL_F32_AT, POOL_F32_AT + 16][self.pick(5)], 4)));
+            return;
+        }
+        let d = depth - 1;
+        match self.pick(8) {
+            0..=2 => {
+                self.v128(f, d);
+                self.v128(f, d);
+                const BIN: [I<'static>; 16] = [
+                    I::F32x4Add,
+                    I::F32x4Sub,
+                    I::F32x4Mul,
+                    I::F32x4Div,
+                    I::F32x4Min,
+                    I::F32x4Max,
+                    I::F32x4PMin,
+                    I::F32x4PMax,
+                    I::F64x2Add,
+                    I::F64x2Sub,
+                    I::F64x2Mul,
+                    I::F64x2Div,
+                    I::F64x2Min,
+                    I::F64x2Max,
+                    I::F32x4RelaxedMin,
+                    I::F64x2RelaxedMax,
+                ];
+                f.instruction(&BIN[self.pick(BIN.len())]);
+            }
+            3 => {
+                self.v128(f, d);
+                const UN: [I<'static>; 10] = [
+                    I::F32x4Sqrt,
+                    I::F32x4Neg,
+                    I::F32x4Nearest,
+                    I::F64x2Sqrt,
+                    I::F64x2Abs,
+                    I::F64x2Ceil,
+                    I::F32x4DemoteF64x2Zero,
+                    I::F64x2PromoteLowF32x4,
+                    I::F32x4ConvertI32x4S,
+                    I::I32x4TruncSatF32x4S,
+                ];
+                f.instruction(&UN[self.pick(UN.len())]);
+            }
+            4 => {
+                self.v128(f, d);
+                self.v128(f, d);
+                self.v128(f, d);
+                f.instruction(&[I::F32x4RelaxedMadd, I::F64x2RelaxedNmadd][self.pick(2)]);
+            }
+            5 => {
+                if self.pick(2) == 0 {
+                    self.f32(f, d);
+                    f.instruction(&I::F32x4Splat);
+                } else {
+                    self.f64(f, d);
+                    f.instruction(&I::F64x2Splat);
+                }
+            }
+            6 => {
+                self.v128(f, d);
+                if self.pick(2) == 0 {
+                    self.f32(f, d);
+                    f.instruction(&I::F32x4ReplaceLane(self.pick(4) as u8));
+                } else {
+                    self.f64(f, d);
+                    f.instruction(&I::F64x2ReplaceLane(self.pick(2) as u8));
+                }
+            }
+            _ => {
+                self.v128(f, d);
+                self.v128(f, d);
+                self.v128(f, d);
+                f.instruction(&I::V128Bitselect);
+            }
+        }
+    }
+
+    /// One observation of a generated value, written at `at`.
+    fn observe(&mut self, f: &mut Function, at: u32) -> Slot {
+        let store = |f: &mut Function, i: I<'_>| {
+            f.instruction(&i);
+        };
+        f.instruction(&I::I32Const(at as i32));
+        match self.pick(9) {
+            0 => {
+                self.f64(f, 4);
+                store(f, I::F64Store(mem(0, 3)));
+                Slot::F64
+            }
+            1 => {
+                self.f64(f, 4);
+                f.instruction(&I::I64ReinterpretF64);
+                store(f, I::I64Store(mem(0, 3)));
+                Slot::F64
+            }
+            2 => {
+                self.f32(f, 4);
+                store(f, I::F32Store(mem(0, 2)));
+                Slot::F32
+            }
+            3 => {
+                self.f32(f, 4);
+                f.instruction(&I::I32ReinterpretF32);
+                store(f, I::I32Store(mem(0, 2)));
+                Slot::F32
+            }
+            4 => {
+                // The sign of a NaN, through copysign, onto 1.0.
+                f.instruction(&I::F64Const(Ieee64::new(1f64.to_bits())));
+                self.f64(f, 4);
+                f.instruction(&I::F64Copysign);
+                store(f, I::F64Store(mem(0, 3)));
+                Slot::F64
+            }
+            5 => {
+                f.instruction(&I::F32Const(Ieee32::new(1f32.to_bits())));
+                self.f32(f, 4);
+                f.instruction(&I::F32Copysign);
+                f.instruction(&I::I32ReinterpretF32);
+                store(f, I::I32Store(mem(0, 2)));
+                Slot::F32
+            }
+            6 => {
+                self.v128(f, 4);
+                store(f, I::V128Store(mem(0, 4)));
+                Slot::V128
+            }
+            7 => {
+                self.v128(f, 4);
+                f.instruction(&I::I8x16Bitmask);
+                store(f, I::I32Store(mem(0, 2)));
+                Slot::Int
+            }
+            _ => {
+                self.v128(f, 4);
+                f.instruction(&I::I64x2ExtractLane(self.pick(2) as u8));
+                store(f, I::I64Store(mem(0, 3)));
+                Slot::Int
+            }
+        }
+    }
+}
+
+/// A WASI command that computes `n` random float expressions over the pool,
+/// observes each through an escape route and writes the raw bytes to
+/// stdout. Returns the module and the layout of its output.
+fn float_module(seed: u64, n: usize) -> (Vec<u8>, Vec<Slot>) {
+    let mut g = Gen { rng: ChaCha8Rng::seed_from_u64(seed) };
+    let mut m = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32; 4], [ValType::I32]);
+    types.ty().function([], []);
+    m.section(&types);
+    let mut imports = ImportSection::new();
+    imports.import("wasi_snapshot_preview1", "fd_write", EntityType::Function(0));
+    m.section(&imports);
+    let mut funcs = FunctionSection::new();
+    funcs.function(1);
+    m.section(&funcs);
+    let mut mems = MemorySection::new();
+    mems.memory(MemoryType { minimum: 1, maximum: None, memory64: false, shared: false, page_size_log2: None });
+    m.section(&mems);
+    let mut exports = ExportSection::new();
+    exports.export("memory", ExportKind::Memory, 0);
+    exports.export("_start", ExportKind::Func, 1);
+    m.section(&exports);
+
+    let mut slots = Vec::new();
+    let mut f = Function::new([]);
+    let mut at = OUT_AT;
+    for _ in 0..n {
+        let slot = g.observe(&mut f, at);
+        at += slot.len();
+        slots.push(slot);
+    }
+    // iovec at 512: { OUT_AT, len }; fd_write(1, 512, 1, 520).
+    for (addr, v) in [(512, OUT_AT), (516, at - OUT_AT)] {
+        f.instruction(&I::I32Const(addr));
+        f.instruction(&I::I32Const(v as i32));
+        f.instruction(&I::I32Store(mem(0, 2)));
+    }
+    for i in [I::I32Const(1), I::I32Const(512), I::I32Const(1), I::I32Const(520), I::Call(0), I::Drop, I::End] {
+        f.instruction(&i);
+    }
+    let mut code = CodeSection::new();
+    code.function(&f);
+    m.section(&code);
+
+    let mut pool = Vec::new();
+    pool.extend(F64_POOL.iter().flat_map(|b| b.to_le_bytes()));
+    pool.resize(POOL_F32_AT as usize, 0);
+    pool.extend(F32_POOL.iter().flat_map(|b| b.to_le_bytes()));
+    let mut data = DataSection::new();
+    data.active(0, &wasm_encoder::ConstExpr::i32_const(0), pool);
+    m.section(&data);
+    (m.finish(), slots)
+}
+
+/// Every NaN in `out` (laid out as `slots`) is canonical; returns how many
+/// NaNs there were.
+fn nans_in(out: &[u8], slots: &[Slot]) -> usize {
+    let mut nans = 0;
+    let mut at = 0;
+    let f32_at = |at: usize| u32::from_le_bytes(out[at..at + 4].try_into().expect("4 bytes"));
+    let f64_at = |at: usize| u64::from_le_bytes(out[at..at + 8].try_into().expect("8 bytes"));
+    for slot in slots {
+        match slot {
+            Slot::F32 => {
+                let b = f32_at(at);
+                if f32::from_bits(b).is_nan() {
+                    assert_eq!(b, CANONICAL_F32, "f32 NaN at byte {at}");
+                    nans += 1;
+                }
+            }
+            Slot::F64 => {
+                let b = f64_at(at);
+                if f64::from_bits(b).is_nan() {
+                    assert_eq!(b, CANONICAL_F64, "f64 NaN at byte {at}");
+                    nans += 1;
+                }
+            }
+            Slot::V128 | Slot::Int => {}
+        }
+        at += slot.len() as usize;
+    }
+    nans
+}
+
+/// How many generated modules [`generated_float_modules_agree_on_two_backends`] runs.
+const MODULES: u64 = 40;
+
+#[test]
+fn generated_float_modules_agree_on_two_backends() {
+    let run = std::thread::Builder::new().stack_size(HOST_THREAD_STACK).spawn(|| {
+        let base = Job::load(&fixture("jobs/hello.toml")).expect("job");
+        let sandboxes: Vec<Sandbox> =
+            [Backend::Cranelift, Backend::Pulley].iter().map(|b| Sandbox::builder().cache_dir(None).backend(*b).build().expect("sandbox")).collect();
+        let mut nans = 0;
+        for seed in 0..MODULES {
+            let (wasm, slots) = float_module(seed, 24);
+            validate(&wasm);
+            let job = Job { module_sha256: Digest::of(&wasm), module: Arc::new(wasm), args: Vec::new(), ..base.clone() };
+            let outcomes: Vec<Outcome> = sandboxes.iter().map(|s| s.run(&job).unwrap_or_else(|e| panic!("seed {seed} on {}: {e}", s.backend()))).collect();
+            let reference = &outcomes[0];
+            assert_eq!(reference.termination, Termination::Exit(0), "seed {seed}");
+            // A NaN only ever escapes canonical, whatever its history...
+            nans += nans_in(&reference.stdout, &slots);
+            // ...and every backend prints the same bytes.
+            for (s, o) in sandboxes.iter().zip(&outcomes).skip(1) {
+                assert_eq!(o.stdout, reference.stdout, "seed {seed}: {} differs from cranelift", s.backend());
+                assert_eq!(o.summary().outcome_digest, reference.summary().outcome_digest, "seed {seed} on {}", s.backend());
+            }
+        }
+        nans
+    });
+    let nans = run.expect("spawn").join().expect("differential thread");
+    // The pool makes NaNs common: the test checks something.
+    assert!(nans > 100, "only {nans} NaNs observed");
+}
+
+// ---------------------------------------------------------------------------
+// The NaN probe guest on every backend.
+
+/// The backends canon runs jobs on. Winch is refused by canon (it lacks
+/// relaxed SIMD, which this probe uses too; see `engine::WINCH_UNSUPPORTED`).
+const BACKENDS: [Backend; 3] = [Backend::Cranelift, Backend::CraneliftBaseline, Backend::Pulley];
+
+/// `fixtures/nanprobe.expected`: the probe's stdout, pinned. Rewrite it with
+/// `CANON_BLESS=1 cargo test nan::` after a deliberate change (and bump the
+/// NaN pass version or the determinism ABI).
+fn expected_probe_output() -> String {
+    std::fs::read_to_string(fixture("nanprobe.expected")).expect("fixtures/nanprobe.expected")
+}
+
+#[test]
+fn the_nan_probe_prints_the_pinned_bits_on_every_backend() {
+    let run = std::thread::Builder::new().stack_size(HOST_THREAD_STACK).spawn(|| {
+        let mut job = Job::load(&fixture("jobs/nanprobe.toml")).expect("job");
+        job.timeout *= 10;
+        BACKENDS
+            .iter()
+            .map(|b| {
+                let sandbox = Sandbox::builder().cache_dir(None).backend(*b).build().expect("sandbox");
+                let o = sandbox.run(&job).unwrap_or_else(|e| panic!("{b}: {e}"));
+                assert_eq!(o.termination, Termination::Exit(0), "{b}: {}", String::from_utf8_lossy(&o.stderr));
+                (*b, o)
+            })
+            .collect::<Vec<_>>()
+    });
+    let outcomes = run.expect("spawn").join().expect("probe thread");
+    let reference = String::from_utf8(outcomes[0].1.stdout.clone()).expect("utf-8");
+    if std::env::var_os("CANON_BLESS").is_some() {
+        std::fs::write(fixture("nanprobe.expected"), &reference).expect("bless");
+    }
+    for (b, o) in &outcomes {
+        assert_eq!(String::from_utf8_lossy(&o.stdout), expected_probe_output(), "{b}: the probe's output differs from fixtures/nanprobe.expected");
+        assert_eq!(o.summary().outcome_digest, outcomes[0].1.summary().outcome_digest, "{b}: outcome digest differs from cranelift");
+    }
+}
+
+/// One lane or scalar printed by the probe: is it a non-canonical NaN?
+fn non_canonical_nan(hex: &str) -> bool {
+    let hex = hex.trim_start_matches("0x");
+    match hex.len() {
+        8 => u32::from_str_radix(hex, 16).is_ok_and(|b| f32::from_bits(b).is_nan() && b != CANONICAL_F32),
+        16 => u64::from_str_radix(hex, 16).is_ok_and(|b| f64::from_bits(b).is_nan() && b != CANONICAL_F64),
+        _ => false,
+    }
+}
+
+#[test]
+fn the_pinned_probe_output_is_what_the_pass_promises() {
+    let out = expected_probe_output();
+    let mut nans = 0;
+    for line in out.lines() {
+        let (what, value) = line.rsplit_once(": ").unwrap_or_else(|| panic!("no value: {line}"));
+        if what.ends_with("copysign(1,nan)") {
+            // The sign of any NaN, copied onto 1, is +.
+            assert_eq!(value, "1", "{line}");
+            continue;
+        }
+        // Lane operations that only move bits keep them (deterministically);
+        // everything else that escapes is canonical.
+        let lane_op = what.strip_prefix("f32x4 ").or_else(|| what.strip_prefix("f64x2 ")).unwrap_or("");
+        let moves_bits = ["pmin(", "pmax(", "neg(", "abs("].iter().any(|op| lane_op.starts_with(op));
+        for lane in value.split(' ') {
+            let hex = lane.trim_start_matches("0x");
+            let is_nan = match hex.len() {
+                8 => u32::from_str_radix(hex, 16).is_ok_and(|b| f32::from_bits(b).is_nan()),
+                16 => u64::from_str_radix(hex, 16).is_ok_and(|b| f64::from_bits(b).is_nan()),
+                _ => panic!("not a lane: {line}"),
+            };
+            nans += usize::from(is_nan);
+            if !moves_bits {
+                assert!(!non_canonical_nan(lane), "non-canonical NaN escaped: {line}");
+            }
+        }
+    }
+    // Not vacuous: the probe's payload NaNs survive a lane `abs` as they are...
+    assert!(out.contains("f32x4 abs(payload) store: 7fc01234 7fc05678 7f800001 3f800000\n"), "{out}");
+    // ...and a NaN made with neg is stored as the positive canonical NaN.
+    assert!(out.contains("f64 -payload store: 0x7ff8000000000000\n"), "{out}");
+    assert!(nans > 300, "only {nans} NaNs in the probe's output");
 }

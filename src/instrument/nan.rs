@@ -182,16 +182,19 @@ enum When {
     After,
 }
 
+/// Which counter of [`NanSites`] a site adds to.
+type Counter = fn(&mut NanSites) -> &mut usize;
+
 /// The escape site `op` is, if any: when to canonicalise, what, and which
 /// counter it adds to. This match is the whole policy; the module doc says
 /// why every other instruction is left alone.
-fn site(op: &Operator<'_>) -> Option<(When, Shape, fn(&mut NanSites) -> &mut usize)> {
+fn site(op: &Operator<'_>) -> Option<(When, Shape, Counter)> {
     use Operator as O;
-    let stores: fn(&mut NanSites) -> &mut usize = |s| &mut s.stores;
-    let reinterprets: fn(&mut NanSites) -> &mut usize = |s| &mut s.reinterprets;
-    let copysigns: fn(&mut NanSites) -> &mut usize = |s| &mut s.copysigns;
-    let into_vector: fn(&mut NanSites) -> &mut usize = |s| &mut s.into_vector;
-    let vector_results: fn(&mut NanSites) -> &mut usize = |s| &mut s.vector_results;
+    let stores: Counter = |s| &mut s.stores;
+    let reinterprets: Counter = |s| &mut s.reinterprets;
+    let copysigns: Counter = |s| &mut s.copysigns;
+    let into_vector: Counter = |s| &mut s.into_vector;
+    let vector_results: Counter = |s| &mut s.vector_results;
     Some(match op {
         O::F32Store { .. } => (When::Before, Shape::F32, stores),
         O::F64Store { .. } => (When::Before, Shape::F64, stores),

@@ -58,15 +58,24 @@ impl ModuleCache {
         self.dir.as_deref()
     }
 
-    /// The compiled module for `bytes` (whose SHA-256 is `sha`).
-    pub fn get(&self, engine: &Engine, bytes: &[u8], sha: &Digest) -> wasmtime::Result<(Module, CacheHit)> {
+    /// The compiled module for `bytes` (whose SHA-256 is `sha`). On a miss,
+    /// `instrument` rewrites the bytes before they compile; the entry is
+    /// still named by `sha`, the digest of the original bytes (the engine
+    /// fingerprint names the instrumentation's version).
+    pub fn get(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        sha: &Digest,
+        instrument: impl FnOnce(&[u8]) -> wasmtime::Result<Vec<u8>>,
+    ) -> wasmtime::Result<(Module, CacheHit)> {
         if let Some(m) = self.memory.lock().map_err(|_| wasmtime::Error::msg("module cache lock poisoned"))?.get(sha) {
             return Ok((m.clone(), CacheHit::Memory));
         }
         let (module, hit) = match self.load_disk(engine, sha) {
             Some(m) => (m, CacheHit::Disk),
             None => {
-                let m = Module::new(engine, bytes)?;
+                let m = Module::new(engine, instrument(bytes)?)?;
                 // A cache that cannot be written only costs time.
                 let _ = self.store_disk(&m, sha);
                 (m, CacheHit::Compiled)

@@ -24,10 +24,17 @@ pub const WATCHDOG_TICK: Duration = Duration::from_millis(10);
 /// Most table elements a guest may hold (a table-growth bomb stops here).
 pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
-/// Version of canon's determinism ABI: the rules of this file and of the
-/// WASI host. Any change that can alter an outcome bumps it; it is recorded
-/// in receipts.
-pub const DETERMINISM_ABI: u32 = 1;
+/// Version of canon's determinism ABI: the rules of this file, of the
+/// load-time instrumentation (`crate::instrument`) and of the WASI host.
+/// Any change that can alter an outcome bumps it; it is recorded in
+/// receipts.
+///
+/// - 1: wasmtime's global NaN canonicalisation.
+/// - 2: NaNs canonicalised only where their bits escape, by the NaN pass
+///   version [`crate::instrument::nan::NAN_PASS_VERSION`] 1 (a NaN made by
+///   `neg`/`abs`/`copysign` and then stored reads back as the positive
+///   canonical NaN; see the README, Floats).
+pub const DETERMINISM_ABI: u32 = 2;
 
 /// The wasmtime version canon is built against.
 pub const WASMTIME_VERSION: &str = "48.0.8";
@@ -121,8 +128,11 @@ const X86_64_ABOVE_BASELINE: &[&str] = &[
 /// The configuration every canon engine uses, for `backend`.
 pub fn deterministic_config(backend: Backend) -> wasmtime::Result<Config> {
     let mut c = Config::new();
-    // NaN bit patterns differ between CPUs: canonicalise every float result.
-    c.cranelift_nan_canonicalization(true);
+    // NaN bit patterns differ between CPUs, but canon's NaN pass
+    // (`crate::instrument::nan`, run on every module before it compiles)
+    // canonicalises them wherever a guest can see them. Canonicalising every
+    // float result as well would only cost time (5-7x on float code).
+    c.cranelift_nan_canonicalization(false);
     // Relaxed SIMD results may differ between CPUs: lower them one fixed way.
     c.wasm_relaxed_simd(true);
     c.relaxed_simd_deterministic(true);
@@ -178,12 +188,14 @@ pub fn new_engine(backend: Backend) -> wasmtime::Result<Engine> {
 }
 
 /// A short hex fingerprint of everything that makes compiled code
-/// compatible: wasmtime's version, its configuration and the host target.
+/// compatible: wasmtime's version, its configuration, the host target and
+/// the versions of the passes that rewrite modules before they compile.
 /// Compiled modules are cached under it.
 pub fn fingerprint(engine: &Engine) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
     DETERMINISM_ABI.hash(&mut h);
+    crate::instrument::nan::NAN_PASS_VERSION.hash(&mut h);
     format!("wasmtime-{WASMTIME_VERSION}-{:016x}", h.finish())
 }
 

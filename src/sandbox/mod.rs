@@ -130,7 +130,10 @@ impl Sandbox {
     /// Compiles (or loads from the cache) the module of `job`.
     pub fn prepare(&self, module: &[u8], sha: &Digest) -> Result<(InstancePre<StoreData>, CacheHit), RunError> {
         let compile_err = |e: wasmtime::Error| RunError::Compile { module: *sha, message: format!("{e:#}") };
-        let (module, hit) = self.cache.get(&self.engine, module, sha).map_err(compile_err)?;
+        // Load-time instrumentation, on a cache miss only. (Minimal wiring of
+        // the NaN pass: the instrumentation pipeline will own this call.)
+        let instrument = |bytes: &[u8]| crate::instrument::nan::canonicalize_nans(bytes).map_err(wasmtime::Error::msg);
+        let (module, hit) = self.cache.get(&self.engine, module, sha, instrument).map_err(compile_err)?;
         let pre = self.linker.instantiate_pre(&module).map_err(compile_err)?;
         Ok((pre, hit))
     }
