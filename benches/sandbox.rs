@@ -1,10 +1,13 @@
 //! Sandbox benchmarks, each measured against a baseline in the same run.
 //!
 //! - `compute/*`: a compute-bound guest under canon (every determinism knob
-//!   on: fuel, epoch watchdog, NaN canonicalisation, canon's WASI host)
-//!   versus plain wasmtime with wasmtime-wasi on the same module, both
-//!   compiled ahead of the measurement; each iteration instantiates and runs
-//!   the guest to completion.
+//!   on: fuel, epoch watchdog, the NaN pass, canon's WASI host) versus plain
+//!   wasmtime with wasmtime-wasi on the same module, all compiled ahead of
+//!   the measurement; each iteration instantiates and runs the guest to
+//!   completion. Two more plain-wasmtime variants isolate the cost of NaN
+//!   determinism alone: `wasmtime+nan-pass` runs the module rewritten by
+//!   canon's NaN pass, `wasmtime+global-nan` the original module with
+//!   wasmtime's global NaN canonicalisation (what canon did before).
 //! - `per_job/*`: the whole in-process path for `hello` with a warm module
 //!   cache (job spec on disk → outcome digest), versus spawning a process
 //!   per job (`canon exec`, and the `plain_wasmtime` example: a minimal
@@ -50,7 +53,17 @@ struct Plain {
 
 impl Plain {
     fn new() -> Plain {
-        let engine = Engine::default();
+        Plain::with(Engine::default())
+    }
+
+    /// Plain wasmtime with only `cranelift_nan_canonicalization` on.
+    fn global_nan() -> Plain {
+        let mut config = wasmtime::Config::new();
+        config.cranelift_nan_canonicalization(true);
+        Plain::with(Engine::new(&config).expect("engine"))
+    }
+
+    fn with(engine: Engine) -> Plain {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| c).expect("link wasi");
         Plain { engine, linker }
@@ -71,16 +84,22 @@ impl Plain {
 fn compute(c: &mut Criterion) {
     let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
     let plain = Plain::new();
+    let global_nan = Plain::global_nan();
     let mut group = c.benchmark_group("compute");
     group.sample_size(20).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(15));
     for name in ["sha256chain", "nbody"] {
         let job = load(&format!("{name}.toml"));
         sandbox.prepare(&job.module, &job.module_sha256).expect("compile");
         let module = Module::new(&plain.engine, job.module.as_slice()).expect("compile plain");
+        let rewritten = canon::instrument::nan::canonicalize_nans(&job.module).expect("NaN pass");
+        let with_pass = Module::new(&plain.engine, &rewritten).expect("compile plain + NaN pass");
+        let with_global = Module::new(&global_nan.engine, job.module.as_slice()).expect("compile plain + global NaN");
         let mut argv = vec![job.argv0.clone()];
         argv.extend(job.args.iter().cloned());
         group.bench_function(format!("{name}/canon"), |b| b.iter(|| sandbox.run(&job).expect("run")));
         group.bench_function(format!("{name}/wasmtime"), |b| b.iter(|| plain.run(&module, &argv)));
+        group.bench_function(format!("{name}/wasmtime+nan-pass"), |b| b.iter(|| plain.run(&with_pass, &argv)));
+        group.bench_function(format!("{name}/wasmtime+global-nan"), |b| b.iter(|| global_nan.run(&with_global, &argv)));
     }
     group.finish();
 }

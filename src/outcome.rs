@@ -77,7 +77,7 @@ pub enum TrapKind {
 
 impl TrapKind {
     /// Every kind, in declaration order.
-    pub const ALL: [TrapKind; 19] = [
+    pub const ALL: [TrapKind; 20] = [
         TrapKind::Unreachable,
         TrapKind::MemoryOutOfBounds,
         TrapKind::IntegerDivideByZero,

@@ -13,6 +13,7 @@ mod instrument;
 mod job_spec;
 mod limits;
 mod linking;
+mod nan;
 mod nodes;
 mod probes;
 mod quorum;

@@ -29,7 +29,12 @@ pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// Version of canon's determinism ABI: the rules of this file, of the WASI
 /// host and of the load-time instrumentation ([`crate::instrument::VERSION`]).
 /// Any change that can alter an outcome bumps it; it is recorded in receipts.
-/// Version 2: canon's own fuel metering and the job's call-depth limit.
+///
+/// - 1: wasmtime's fuel and global NaN canonicalisation.
+/// - 2: canon's own fuel metering and the job's call-depth limit; NaNs
+///   canonicalised only where their bits escape (a NaN made by
+///   `neg`/`abs`/`copysign` and then stored reads back as the positive
+///   canonical NaN; see the README, Floats).
 pub const DETERMINISM_ABI: u32 = 2;
 
 /// The wasmtime version canon is built against.
@@ -123,8 +128,11 @@ const X86_64_ABOVE_BASELINE: &[&str] = &[
 /// The configuration every canon engine uses, for `backend`.
 pub fn deterministic_config(backend: Backend) -> wasmtime::Result<Config> {
     let mut c = Config::new();
-    // NaN bit patterns differ between CPUs: canonicalise every float result.
-    c.cranelift_nan_canonicalization(true);
+    // NaN bit patterns differ between CPUs, but canon's NaN pass
+    // (`crate::instrument::nan`, run on every module before it compiles)
+    // canonicalises them wherever a guest can see them. Canonicalising every
+    // float result as well would only cost time (5-7x on float code).
+    c.cranelift_nan_canonicalization(false);
     // Relaxed SIMD results may differ between CPUs: lower them one fixed way.
     c.wasm_relaxed_simd(true);
     c.relaxed_simd_deterministic(true);
@@ -192,6 +200,7 @@ pub fn fingerprint(engine: &Engine) -> String {
     engine.precompile_compatibility_hash().hash(&mut h);
     DETERMINISM_ABI.hash(&mut h);
     crate::instrument::VERSION.hash(&mut h);
+    crate::instrument::nan::NAN_PASS_VERSION.hash(&mut h);
     format!("wasmtime-{WASMTIME_VERSION}-{:016x}", h.finish())
 }
 
