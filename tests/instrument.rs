@@ -303,3 +303,17 @@ fn other_traps_report_the_fuel_as_last_stored() {
     let o = run_everywhere(&job(dir.path(), &module, "").expect("job"));
     assert_eq!((o.termination, o.fuel_consumed), (Termination::Trap(TrapKind::Unreachable), 0));
 }
+
+#[test]
+fn leaf_functions_count_against_the_depth_limit() {
+    // _start → g → h, three times; h makes no call, so it only checks the
+    // counter: it must still need the third level, and not leak one.
+    let g = func(vec![], &[I::LocalGet(0), I::Call(2)]);
+    let h = func(vec![], &[I::LocalGet(0), I::Drop]);
+    let module = command(|_| {}, vec![(0, start_calling(0, 3)), (1, g), (1, h)]);
+    let dir = scratch();
+    let o = run_everywhere(&job(dir.path(), &module, "call_depth = 3").expect("job"));
+    assert_eq!(o.termination, Termination::Exit(0));
+    let o = run_everywhere(&job(dir.path(), &module, "call_depth = 2").expect("job"));
+    assert_eq!(o.termination, Termination::Trap(TrapKind::CallDepthExceeded));
+}

@@ -36,7 +36,10 @@
 //! target label; there the counter is reset to the function's own value
 //! (saved − 1), whatever the frames unwound had left in it. A trap ends the
 //! run, so it needs no restore. With the job's limit `L`, `L` nested frames
-//! run and the call that would make `L + 1` traps, on every backend.
+//! run and the call that would make `L + 1` traps, on every backend. A
+//! *leaf* (a function that makes no call of any kind and throws nothing)
+//! only checks `canon.depth == 0` on entry and never writes it: no other
+//! frame can run while it does, so the limit is the same.
 
 use wasm_encoder::reencode::{Error, Reencode, utils};
 use wasm_encoder::{BlockType, EntityType, Function, GlobalType, Instruction, Module, SectionId, ValType};
@@ -235,6 +238,9 @@ struct Locals {
     /// The function has `try_table` catch landings: every charge also
     /// stores the global, so reloading it where a catch lands loses nothing.
     write_through: bool,
+    /// The function makes no call and throws nothing: its depth check only
+    /// reads the counter (see [`is_leaf`]).
+    leaf: bool,
 }
 
 impl Meter {
@@ -314,11 +320,17 @@ impl Meter {
     }
 
     fn restore_depth(&self, f: &mut Function, l: &Locals) {
+        if l.leaf {
+            return;
+        }
         f.instruction(&Instruction::LocalGet(l.saved));
         f.instruction(&Instruction::GlobalSet(self.depth_global()));
     }
 
     fn own_depth(&self, f: &mut Function, l: &Locals) {
+        if l.leaf {
+            return;
+        }
         f.instruction(&Instruction::LocalGet(l.saved));
         f.instruction(&Instruction::I32Const(1));
         f.instruction(&Instruction::I32Sub);
@@ -395,7 +407,8 @@ impl Reencode for Meter {
         }
         let plan = plan(&ops)?;
         let write_through = plan.reset_after.iter().any(|r| *r);
-        let l = Locals { saved: count, len: count + 1, cost: count + 2, fuel: count + 3, write_through };
+        let leaf = is_leaf(&ops);
+        let l = Locals { saved: count, len: count + 1, cost: count + 2, fuel: count + 3, write_through, leaf };
         locals.push((2, ValType::I32));
         locals.push((2, ValType::I64));
 
@@ -404,7 +417,9 @@ impl Reencode for Meter {
         self.reload_fuel(&mut f, &l);
         // Depth check on entry.
         f.instruction(&Instruction::GlobalGet(self.depth_global()));
-        f.instruction(&Instruction::LocalTee(l.saved));
+        if !l.leaf {
+            f.instruction(&Instruction::LocalTee(l.saved));
+        }
         f.instruction(&Instruction::I32Eqz);
         self.trap_if(&mut f, TRAP_CALL_DEPTH);
         self.own_depth(&mut f, &l);
@@ -452,6 +467,25 @@ impl Reencode for Meter {
         code.function(&f);
         Ok(())
     }
+}
+
+/// A leaf makes no call and throws nothing, so no other frame can see the
+/// depth counter while it runs: it only needs to trap where its frame would
+/// exceed the limit (`canon.depth == 0`), and never writes the counter.
+fn is_leaf(ops: &[Operator<'_>]) -> bool {
+    !ops.iter().any(|op| {
+        matches!(
+            op,
+            Operator::Call { .. }
+                | Operator::CallIndirect { .. }
+                | Operator::CallRef { .. }
+                | Operator::ReturnCall { .. }
+                | Operator::ReturnCallIndirect { .. }
+                | Operator::ReturnCallRef { .. }
+                | Operator::Throw { .. }
+                | Operator::ThrowRef
+        )
+    })
 }
 
 /// Where charges and depth resets go in one function body.
