@@ -245,3 +245,75 @@ fn call_depth_is_checked_and_in_the_digest() {
     assert_ne!(a.digest(), b.digest());
     assert_eq!(job(dir.path(), &module, "").expect("job").limits.call_depth, 10_000);
 }
+
+/// `_start` counts to 1000 in a loop whose back edge is not in the loop
+/// header's segment (an empty `block` ends it), then runs `tail`.
+fn counting_loop(tail: &[I<'_>]) -> Function {
+    let mut body = vec![
+        I::Loop(BlockType::Empty),
+        I::Block(BlockType::Empty),
+        I::End,
+        I::LocalGet(0),
+        I::I32Const(1),
+        I::I32Add,
+        I::LocalTee(0),
+        I::I32Const(1000),
+        I::I32LtU,
+        I::BrIf(0),
+        I::End,
+    ];
+    body.extend_from_slice(tail);
+    func(vec![(1, ValType::I32)], &body)
+}
+
+#[test]
+fn fuel_checked_at_loop_headers_and_exits_is_exact_without_calls() {
+    let dir = scratch();
+    // No call anywhere: the checks at the loop header and at the exit
+    // still make exhaustion exact.
+    let module = command(|_| {}, vec![(0, counting_loop(&[]))]);
+    let full = run_everywhere(&job(dir.path(), &module, "").expect("job"));
+    assert_eq!(full.termination, Termination::Exit(0));
+    assert_eq!(full.fuel_consumed, 7 * 1000, "seven instructions per iteration");
+    let exact = run_everywhere(&job(dir.path(), &module, &format!("fuel = {}", full.fuel_consumed)).expect("job"));
+    assert_eq!((exact.termination, exact.fuel_consumed), (Termination::Exit(0), full.fuel_consumed));
+    let less = run_everywhere(&job(dir.path(), &module, &format!("fuel = {}", full.fuel_consumed - 1)).expect("job"));
+    assert_eq!((less.termination, less.fuel_consumed), (Termination::Trap(TrapKind::OutOfFuel), full.fuel_consumed - 1));
+
+    // An endless loop whose header segment costs nothing still stops.
+    let endless = command(|_| {}, vec![(0, func(vec![], &[I::Loop(BlockType::Empty), I::Block(BlockType::Empty), I::End, I::Br(0), I::End]))]);
+    let o = run_everywhere(&job(dir.path(), &endless, "fuel = 100000").expect("job"));
+    assert_eq!((o.termination, o.fuel_consumed), (Termination::Trap(TrapKind::OutOfFuel), 100_000));
+
+    // A budget above i64::MAX is i64::MAX: the run is not mistaken for
+    // an exhausted one.
+    let mut huge = job(dir.path(), &module, "").expect("job");
+    huge.limits.fuel = u64::MAX;
+    let huge = run_everywhere(&huge);
+    assert_eq!((huge.termination, huge.fuel_consumed), (Termination::Exit(0), full.fuel_consumed));
+}
+
+#[test]
+fn other_traps_report_the_fuel_as_last_stored() {
+    let dir = scratch();
+    // The loop's fuel lives in the function's local; `unreachable` traps
+    // before any call or exit stores it, so the outcome reports 0, on
+    // every backend.
+    let module = command(|_| {}, vec![(0, counting_loop(&[I::Unreachable]))]);
+    let o = run_everywhere(&job(dir.path(), &module, "").expect("job"));
+    assert_eq!((o.termination, o.fuel_consumed), (Termination::Trap(TrapKind::Unreachable), 0));
+}
+
+#[test]
+fn leaf_functions_count_against_the_depth_limit() {
+    // _start → g → h, three times; h makes no call, so it only checks the
+    // counter: it must still need the third level, and not leak one.
+    let g = func(vec![], &[I::LocalGet(0), I::Call(2)]);
+    let h = func(vec![], &[I::LocalGet(0), I::Drop]);
+    let module = command(|_| {}, vec![(0, start_calling(0, 3)), (1, g), (1, h)]);
+    let dir = scratch();
+    let o = run_everywhere(&job(dir.path(), &module, "call_depth = 3").expect("job"));
+    assert_eq!(o.termination, Termination::Exit(0));
+    let o = run_everywhere(&job(dir.path(), &module, "call_depth = 2").expect("job"));
+    assert_eq!(o.termination, Termination::Trap(TrapKind::CallDepthExceeded));
+}

@@ -14,12 +14,17 @@
 //! `br`, `br_if`, `br_table`, `return`, `unreachable`, `throw`,
 //! `throw_ref`, `return_call`, `return_call_indirect`). Before a segment
 //! runs, its whole static cost (the sum of [`cost`] over its instructions) is
-//! charged: if the fuel left is less, `canon.trap(0)` ends the run with
-//! `out_of_fuel`; otherwise the cost is subtracted. Bulk memory and table
+//! subtracted from the fuel, which a function keeps in a local: loaded from
+//! `canon.fuel` on entry, flushed back before every call, throw, return and
+//! the end of the body, reloaded after calls and where catches land.
+//! Exhaustion (the local below zero) is checked at the start of every loop
+//! body, before bulk instructions and before every flush; `canon.trap(0)`
+//! then ends the run with `out_of_fuel`. Bulk memory and table
 //! instructions (`memory.fill|copy|init`, `table.fill|copy|init`) are also
 //! charged for their length just before they run: one unit per 64 bytes
 //! ([`BULK_MEMORY_SHIFT`]), one per table element. So where a run stops and
-//! how much fuel it used depend only on the module, never on the compiler.
+//! how much fuel it used depend only on the module, never on the compiler
+//! (`docs/FUEL.md` says what an outcome reports for each way a run ends).
 //!
 //! **Call depth.** On entry every function reads `canon.depth` into a new
 //! local; if it is 0 it calls `canon.trap(1)` (`call_depth_exceeded`),
@@ -31,7 +36,10 @@
 //! target label; there the counter is reset to the function's own value
 //! (saved − 1), whatever the frames unwound had left in it. A trap ends the
 //! run, so it needs no restore. With the job's limit `L`, `L` nested frames
-//! run and the call that would make `L + 1` traps, on every backend.
+//! run and the call that would make `L + 1` traps, on every backend. A
+//! *leaf* (a function that makes no call of any kind and throws nothing)
+//! only checks `canon.depth == 0` on entry and never writes it: no other
+//! frame can run while it does, so the limit is the same.
 
 use wasm_encoder::reencode::{Error, Reencode, utils};
 use wasm_encoder::{BlockType, EntityType, Function, GlobalType, Instruction, Module, SectionId, ValType};
@@ -227,23 +235,34 @@ struct Locals {
     len: u32,
     cost: u32,
     fuel: u32,
+    /// The function has `try_table` catch landings: every charge also
+    /// stores the global, so reloading it where a catch lands loses nothing.
+    write_through: bool,
+    /// The function makes no call and throws nothing: its depth check only
+    /// reads the counter (see [`is_leaf`]).
+    leaf: bool,
 }
 
 impl Meter {
-    fn charge_static(&self, f: &mut Function, l: &Locals, cost: u64) {
+    /// Subtracts a segment's static cost from the fuel local; with `check`,
+    /// traps if the local went below zero. In write-through functions the
+    /// global follows the local at every charge.
+    fn charge_static(&self, f: &mut Function, l: &Locals, cost: u64, check: bool) {
         let cost = i64::try_from(cost).unwrap_or(i64::MAX);
-        f.instruction(&Instruction::GlobalGet(self.fuel_global()));
-        f.instruction(&Instruction::LocalTee(l.fuel));
-        f.instruction(&Instruction::I64Const(cost));
-        f.instruction(&Instruction::I64LtU);
-        self.trap_if(f, TRAP_OUT_OF_FUEL);
         f.instruction(&Instruction::LocalGet(l.fuel));
         f.instruction(&Instruction::I64Const(cost));
         f.instruction(&Instruction::I64Sub);
-        f.instruction(&Instruction::GlobalSet(self.fuel_global()));
+        f.instruction(&Instruction::LocalSet(l.fuel));
+        if check {
+            self.check_fuel(f, l);
+        }
+        if l.write_through {
+            self.flush_fuel(f, l);
+        }
     }
 
-    /// Charges for the `i32` length on top of the stack (left there).
+    /// Charges for the `i32` length on top of the stack (left there), and
+    /// checks before the bulk instruction runs.
     fn charge_length(&self, f: &mut Function, l: &Locals, shift: i64) {
         f.instruction(&Instruction::LocalTee(l.len));
         f.instruction(&Instruction::I64ExtendI32U);
@@ -251,16 +270,46 @@ impl Meter {
             f.instruction(&Instruction::I64Const(shift));
             f.instruction(&Instruction::I64ShrU);
         }
-        f.instruction(&Instruction::LocalTee(l.cost));
-        f.instruction(&Instruction::GlobalGet(self.fuel_global()));
-        f.instruction(&Instruction::I64GtU);
-        self.trap_if(f, TRAP_OUT_OF_FUEL);
-        f.instruction(&Instruction::GlobalGet(self.fuel_global()));
+        f.instruction(&Instruction::LocalSet(l.cost));
+        f.instruction(&Instruction::LocalGet(l.fuel));
         f.instruction(&Instruction::LocalGet(l.cost));
         f.instruction(&Instruction::I64Sub);
-        f.instruction(&Instruction::GlobalSet(self.fuel_global()));
+        f.instruction(&Instruction::LocalSet(l.fuel));
+        self.check_fuel(f, l);
+        if l.write_through {
+            self.flush_fuel(f, l);
+        }
         // The length was consumed by `local.tee … i64.extend`: put it back.
         f.instruction(&Instruction::LocalGet(l.len));
+    }
+
+    /// `canon.trap(0)` if the fuel local is below zero.
+    fn check_fuel(&self, f: &mut Function, l: &Locals) {
+        f.instruction(&Instruction::LocalGet(l.fuel));
+        f.instruction(&Instruction::I64Const(0));
+        f.instruction(&Instruction::I64LtS);
+        self.trap_if(f, TRAP_OUT_OF_FUEL);
+    }
+
+    /// Stores the fuel local into `canon.fuel`.
+    fn flush_fuel(&self, f: &mut Function, l: &Locals) {
+        f.instruction(&Instruction::LocalGet(l.fuel));
+        f.instruction(&Instruction::GlobalSet(self.fuel_global()));
+    }
+
+    /// Loads `canon.fuel` into the fuel local.
+    fn reload_fuel(&self, f: &mut Function, l: &Locals) {
+        f.instruction(&Instruction::GlobalGet(self.fuel_global()));
+        f.instruction(&Instruction::LocalSet(l.fuel));
+    }
+
+    /// Before control leaves the frame (a call, a throw, a return): check,
+    /// then flush, so the global never holds a negative value.
+    fn settle_fuel(&self, f: &mut Function, l: &Locals) {
+        self.check_fuel(f, l);
+        if !l.write_through {
+            self.flush_fuel(f, l);
+        }
     }
 
     fn trap_if(&self, f: &mut Function, reason: i32) {
@@ -271,11 +320,17 @@ impl Meter {
     }
 
     fn restore_depth(&self, f: &mut Function, l: &Locals) {
+        if l.leaf {
+            return;
+        }
         f.instruction(&Instruction::LocalGet(l.saved));
         f.instruction(&Instruction::GlobalSet(self.depth_global()));
     }
 
     fn own_depth(&self, f: &mut Function, l: &Locals) {
+        if l.leaf {
+            return;
+        }
         f.instruction(&Instruction::LocalGet(l.saved));
         f.instruction(&Instruction::I32Const(1));
         f.instruction(&Instruction::I32Sub);
@@ -345,21 +400,26 @@ impl Reencode for Meter {
             count += n;
             locals.push((n, self.val_type(ty)?));
         }
-        let l = Locals { saved: count, len: count + 1, cost: count + 2, fuel: count + 3 };
-        locals.push((2, ValType::I32));
-        locals.push((2, ValType::I64));
-
         let mut reader = func.get_operators_reader()?;
         let mut ops = Vec::new();
         while !reader.eof() {
             ops.push(reader.read()?);
         }
         let plan = plan(&ops)?;
+        let write_through = plan.reset_after.iter().any(|r| *r);
+        let leaf = is_leaf(&ops);
+        let l = Locals { saved: count, len: count + 1, cost: count + 2, fuel: count + 3, write_through, leaf };
+        locals.push((2, ValType::I32));
+        locals.push((2, ValType::I64));
 
         let mut f = Function::new(locals);
+        // The fuel lives in a local while the function runs.
+        self.reload_fuel(&mut f, &l);
         // Depth check on entry.
         f.instruction(&Instruction::GlobalGet(self.depth_global()));
-        f.instruction(&Instruction::LocalTee(l.saved));
+        if !l.leaf {
+            f.instruction(&Instruction::LocalTee(l.saved));
+        }
         f.instruction(&Instruction::I32Eqz);
         self.trap_if(&mut f, TRAP_CALL_DEPTH);
         self.own_depth(&mut f, &l);
@@ -369,30 +429,63 @@ impl Reencode for Meter {
         let last = ops.len().saturating_sub(1);
         for (i, op) in ops.into_iter().enumerate() {
             if plan.charge[i] > 0 {
-                self.charge_static(&mut f, &l, plan.charge[i]);
+                self.charge_static(&mut f, &l, plan.charge[i], plan.check[i]);
+            } else if plan.check[i] {
+                self.check_fuel(&mut f, &l);
             }
+            let calls = matches!(&op, Operator::Call { .. } | Operator::CallIndirect { .. } | Operator::CallRef { .. });
             match &op {
-                Operator::Return | Operator::ReturnCall { .. } | Operator::ReturnCallIndirect { .. } => self.restore_depth(&mut f, &l),
+                Operator::Return | Operator::ReturnCall { .. } | Operator::ReturnCallIndirect { .. } | Operator::ReturnCallRef { .. } => {
+                    self.settle_fuel(&mut f, &l);
+                    self.restore_depth(&mut f, &l);
+                }
+                Operator::Throw { .. } | Operator::ThrowRef => self.settle_fuel(&mut f, &l),
+                _ if calls => self.settle_fuel(&mut f, &l),
                 Operator::MemoryFill { .. } | Operator::MemoryCopy { .. } | Operator::MemoryInit { .. } => self.charge_length(&mut f, &l, BULK_MEMORY_SHIFT),
                 Operator::TableFill { .. } | Operator::TableCopy { .. } | Operator::TableInit { .. } => self.charge_length(&mut f, &l, 0),
                 _ => {}
             }
             if i == last {
-                // The function's own `end`: close the wrapper, restore, end.
+                // The function's own `end`: close the wrapper, settle, restore, end.
                 f.instruction(&Instruction::End);
+                self.settle_fuel(&mut f, &l);
                 self.restore_depth(&mut f, &l);
                 f.instruction(&Instruction::End);
                 break;
             }
             let ins = self.instruction(op)?;
             f.instruction(&ins);
+            if calls {
+                // The callee (and the host) charged the global.
+                self.reload_fuel(&mut f, &l);
+            }
             if plan.reset_after[i] {
                 self.own_depth(&mut f, &l);
+                self.reload_fuel(&mut f, &l);
             }
         }
         code.function(&f);
         Ok(())
     }
+}
+
+/// A leaf makes no call and throws nothing, so no other frame can see the
+/// depth counter while it runs: it only needs to trap where its frame would
+/// exceed the limit (`canon.depth == 0`), and never writes the counter.
+fn is_leaf(ops: &[Operator<'_>]) -> bool {
+    !ops.iter().any(|op| {
+        matches!(
+            op,
+            Operator::Call { .. }
+                | Operator::CallIndirect { .. }
+                | Operator::CallRef { .. }
+                | Operator::ReturnCall { .. }
+                | Operator::ReturnCallIndirect { .. }
+                | Operator::ReturnCallRef { .. }
+                | Operator::Throw { .. }
+                | Operator::ThrowRef
+        )
+    })
 }
 
 /// Where charges and depth resets go in one function body.
@@ -402,12 +495,16 @@ struct Plan {
     /// Reset the depth counter to the function's own value after `i` (a
     /// `catch` of a `try_table` lands there).
     reset_after: Vec<bool>,
+    /// Check the fuel (after the charge, if any) before instruction `i`:
+    /// the first instruction of every loop body.
+    check: Vec<bool>,
 }
 
 fn plan(ops: &[Operator<'_>]) -> Result<Plan, Error<InstrumentError>> {
     let mut charge = vec![0u64; ops.len() + 1];
     let mut reset_after = vec![false; ops.len()];
     let mut caught = vec![false; ops.len()];
+    let mut check = vec![false; ops.len() + 1];
     // Open frames by the index of the instruction that opened them; `None`
     // is the function's own frame.
     let mut frames: Vec<Option<usize>> = vec![None];
@@ -416,6 +513,9 @@ fn plan(ops: &[Operator<'_>]) -> Result<Plan, Error<InstrumentError>> {
         charge[segment] = charge[segment].saturating_add(cost(op));
         if ends_segment(op) {
             segment = i + 1;
+        }
+        if matches!(op, Operator::Loop { .. }) {
+            check[i + 1] = true;
         }
         match op {
             Operator::Try { .. } | Operator::Catch { .. } | Operator::CatchAll | Operator::Delegate { .. } | Operator::Rethrow { .. } => {
@@ -454,5 +554,5 @@ fn plan(ops: &[Operator<'_>]) -> Result<Plan, Error<InstrumentError>> {
             _ => {}
         }
     }
-    Ok(Plan { charge, reset_after })
+    Ok(Plan { charge, reset_after, check })
 }

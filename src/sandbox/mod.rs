@@ -223,7 +223,11 @@ impl Sandbox {
         // The instrumentation's counters: one fuel and one depth counter per
         // store, imported by every instrumented module as `canon.fuel` and
         // `canon.depth`.
-        let fuel = Global::new(&mut store, GlobalType::new(ValType::I64, Mutability::Var), Val::I64(job.limits.fuel as i64)).map_err(host_err)?;
+        // Instrumented code checks the fuel as a signed `i64` (it may run
+        // below zero between checks), so a budget above `i64::MAX` counts
+        // as `i64::MAX`: more than any timeout allows to run.
+        let budget = job.limits.fuel.min(i64::MAX as u64);
+        let fuel = Global::new(&mut store, GlobalType::new(ValType::I64, Mutability::Var), Val::I64(budget as i64)).map_err(host_err)?;
         let depth = i32::try_from(job.limits.call_depth).unwrap_or(i32::MAX);
         let depth = Global::new(&mut store, GlobalType::new(ValType::I32, Mutability::Var), Val::I32(depth)).map_err(host_err)?;
         store.data_mut().fuel = Some(fuel);
@@ -236,7 +240,9 @@ impl Sandbox {
         // not charged, but nothing more can run.
         let fuel_consumed = match termination {
             Termination::Trap(TrapKind::OutOfFuel) => job.limits.fuel,
-            _ => job.limits.fuel.saturating_sub(wasi::link::fuel_left(&mut store)),
+            // Otherwise the counter as last stored to the global (see
+            // docs/FUEL.md: exact at exits and host calls).
+            _ => budget.saturating_sub(wasi::link::fuel_left(&mut store)),
         };
         let wasi = store.into_data().wasi;
         let outputs = wasi.output_tree();
