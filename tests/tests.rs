@@ -6,6 +6,7 @@ mod util;
 mod backends;
 mod cli;
 mod determinism;
+mod examples;
 mod guests;
 mod hostile;
 mod job_spec;

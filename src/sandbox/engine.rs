@@ -143,6 +143,8 @@ pub fn deterministic_config(backend: Backend) -> wasmtime::Result<Config> {
     // Proposals canon does not offer (yet): refused at validation. (GC,
     // function references and exceptions are compiled out of wasmtime.)
     c.wasm_memory64(false);
+    c.wasm_gc(false);
+    c.wasm_exceptions(true);
     c.wasm_stack_switching(false);
     c.wasm_component_model(false);
     // Compiled code quality does not change results, only speed.
