@@ -44,7 +44,8 @@ PYTHON="$PWD/$venv/bin/python" scripts/fetch-examples.sh
 
 # The wasmtime CLI the examples' tests compare canon with, pinned to canon's
 # wasmtime and built with only what `wasmtime run` needs for these modules
-# (about N minutes on 2 cores, once; skipped when present).
+# (56 min measured on 2 cores shared with other builds, once; skipped when
+# present).
 wasmtime_version=48.0.8
 if ! target/wasmtime-cli/bin/wasmtime --version 2>/dev/null | grep -q "^wasmtime $wasmtime_version "; then
     cargo install wasmtime-cli --version "$wasmtime_version" --locked --root target/wasmtime-cli \
