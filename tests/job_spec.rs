@@ -543,7 +543,36 @@ fn missing_or_unusable_memory_is_refused() {
     assert_eq!(err, ModuleError::MissingMemory);
     assert!(msg.contains("memory"), "{msg}");
     let mem64 = MemoryType { memory64: true, ..PAGE };
-    assert!(matches!(module_err(&module(&[], Some(START), Some(mem64))), ModuleError::MemoryKind { .. }));
+    let err = module_err(&module(&[], Some(START), Some(mem64)));
+    assert!(matches!(err, ModuleError::Invalid { .. } | ModuleError::MemoryKind { .. }), "{err:?}");
+}
+
+/// Found by differential fuzzing: validation allowed 64-bit memories, which
+/// the engine refuses, so a second, unexported 64-bit memory passed
+/// validation and then failed to compile. It is refused at validation now.
+#[test]
+fn an_unexported_64_bit_memory_is_refused_at_validation() {
+    // Memory 0 exported and 32-bit; memory 1 64-bit and not exported.
+    let mut m = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    m.section(&types);
+    let mut funcs = FunctionSection::new();
+    funcs.function(0);
+    m.section(&funcs);
+    let mut mems = MemorySection::new();
+    mems.memory(PAGE).memory(MemoryType { memory64: true, ..PAGE });
+    m.section(&mems);
+    let mut exports = ExportSection::new();
+    exports.export("_start", ExportKind::Func, 0).export("memory", ExportKind::Memory, 0);
+    m.section(&exports);
+    let mut code = CodeSection::new();
+    let mut body = Function::new(vec![]);
+    body.instructions().end();
+    code.function(&body);
+    m.section(&code);
+    let err = module_err(&m.finish());
+    assert!(matches!(err, ModuleError::Invalid { .. }), "{err:?}");
 }
 
 // ----------------------------------------------------------------- digest

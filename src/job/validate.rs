@@ -24,12 +24,14 @@ use super::error::ModuleError;
 use crate::digest::Digest;
 use crate::sandbox::abi;
 
-/// The WebAssembly proposals a job's module may use: those wasmtime 48
-/// enables by default for core modules, as built for canon (without its
-/// `gc` and `threads` crate features, so no GC types, exceptions or shared
-/// memories). Checking against the same set as the engine means a module
-/// that passes here is not refused later by the compiler for a feature.
-pub const CORE_FEATURES: WasmFeatures = WasmFeatures::WASM3.difference(WasmFeatures::GC).difference(WasmFeatures::THREADS);
+/// The WebAssembly proposals a job's module may use: exactly those the
+/// engine enables (`deterministic_config`): WebAssembly 3.0 with exception
+/// handling, without the GC proposal, threads or 64-bit memories. Checking
+/// against the same set as the engine means a module that passes here is
+/// not refused later by the compiler for a feature. (Differential fuzzing
+/// found that `MEMORY64` was left in: a second, unexported 64-bit memory
+/// passed validation and then failed to compile.)
+pub const CORE_FEATURES: WasmFeatures = WasmFeatures::WASM3.difference(WasmFeatures::GC).difference(WasmFeatures::THREADS).difference(WasmFeatures::MEMORY64);
 
 const MAGIC: &[u8; 4] = b"\0asm";
 
