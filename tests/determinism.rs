@@ -6,13 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use canon::job::Job;
 use canon::sandbox::Sandbox;
 
-use crate::util::{canon_bin, fixture, scratch};
+use crate::util::{Perturbation, canon_bin, fixture, host_perturbations, scratch};
 
 /// Every job spec under fixtures/jobs/.
 pub fn fixture_jobs() -> Vec<PathBuf> {
@@ -41,24 +39,10 @@ fn every_fixture_job_gives_one_outcome_in_ten_runs() {
     }
 }
 
-/// One way of perturbing the host for a `canon run` process.
-struct Perturbation {
-    name: &'static str,
-    env: Vec<(&'static str, String)>,
-    cwd: Option<PathBuf>,
-    busy_core: bool,
-}
-
 fn run_json(spec: &Path, p: &Perturbation, cache: &Path) -> serde_json::Value {
     let mut cmd = Command::new(canon_bin());
     cmd.arg("run").arg("--json").arg(spec).env("CANON_CACHE_DIR", cache);
-    for (k, v) in &p.env {
-        cmd.env(k, v);
-    }
-    if let Some(dir) = &p.cwd {
-        cmd.current_dir(dir);
-    }
-    let out = cmd.output().expect("spawn canon");
+    let out = p.output(&mut cmd);
     let code = out.status.code();
     assert!(code == Some(0) || code == Some(1), "{} under {}: canon failed ({code:?}): {}", spec.display(), p.name, String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout)
@@ -71,46 +55,16 @@ fn perturbed_hosts_agree_with_in_process_runs() {
     let other_cache = scratch();
     let home = scratch();
     let cwd = scratch();
-    let perturbations = vec![
-        Perturbation { name: "cold cache", env: vec![], cwd: None, busy_core: false },
-        Perturbation { name: "warm cache", env: vec![], cwd: None, busy_core: false },
-        Perturbation {
-            name: "time zone and locale",
-            env: vec![("TZ", "Pacific/Chatham".into()), ("LANG", "tr_TR.UTF-8".into()), ("LC_ALL", "tr_TR.UTF-8".into())],
-            cwd: None,
-            busy_core: false,
-        },
-        Perturbation {
-            name: "home, cwd and extra environment",
-            env: vec![("HOME", home.path().display().to_string()), ("CANON_PROBE_NOISE", "x".repeat(1000)), ("PATH", "/nonexistent".into())],
-            cwd: Some(cwd.path().to_path_buf()),
-            busy_core: false,
-        },
-        Perturbation { name: "one compile thread", env: vec![("RAYON_NUM_THREADS", "1".into())], cwd: None, busy_core: false },
-        Perturbation { name: "busy second core", env: vec![("RAYON_NUM_THREADS", "7".into())], cwd: None, busy_core: true },
-    ];
+    let mut perturbations = vec![Perturbation::none("cold cache"), Perturbation::none("warm cache")];
+    perturbations.extend(host_perturbations(home.path(), cwd.path()));
     let sandbox = Sandbox::builder().cache_dir(Some(other_cache.path().to_path_buf())).build().expect("sandbox");
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for spec in fixture_jobs() {
         let want = in_process_digests(&sandbox, &spec, 1).remove(0);
         let want_job = Job::load(&spec).expect("load").digest().to_string();
         for p in &perturbations {
-            let stop = Arc::new(AtomicBool::new(false));
-            let spinner = p.busy_core.then(|| {
-                let stop = Arc::clone(&stop);
-                std::thread::spawn(move || {
-                    let mut x = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-                    }
-                })
-            });
             // Absolute spec path, so a changed working directory still finds it.
             let json = run_json(&spec.canonicalize().expect("abs"), p, cold.path());
-            stop.store(true, Ordering::Relaxed);
-            if let Some(t) = spinner {
-                t.join().expect("spinner");
-            }
             assert_eq!(json["outcome_digest"].as_str(), Some(want.as_str()), "{} under {}: outcome differs", spec.display(), p.name);
             assert_eq!(json["job_digest"].as_str(), Some(want_job.as_str()), "{} under {}: job digest differs", spec.display(), p.name);
         }

@@ -24,12 +24,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use serde_json::Value;
 
-use crate::util::{canon_bin, root, scratch};
+use crate::util::{Perturbation, canon_bin, host_perturbations, root, scratch};
 
 /// Serialises the Yosys tests: each compiles or loads a 69 MB module.
 static YOSYS: Mutex<()> = Mutex::new(());
@@ -241,38 +240,10 @@ fn the_pinned_references_are_what_the_wasmtime_cli_writes() {
     }
 }
 
-/// A host perturbation for one `canon run --json`.
-struct Perturbation {
-    name: &'static str,
-    env: Vec<(&'static str, String)>,
-    cwd: Option<PathBuf>,
-    busy_core: bool,
-}
-
 fn run_json(spec: &Path, backend: &str, p: &Perturbation) -> Value {
     let mut cmd = Command::new(canon_bin());
     cmd.args(["run", "--json", "--backend", backend]).arg(spec).env("CANON_CACHE_DIR", cache_dir());
-    for (k, v) in &p.env {
-        cmd.env(k, v);
-    }
-    if let Some(dir) = &p.cwd {
-        cmd.current_dir(dir);
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let spinner = p.busy_core.then(|| {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut x = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-            }
-        })
-    });
-    let o = cmd.output().expect("spawn canon");
-    stop.store(true, Ordering::Relaxed);
-    if let Some(t) = spinner {
-        t.join().expect("spinner");
-    }
+    let o = p.output(&mut cmd);
     assert!(o.status.success(), "{} on {backend} under {}: {}", spec.display(), p.name, text(&o));
     serde_json::from_slice(&o.stdout).expect("run --json")
 }
@@ -285,27 +256,13 @@ fn one_outcome_everywhere(example: &Example, backends: &[&str]) {
     }
     let tmp = scratch();
     let want = three_nodes(example, "cranelift", &tmp.path().join("cranelift"), tmp.path());
-    let plain = Perturbation { name: "no perturbation", env: vec![], cwd: None, busy_core: false };
+    let plain = Perturbation::none("no perturbation");
     for backend in backends {
         let got = run_json(&example.spec(), backend, &plain);
         assert_eq!(got["outcome_digest"].as_str(), Some(want.as_str()), "{} on {backend}: outcome differs from Cranelift's: {got:#}", example.spec);
     }
     let (home, cwd) = (scratch(), scratch());
-    let perturbations = [
-        Perturbation {
-            name: "time zone and locale",
-            env: vec![("TZ", "Pacific/Chatham".into()), ("LANG", "tr_TR.UTF-8".into()), ("LC_ALL", "tr_TR.UTF-8".into())],
-            cwd: None,
-            busy_core: false,
-        },
-        Perturbation {
-            name: "home, cwd and extra environment",
-            env: vec![("HOME", home.path().display().to_string()), ("YOSYSHQ_NOISE", "x".repeat(1000)), ("PATH", "/nonexistent".into())],
-            cwd: Some(cwd.path().to_path_buf()),
-            busy_core: false,
-        },
-        Perturbation { name: "one thread and a busy core", env: vec![("RAYON_NUM_THREADS", "1".into())], cwd: None, busy_core: true },
-    ];
+    let perturbations = host_perturbations(home.path(), cwd.path());
     for p in &perturbations {
         let got = run_json(&example.spec(), "cranelift", p);
         assert_eq!(got["outcome_digest"].as_str(), Some(want.as_str()), "{} under {}: outcome differs: {got:#}", example.spec, p.name);
