@@ -73,11 +73,14 @@ pub enum TrapKind {
     UnknownImport,
     /// A call would have exceeded the job's call-depth limit (`call_depth`).
     CallDepthExceeded,
+    /// An exception thrown by the guest (exception-handling proposal) that
+    /// no handler caught.
+    UncaughtException,
 }
 
 impl TrapKind {
     /// Every kind, in declaration order.
-    pub const ALL: [TrapKind; 20] = [
+    pub const ALL: [TrapKind; 21] = [
         TrapKind::Unreachable,
         TrapKind::MemoryOutOfBounds,
         TrapKind::IntegerDivideByZero,
@@ -98,6 +101,7 @@ impl TrapKind {
         TrapKind::Other,
         TrapKind::UnknownImport,
         TrapKind::CallDepthExceeded,
+        TrapKind::UncaughtException,
     ];
 
     /// The stable name used in encodings, JSON and messages.
@@ -123,6 +127,7 @@ impl TrapKind {
             TrapKind::Other => "other",
             TrapKind::UnknownImport => "unknown_import",
             TrapKind::CallDepthExceeded => "call_depth_exceeded",
+            TrapKind::UncaughtException => "uncaught_exception",
         }
     }
 }

@@ -9,8 +9,8 @@ use canon::job::{Job, JobError, ModuleError};
 use canon::outcome::{Outcome, Termination, TrapKind};
 use canon::sandbox::{Backend, RunError, Sandbox};
 use wasm_encoder::{
-    BlockType, CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, GlobalType, ImportSection, Instruction as I, MemorySection,
-    MemoryType, Module, TypeSection, ValType,
+    BlockType, Catch, CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, GlobalType, ImportSection, Instruction as I,
+    MemorySection, MemoryType, Module, TagKind, TagSection, TagType, TypeSection, ValType,
 };
 
 use crate::util::scratch;
@@ -316,4 +316,68 @@ fn leaf_functions_count_against_the_depth_limit() {
     assert_eq!(o.termination, Termination::Exit(0));
     let o = run_everywhere(&job(dir.path(), &module, "call_depth = 2").expect("job"));
     assert_eq!(o.termination, Termination::Trap(TrapKind::CallDepthExceeded));
+}
+
+/// A command module with one exception tag (type `() -> ()`): function 0 is
+/// `_start` (`start`), 1 is [`recursive_f`], 2 is `throw_at_bottom(n)`,
+/// which recurses down to `n = 0` and throws there.
+fn with_exceptions(start: Function) -> Vec<u8> {
+    let mut m = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    types.ty().function([ValType::I32], []);
+    m.section(&types);
+    let mut fs = FunctionSection::new();
+    fs.function(0).function(1).function(1);
+    m.section(&fs);
+    let mut mem = MemorySection::new();
+    mem.memory(MemoryType { minimum: 1, maximum: None, memory64: false, shared: false, page_size_log2: None });
+    m.section(&mem);
+    let mut tags = TagSection::new();
+    tags.tag(TagType { kind: TagKind::Exception, func_type_idx: 0 });
+    m.section(&tags);
+    let mut ex = ExportSection::new();
+    ex.export("memory", ExportKind::Memory, 0);
+    ex.export("_start", ExportKind::Func, 0);
+    m.section(&ex);
+    let thrower =
+        func(vec![], &[I::LocalGet(0), I::I32Eqz, I::If(BlockType::Empty), I::Throw(0), I::End, I::LocalGet(0), I::I32Const(1), I::I32Sub, I::Call(2)]);
+    let mut code = CodeSection::new();
+    code.function(&start).function(&recursive_f()).function(&thrower);
+    m.section(&code);
+    m.finish()
+}
+
+#[test]
+fn a_caught_exception_restores_the_depth_on_every_backend() {
+    const N: i32 = 1000;
+    // Throw from N + 1 frames deep, catch in _start, then recurse to exactly
+    // the limit: it fits only if the catch gave the unwound frames back.
+    let start = func(
+        vec![],
+        &[
+            I::Block(BlockType::Empty),
+            I::TryTable(BlockType::Empty, vec![Catch::All { label: 0 }].into()),
+            I::I32Const(N),
+            I::Call(2),
+            I::End,
+            I::End,
+            I::I32Const(N),
+            I::Call(1),
+        ],
+    );
+    let module = with_exceptions(start);
+    let dir = scratch();
+    let exact = job(dir.path(), &module, &format!("call_depth = {}", N + 2)).expect("job");
+    assert_eq!(run_everywhere(&exact).termination, Termination::Exit(0));
+    let short = job(dir.path(), &module, &format!("call_depth = {}", N + 1)).expect("job");
+    assert_eq!(run_everywhere(&short).termination, Termination::Trap(TrapKind::CallDepthExceeded));
+}
+
+#[test]
+fn an_uncaught_exception_is_an_outcome_on_every_backend() {
+    let module = with_exceptions(func(vec![], &[I::I32Const(5), I::Call(2)]));
+    let dir = scratch();
+    let job = job(dir.path(), &module, "").expect("job");
+    assert_eq!(run_everywhere(&job).termination, Termination::Trap(TrapKind::UncaughtException));
 }

@@ -472,3 +472,34 @@ fn in_trap_mode_an_import_from_a_later_preload_is_a_stub() {
     let job = load(dir.path(), spec).expect("load");
     assert_eq!(run_everywhere(&job).termination, Termination::Trap(TrapKind::UnknownImport));
 }
+
+/// Two modules of one job that import the same unknown function each get
+/// their own stub; and a name an earlier module stubbed (`late::add`) can
+/// still be registered by the later preload that exports it.
+#[test]
+fn in_trap_mode_stubs_belong_to_the_module_that_needs_them() {
+    let mut early = Wasm::default();
+    let missing = early.import("env", "missing", &[], &[]);
+    let add = early.import("late", "add", &[I32, I32], &[I32]);
+    let call = early.func(&[], &[], |s| {
+        s.i32_const(1).i32_const(2).call(add).drop().call(missing);
+    });
+    early.export("call", call);
+    let mut d = Wasm::default();
+    let missing = d.import("env", "missing", &[], &[]);
+    let call = d.import("early", "call", &[], &[]);
+    let add = d.import("late", "add", &[I32, I32], &[I32]);
+    d.memory();
+    let start = d.func(&[], &[], |s| {
+        // The driver's late::add is the library's; the trap comes from a stub.
+        s.i32_const(2).i32_const(40).call(add).drop().call(call).call(missing);
+    });
+    d.export("_start", start);
+    let dir = scratch();
+    write(dir.path(), "early.wasm", &early.finish());
+    write(dir.path(), "late.wasm", &library());
+    write(dir.path(), "driver.wasm", &d.finish());
+    let spec = "name = \"d\"\nmodule = \"driver.wasm\"\nunknown_imports = \"trap\"\n[[preload]]\nname = \"early\"\nmodule = \"early.wasm\"\n[[preload]]\nname = \"late\"\nmodule = \"late.wasm\"\n";
+    let job = load(dir.path(), spec).expect("load");
+    assert_eq!(run_everywhere(&job).termination, Termination::Trap(TrapKind::UnknownImport));
+}

@@ -148,14 +148,28 @@ impl Sandbox {
         self.cache.contains(sha)
     }
 
-    /// Prepares `linker` for `module`: with [`UnknownImports::Trap`],
-    /// defines every function import nobody provides as a stub of its
-    /// declared type that traps with [`TrapKind::UnknownImport`] when called.
-    /// `earlier` are the preloads instantiated before `module`: the only
-    /// ones it may import from (as validation decided).
-    fn link(&self, linker: &mut Linker<StoreData>, module: &Module, sha: &Digest, job: &Job, earlier: &[Preload]) -> Result<(), RunError> {
+    /// With [`UnknownImports::Trap`], a copy of `linker` for `module` alone,
+    /// in which every function import nobody provides is a stub of its
+    /// declared type that traps with [`TrapKind::UnknownImport`] when called
+    /// (`None` otherwise). The stubs stay out of the job's shared linker, so
+    /// two modules may stub the same name, and a later preload may still be
+    /// registered under a name an earlier module stubbed. `earlier` are the
+    /// preloads instantiated before `module`: the only ones it may import
+    /// from (as validation decided).
+    fn with_stubs(
+        &self,
+        linker: &Linker<StoreData>,
+        module: &Module,
+        sha: &Digest,
+        job: &Job,
+        earlier: &[Preload],
+    ) -> Result<Option<Linker<StoreData>>, RunError> {
         let link_err = |e: wasmtime::Error| RunError::Compile { module: *sha, message: format!("{e:#}") };
-        if job.unknown_imports == UnknownImports::Trap {
+        if job.unknown_imports != UnknownImports::Trap {
+            return Ok(None);
+        }
+        let mut linker = linker.clone();
+        {
             let mut stubbed = std::collections::HashSet::new();
             for import in module.imports() {
                 let ExternType::Func(ty) = import.ty() else { continue };
@@ -171,7 +185,7 @@ impl Sandbox {
                     .map_err(link_err)?;
             }
         }
-        Ok(())
+        Ok(Some(linker))
     }
 
     /// Runs `job` and returns its outcome.
@@ -260,8 +274,11 @@ impl Sandbox {
         modules: &[(Option<&str>, Module, Digest)],
     ) -> Result<Termination, RunError> {
         for (i, (name, module, sha)) in modules.iter().enumerate() {
-            self.link(&mut linker, module, sha, job, &job.preloads[..i.min(job.preloads.len())])?;
-            let instance = match linker.instantiate(&mut *store, module) {
+            let stubbed = self.with_stubs(&linker, module, sha, job, &job.preloads[..i.min(job.preloads.len())])?;
+            // A refusal recorded while an earlier module ran is not this
+            // instantiation's.
+            store.data_mut().limits.refused = false;
+            let instance = match stubbed.as_ref().unwrap_or(&linker).instantiate(&mut *store, module) {
                 // Only an instantiation can be refused by the limits as a whole.
                 Err(e) => return classify(&e, job, &store.data().limits, true),
                 Ok(instance) => instance,
@@ -314,6 +331,11 @@ fn classify(e: &wasmtime::Error, job: &Job, limits: &Limiter, instantiating: boo
             Stop::Exit(code) => Termination::Exit(code),
             Stop::Trap(kind) => Termination::Trap(kind),
         });
+    }
+    // An exception nothing caught ends the guest like a trap: where and
+    // whether it is thrown is a property of the job.
+    if e.is::<wasmtime::ThrownException>() {
+        return Ok(Termination::Trap(TrapKind::UncaughtException));
     }
     if let Some(trap) = e.downcast_ref::<Trap>() {
         let kind = match trap {
