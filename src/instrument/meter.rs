@@ -81,12 +81,15 @@ fn ends_segment(op: &Operator<'_>) -> bool {
             | Operator::Br { .. }
             | Operator::BrIf { .. }
             | Operator::BrTable { .. }
+            | Operator::BrOnNull { .. }
+            | Operator::BrOnNonNull { .. }
             | Operator::Return
             | Operator::Unreachable
             | Operator::Throw { .. }
             | Operator::ThrowRef
             | Operator::ReturnCall { .. }
             | Operator::ReturnCallIndirect { .. }
+            | Operator::ReturnCallRef { .. }
     )
 }
 
@@ -246,14 +249,15 @@ struct Locals {
 impl Meter {
     /// Subtracts a segment's static cost from the fuel local; with `check`,
     /// traps if the local went below zero. In write-through functions the
-    /// global follows the local at every charge.
+    /// global follows the local at every charge, so every charge is also
+    /// checked there: the global never holds a negative value.
     fn charge_static(&self, f: &mut Function, l: &Locals, cost: u64, check: bool) {
         let cost = i64::try_from(cost).unwrap_or(i64::MAX);
         f.instruction(&Instruction::LocalGet(l.fuel));
         f.instruction(&Instruction::I64Const(cost));
         f.instruction(&Instruction::I64Sub);
         f.instruction(&Instruction::LocalSet(l.fuel));
-        if check {
+        if check || l.write_through {
             self.check_fuel(f, l);
         }
         if l.write_through {

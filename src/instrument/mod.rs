@@ -33,7 +33,7 @@ use std::borrow::Cow;
 /// Version of the instrumentation as a whole: the passes, their order and
 /// their cost table. Any change that can alter an outcome (a cost, where a
 /// check goes) bumps it, and with it [`crate::sandbox::engine::DETERMINISM_ABI`].
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The reserved import module through which instrumented code reaches the
 /// host's counters. Guest modules may not import from it.

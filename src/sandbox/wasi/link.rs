@@ -29,8 +29,9 @@ pub struct StoreData {
 pub fn fuel_left(store: impl wasmtime::AsContextMut<Data = StoreData>) -> u64 {
     let mut store = store;
     match store.as_context().data().fuel {
-        // The counter holds a u64 in an i64 global.
-        Some(g) => g.get(&mut store).i64().map_or(0, |v| v as u64),
+        // The counter holds a u64 in an i64 global; it is written only after
+        // a check passed, so it is never negative.
+        Some(g) => g.get(&mut store).i64().map_or(0, |v| u64::try_from(v).unwrap_or(0)),
         None => 0,
     }
 }
