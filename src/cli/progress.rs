@@ -16,12 +16,14 @@ pub fn wanted(flag: bool) -> bool {
     flag || std::io::stderr().is_terminal()
 }
 
-/// Compiles every module of `job` that the cache does not hold yet, with a
-/// spinner on stderr when `show`; the run that follows finds them compiled.
+/// Compiles every module of `job` that the cache does not hold yet (with a
+/// spinner on stderr when `show`), so that the run, or the nodes, that
+/// follow find them compiled.
 pub fn precompile(sandbox: &Sandbox, job: &Job, show: bool) -> Result<()> {
     let modules = job.preloads.iter().map(|p| (&p.module_path, &p.module, &p.module_sha256)).chain([(&job.module_path, &job.module, &job.module_sha256)]);
     for (path, bytes, sha) in modules {
         if !show || sandbox.is_compiled(sha) {
+            sandbox.prepare(bytes, sha).with_context(|| format!("{}: cannot compile", path.display()))?;
             continue;
         }
         let name = path.file_name().map_or_else(|| sha.to_string(), |n| n.to_string_lossy().into_owned());
