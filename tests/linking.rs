@@ -356,7 +356,7 @@ fn an_import_of_the_wrong_type_from_a_preload_is_refused() {
 }
 
 #[test]
-fn preload_names_must_be_unique_and_not_wasi() {
+fn preload_names_must_be_unique_and_not_canons_own() {
     let d = linked_dir(&driver("lib", "add"));
     let twice = format!("{LINKED}[[preload]]\nname = \"lib\"\nmodule = \"lib.wasm\"\n");
     let msg = load(d.path(), &twice).expect_err("refused").to_string();
@@ -364,6 +364,10 @@ fn preload_names_must_be_unique_and_not_wasi() {
     let wasi = LINKED.replace("name = \"lib\"", "name = \"wasi_snapshot_preview1\"");
     let msg = load(d.path(), &wasi).expect_err("refused").to_string();
     assert!(msg.contains("preload[0].name"), "{msg}");
+    // `canon` is the instrumentation's import module.
+    let canon = LINKED.replace("name = \"lib\"", "name = \"canon\"");
+    let msg = load(d.path(), &canon).expect_err("refused").to_string();
+    assert!(msg.contains("preload[0].name") && msg.contains("\"canon\""), "{msg}");
     let missing = LINKED.replace("lib.wasm", "nope.wasm");
     let msg = load(d.path(), &missing).expect_err("refused").to_string();
     assert!(msg.contains("preload[0].module") && msg.contains("nope.wasm"), "{msg}");

@@ -81,8 +81,8 @@ fn job_from_args(args: &Args) -> Result<Job> {
     let mut linked: Vec<LinkedModule> = Vec::new();
     for spec in &args.preloads {
         let Some((name, path)) = spec.split_once('=') else { bail!("--preload {spec:?}: expected NAME=MODULE") };
-        if name.is_empty() || name == canon::sandbox::abi::WASI_MODULE || linked.iter().any(|l| l.name == name) {
-            bail!("--preload {spec:?}: the name must be non-empty, unique and not wasi_snapshot_preview1");
+        if !canon::job::is_preload_name(name) || linked.iter().any(|l| l.name == name) {
+            bail!("--preload {spec:?}: the name must be unique and {}", canon::job::PRELOAD_NAME_RULE);
         }
         let path = PathBuf::from(path);
         let bytes = std::fs::read(&path).with_context(|| format!("--preload {spec:?}: cannot read {}", path.display()))?;

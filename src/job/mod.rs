@@ -166,6 +166,15 @@ pub const MAX_INPUT_BYTES: u64 = 4 << 30;
 /// even receive more.
 pub const MAX_ARGS_ENV_BYTES: u64 = 2 << 20;
 
+/// What a `[[preload]]` name must be, for error messages.
+pub const PRELOAD_NAME_RULE: &str = "a non-empty module name other than \"wasi_snapshot_preview1\" and \"canon\"";
+
+/// Whether `name` may name a preload: not empty, and neither the WASI module
+/// nor `canon`, which are canon's own import modules.
+pub fn is_preload_name(name: &str) -> bool {
+    !name.is_empty() && name != crate::sandbox::abi::WASI_MODULE && name != crate::instrument::CANON_MODULE
+}
+
 /// Where argv and the environment, in this order, cross
 /// [`MAX_ARGS_ENV_BYTES`] (counting a NUL after each argument and each
 /// `NAME=value`, as the guest receives them): the field that crosses it

@@ -22,7 +22,6 @@ use super::{
     MAX_TIMEOUT, MIN_CALL_DEPTH, MIN_FUEL, MIN_MEMORY_BYTES, Mount, Preload, UnknownImports, args_env_overflow,
 };
 use crate::digest::Digest;
-use crate::sandbox::abi;
 use crate::tree::{Node, Tree, TreeError};
 
 /// The spec as written. Paths are relative to the spec file's directory.
@@ -124,8 +123,8 @@ pub(super) fn resolve(text: &str, base: &Path, file: &str) -> Result<Job, JobErr
     for (index, p) in spec.preload.iter().enumerate() {
         let field = |k: &str| format!("preload[{index}].{k}");
         let name = p.name.clone().ok_or_else(|| JobError::MissingField { file: f(), field: field("name") })?;
-        if name.is_empty() || name == abi::WASI_MODULE {
-            return Err(invalid(file, &field("name"), &format!("{name:?}"), "a non-empty module name other than \"wasi_snapshot_preview1\""));
+        if !super::is_preload_name(&name) {
+            return Err(invalid(file, &field("name"), &format!("{name:?}"), super::PRELOAD_NAME_RULE));
         }
         if preload_specs.iter().any(|(n, _, _): &(String, PathBuf, Option<Digest>)| *n == name) {
             return Err(invalid(file, &field("name"), &format!("{name:?}, the name of an earlier preload"), "a name no other preload has"));
