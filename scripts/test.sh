@@ -32,7 +32,9 @@ fi
 # The Python verifiers go into a virtualenv of the project's own (a system
 # Python may refuse `pip install`), which the tests find via CANON_PYTHON.
 venv=target/interop-venv
-if [ ! -x "$venv/bin/python" ]; then
+# A virtualenv left half-made (python3-venv missing) has no pip: make it anew.
+if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$venv"
     python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
