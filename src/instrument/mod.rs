@@ -15,7 +15,7 @@
 //!    `docs/FUEL.md`) and the job's call-depth limit. The counters are
 //!    mutable globals the module imports from the reserved module
 //!    [`CANON_MODULE`]; the host defines them once per store, so several
-//!    modules linked into one store would share one fuel counter and one
+//!    modules linked into one store (preloads) share one fuel counter and one
 //!    depth counter.
 //! 2. [`nan`]: NaN canonicalisation only where float bits can escape
 //!    ([`nan::canonicalize_nans`]; the soundness argument is in its module

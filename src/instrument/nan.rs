@@ -52,8 +52,10 @@
 //! 5. crossing to the host: an import's float parameter, an export's float
 //!    result, an exported float global. canon's host functions (its WASI
 //!    preview 1 set, [`crate::sandbox::abi`]) take and return only `i32`
-//!    and `i64`, a module importing anything else is refused before it
-//!    runs, canon calls only `_start: () -> ()`, and it never reads an
+//!    and `i64`; other imports are either exports of preloaded modules
+//!    (wasm to wasm, instrumented alike) or, with `unknown_imports =
+//!    "trap"`, stubs that trap without reading their arguments; canon calls
+//!    only `_start` and `_initialize`, both `() -> ()`, and it never reads an
 //!    exported global: no float crosses to the host.
 //!
 //! No other instruction turns a NaN's bits into anything observable:
@@ -66,9 +68,9 @@
 //!   `abs` and `copysign`'s first operand produce a NaN from a NaN: still a
 //!   float, observable only by the routes above;
 //! - `select`, locals, globals, calls, `br_table`, `throw`/`catch` and the
-//!   GC proposal's struct and array fields carry a float as a float (canon's
-//!   engine refuses GC and exceptions, but even there no instruction reads a
-//!   float field as bits); bulk memory (`memory.copy`, `memory.fill`,
+//!   GC proposal's struct and array fields carry a float as a float (canon
+//!   enables exceptions but refuses GC; in neither does an instruction read
+//!   a float as bits); bulk memory (`memory.copy`, `memory.fill`,
 //!   `memory.init`), atomics and table instructions only see bytes,
 //!   integers and references that were deterministic already.
 //!
