@@ -47,6 +47,13 @@ fn a_warm_entry_loads_from_disk_with_the_same_outcome() {
     assert_eq!(cold, CacheHit::Compiled);
     let (warm, got) = hit_and_digest(cache.path(), &job);
     assert_eq!((warm, got), (CacheHit::Disk, want));
+    // The entries' directory is the node's own: nobody else may write there.
+    #[cfg(unix)]
+    for dir in fs::read_dir(cache.path()).expect("cache dir") {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = dir.expect("entry").path();
+        assert_eq!(fs::metadata(&dir).expect("meta").permissions().mode() & 0o777, 0o700, "{}", dir.display());
+    }
 }
 
 #[test]

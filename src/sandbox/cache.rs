@@ -37,7 +37,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -126,41 +126,52 @@ impl ModuleCache {
         Some((dir.join(format!("{sha}.cwasm")), dir.join(format!("{sha}.cwasm.stamp"))))
     }
 
-    /// The disk entry for `sha`, if it is intact (see the module docs).
+    /// The disk entry for `sha`, if it is intact (see the module docs). The
+    /// entry is opened once: the stamp is taken from, the bytes (if needed)
+    /// hashed from, and the mapping made of that one open file.
     fn load_disk(&self, engine: &Engine, sha: &Digest) -> Option<Module> {
         let (entry, sidecar) = self.paths(sha)?;
         let recorded = Sidecar::parse(&fs::read_to_string(&sidecar).ok()?)?;
-        let now = Stamp::of(&fs::metadata(&entry).ok()?);
+        let mut file = fs::File::open(&entry).ok()?;
+        let now = Stamp::of(&file.metadata().ok()?);
         if now != recorded.stamp {
             // Not the file as written: check every byte once, then renew.
-            let bytes = fs::read(&entry).ok()?;
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).ok()?;
             if Digest::of(&bytes) != recorded.sha256 {
                 return None;
             }
-            let renewed = Sidecar { sha256: recorded.sha256, stamp: Stamp::of(&fs::metadata(&entry).ok()?) };
+            let renewed = Sidecar { sha256: recorded.sha256, stamp: now };
             let _ = write_atomic(entry.parent()?, &sidecar, renewed.render().as_bytes());
         }
-        // SAFETY: `Module::deserialize_file` requires a file produced by
+        // SAFETY: `Module::deserialize_open_file` requires a file produced by
         // `Module::serialize` of a compatible engine, not modified while it
         // is mapped. This file was written by `store_disk` below under this
         // engine's fingerprint (which covers wasmtime's version and
-        // configuration), and it is unchanged since: its stamp (length,
-        // inode, mtime, ctime) is the one recorded when it was written or
-        // when its SHA-256 was last checked against the one recorded then.
-        // canon never writes to an entry in place (a new entry is a new
-        // inode renamed over the old, and a mapping keeps the old inode), so
-        // it cannot change under the mapping except by another program
-        // writing into the node's private cache directory. wasmtime itself
-        // re-checks the header for engine compatibility.
+        // configuration), and the open file is unchanged since: its stamp
+        // (length, inode, mtime, ctime), taken from this same handle, is the
+        // one recorded when it was written or when its SHA-256 was last
+        // checked against the one recorded then. canon never writes to an
+        // entry in place (a new entry is a new inode renamed over the old,
+        // and a mapping keeps the old inode), so it cannot change under the
+        // mapping except by another program writing into the node's cache
+        // directory, which canon creates 0700. wasmtime itself re-checks the
+        // header for engine compatibility.
         #[allow(unsafe_code)]
-        let module = unsafe { Module::deserialize_file(engine, &entry) };
+        let module = unsafe { Module::deserialize_open_file(engine, file) };
         module.ok()
     }
 
     fn store_disk(&self, module: &Module, sha: &Digest) -> std::io::Result<()> {
         let Some((entry, sidecar)) = self.paths(sha) else { return Ok(()) };
         let dir = entry.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir)?;
+        // Private to the node: the SAFETY argument of `load_disk` relies on
+        // no one else writing here.
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
         let bytes = module.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
         write_atomic(dir, &entry, &bytes)?;
         let stamp = Stamp::of(&fs::metadata(&entry)?);
