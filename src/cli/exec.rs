@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use canon::digest::Digest;
-use canon::job::{DEFAULT_EPOCH, Job, Limits, LinkedModule, Linking, Mount, Preload, Role, UnknownImports};
+use canon::job::{ArgsEnvField, DEFAULT_EPOCH, Job, Limits, LinkedModule, Linking, Mount, Preload, Role, UnknownImports};
 use canon::outcome::Termination;
 use canon::sandbox::{Backend, RunOptions, Sandbox};
 use canon::tree::{Node, Tree};
@@ -128,7 +128,11 @@ fn job_from_args(args: &Args) -> Result<Job> {
     env.sort();
     let argv0 = args.module.display().to_string();
     if let Some(field) = canon::job::args_env_overflow(&argv0, &args.args, env.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-        let field = field.replace("argv0", "the module path (argv[0])").replace("args[", "guest argument [").replace("env.", "--env ");
+        let field = match field {
+            ArgsEnvField::Argv0 => "the module path (argv[0])".to_string(),
+            ArgsEnvField::Arg(i) => format!("guest argument {}", i + 1),
+            ArgsEnvField::Env(name) => format!("--env {name}"),
+        };
         bail!(
             "{field} takes argv and environment past the limit of {} bytes (counting a NUL after each argument and each NAME=value)",
             canon::job::MAX_ARGS_ENV_BYTES

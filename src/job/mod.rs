@@ -175,26 +175,48 @@ pub fn is_preload_name(name: &str) -> bool {
     !name.is_empty() && name != crate::sandbox::abi::WASI_MODULE && name != crate::instrument::CANON_MODULE
 }
 
+/// The argument or variable with which argv and the environment cross
+/// [`MAX_ARGS_ENV_BYTES`]; displayed as a job spec names it (`argv0`,
+/// `args[N]`, `env.NAME`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArgsEnvField {
+    /// `argv[0]`.
+    Argv0,
+    /// `args[N]` (argv[N + 1]).
+    Arg(usize),
+    /// The environment variable of this name.
+    Env(String),
+}
+
+impl std::fmt::Display for ArgsEnvField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArgsEnvField::Argv0 => f.write_str("argv0"),
+            ArgsEnvField::Arg(i) => write!(f, "args[{i}]"),
+            ArgsEnvField::Env(name) => write!(f, "env.{name}"),
+        }
+    }
+}
+
 /// Where argv and the environment, in this order, cross
 /// [`MAX_ARGS_ENV_BYTES`] (counting a NUL after each argument and each
-/// `NAME=value`, as the guest receives them): the field that crosses it
-/// (`argv0`, `args[N]` or `env.NAME`), or `None` if they fit. The one check
-/// for job specs and `canon exec`.
-pub fn args_env_overflow<'a>(argv0: &str, args: &[String], env: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<String> {
+/// `NAME=value`, as the guest receives them), or `None` if they fit. The one
+/// check for job specs and `canon exec`.
+pub fn args_env_overflow<'a>(argv0: &str, args: &[String], env: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<ArgsEnvField> {
     let mut total = (argv0.len() as u64).saturating_add(1);
     if total > MAX_ARGS_ENV_BYTES {
-        return Some("argv0".into());
+        return Some(ArgsEnvField::Argv0);
     }
     for (i, a) in args.iter().enumerate() {
         total = total.saturating_add(a.len() as u64 + 1);
         if total > MAX_ARGS_ENV_BYTES {
-            return Some(format!("args[{i}]"));
+            return Some(ArgsEnvField::Arg(i));
         }
     }
     for (k, v) in env {
         total = total.saturating_add(k.len() as u64 + v.len() as u64 + 2);
         if total > MAX_ARGS_ENV_BYTES {
-            return Some(format!("env.{k}"));
+            return Some(ArgsEnvField::Env(k.to_string()));
         }
     }
     None
@@ -562,11 +584,11 @@ mod tests {
     #[test]
     fn args_env_overflow_names_the_field_that_crosses_the_cap() {
         let half = "x".repeat((MAX_ARGS_ENV_BYTES / 2) as usize);
-        assert_eq!(args_env_overflow("p", &[], []), None);
-        assert_eq!(args_env_overflow("p", std::slice::from_ref(&half), [("K", "v")]), None);
-        assert_eq!(args_env_overflow("p", &[half.clone(), half.clone()], []), Some("args[1]".into()));
-        assert_eq!(args_env_overflow("p", std::slice::from_ref(&half), [("K", half.as_str())]), Some("env.K".into()));
-        assert_eq!(args_env_overflow(&"x".repeat(MAX_ARGS_ENV_BYTES as usize), &[], []), Some("argv0".into()));
+        assert_eq!(args_env_overflow("p", &[], []).map(|f| f.to_string()), None);
+        assert_eq!(args_env_overflow("p", std::slice::from_ref(&half), [("K", "v")]).map(|f| f.to_string()), None);
+        assert_eq!(args_env_overflow("p", &[half.clone(), half.clone()], []).map(|f| f.to_string()), Some("args[1]".into()));
+        assert_eq!(args_env_overflow("p", std::slice::from_ref(&half), [("K", half.as_str())]).map(|f| f.to_string()), Some("env.K".into()));
+        assert_eq!(args_env_overflow(&"x".repeat(MAX_ARGS_ENV_BYTES as usize), &[], []).map(|f| f.to_string()), Some("argv0".into()));
     }
 
     #[test]

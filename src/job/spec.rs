@@ -261,7 +261,7 @@ fn no_nul(file: &str, field: &str, value: &str) -> Result<(), JobError> {
 fn check_args_env_size(file: &str, argv0: &str, args: &[String], env: &BTreeMap<String, String>) -> Result<(), JobError> {
     match args_env_overflow(argv0, args, env.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
         None => Ok(()),
-        Some(field) => Err(JobError::ArgsTooLarge { file: file.into(), field, limit: MAX_ARGS_ENV_BYTES }),
+        Some(field) => Err(JobError::ArgsTooLarge { file: file.into(), field: field.to_string(), limit: MAX_ARGS_ENV_BYTES }),
     }
 }
 
