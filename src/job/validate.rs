@@ -92,8 +92,9 @@ pub enum Role {
 /// Why an import is linked as it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImportSource {
-    /// A WASI preview 1 function of canon's host.
-    Wasi,
+    /// A WASI preview 1 function of canon's host, with its parameter and
+    /// result types.
+    Wasi(&'static [abi::ValType], &'static [abi::ValType]),
     /// An export of the preloaded module of that index.
     Preload(usize),
     /// Nobody provides it: with [`UnknownImports::Trap`], a trapping stub.
@@ -105,8 +106,8 @@ pub enum ImportSource {
 /// under a name shadows nothing: names are unique and never
 /// `wasi_snapshot_preview1` (the spec refuses both).
 pub fn import_source<'a>(module: &str, name: &str, mut preload_names: impl Iterator<Item = &'a str>) -> ImportSource {
-    if abi::lookup(module, name).is_some() {
-        return ImportSource::Wasi;
+    if let Some((_, params, results)) = abi::lookup(module, name) {
+        return ImportSource::Wasi(params, results);
     }
     match preload_names.position(|p| p == module) {
         Some(i) => ImportSource::Preload(i),
@@ -197,7 +198,7 @@ pub fn validate_module_for(bytes: &[u8], role: Role, linking: &Linking<'_>) -> R
         match payload.map_err(invalid)? {
             Payload::ImportSection(reader) => {
                 for import in reader.into_imports() {
-                    imports_wasi |= check_import(&types, import.map_err(invalid)?, linking)? == ImportSource::Wasi;
+                    imports_wasi |= matches!(check_import(&types, import.map_err(invalid)?, linking)?, ImportSource::Wasi(..));
                 }
             }
             Payload::ExportSection(reader) => {
@@ -269,17 +270,18 @@ fn check_import(types: &TypesRef<'_>, import: wasmparser::Import<'_>, linking: &
         TypeRef::Tag(_) => ("tag", None),
     };
     let found = type_index.and_then(|i| func_type(types, types.core_type_at_in_module(i)));
+    // What the module declares, for messages.
+    let declared = || if type_index.is_some() { describe(found) } else { format!("a {kind}") };
     let source = import_source(import.module, import.name, linking.preloads.iter().map(|p| p.name.as_str()));
     match source {
-        ImportSource::Wasi => {
-            let Some((_, params, results)) = abi::lookup(import.module, import.name) else { unreachable_source()? };
+        ImportSource::Wasi(params, results) => {
             let matches = found.is_some_and(|ty| same(ty.params(), params) && same(ty.results(), results));
             if !matches {
                 return Err(ModuleError::ImportSignature {
                     module,
                     name,
                     expected: signature(params.iter().map(abi_name), results.iter().map(abi_name)),
-                    found: if type_index.is_some() { describe(found) } else { format!("a {kind}") },
+                    found: declared(),
                 });
             }
         }
@@ -304,8 +306,7 @@ fn check_import(types: &TypesRef<'_>, import: wasmparser::Import<'_>, linking: &
                         ExportType::Func { params, results } => signature(params.iter().map(ValType::to_string), results.iter().map(ValType::to_string)),
                         ExportType::Other(k) => format!("a {k}"),
                     };
-                    let found = if type_index.is_some() { describe(found) } else { format!("a {kind}") };
-                    return Err(ModuleError::ImportSignature { module, name, expected, found });
+                    return Err(ModuleError::ImportSignature { module, name, expected, found: declared() });
                 }
             }
         }
@@ -319,12 +320,6 @@ fn check_import(types: &TypesRef<'_>, import: wasmparser::Import<'_>, linking: &
         }
     }
     Ok(source)
-}
-
-/// `import_source` said Wasi, so `abi::lookup` found it; kept as an error
-/// rather than a panic.
-fn unreachable_source<T>() -> Result<T, ModuleError> {
-    Err(ModuleError::Invalid { message: "internal: WASI import lookup disagrees".into(), offset: 0 })
 }
 
 fn func_type<'a>(types: &'a TypesRef<'_>, id: CoreTypeId) -> Option<&'a FuncType> {
