@@ -108,11 +108,6 @@ use wasm_encoder::reencode::{self, Reencode};
 use wasm_encoder::{CodeSection, Function, Ieee32, Ieee64, Instruction, ValType};
 use wasmparser::{CompositeInnerType, FunctionBody, Operator, Parser, Payload};
 
-/// Version of this pass: any change to what it rewrites, or how, bumps it.
-/// It is part of the engine fingerprint that compiled modules are cached
-/// under, and of [`crate::sandbox::engine::DETERMINISM_ABI`].
-pub const NAN_PASS_VERSION: u32 = 1;
-
 /// The canonical f32 NaN: positive, quiet, zero payload.
 pub const CANONICAL_F32: u32 = 0x7fc0_0000;
 

@@ -206,7 +206,6 @@ pub fn fingerprint(engine: &Engine) -> String {
     engine.precompile_compatibility_hash().hash(&mut h);
     DETERMINISM_ABI.hash(&mut h);
     crate::instrument::VERSION.hash(&mut h);
-    crate::instrument::nan::NAN_PASS_VERSION.hash(&mut h);
     format!("wasmtime-{WASMTIME_VERSION}-{:016x}", h.finish())
 }
 
