@@ -6,6 +6,7 @@ mod util;
 mod backends;
 mod cli;
 mod determinism;
+mod differential;
 mod guests;
 mod hostile;
 mod job_spec;
