@@ -58,3 +58,6 @@ pub mod sandbox;
 pub mod node;
 pub mod quorum;
 pub mod receipt;
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;

@@ -7,6 +7,7 @@ mod backends;
 mod cache;
 mod cli;
 mod determinism;
+mod differential;
 mod examples;
 mod guests;
 mod hostile;

@@ -13,6 +13,7 @@
 
 pub mod abi;
 pub mod cache;
+pub mod differential;
 pub mod engine;
 pub mod limiter;
 pub mod wasi;
