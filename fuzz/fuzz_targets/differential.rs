@@ -5,7 +5,8 @@
 //! target aborts (a libFuzzer crash) on any finding: outcome digests or fuel
 //! that differ, a host panic, a timeout, or a module validation accepts
 //! but the engine refuses, a native stack overflow before the job's
-//! call-depth limit. There are no excused divergences.
+//! call-depth limit, and a float-heavy module printing a NaN that is not
+//! canonical. There are no excused divergences.
 //!
 //! Run (README, "Differential fuzzing"):
 //! `cargo fuzz run differential --sanitizer none -- -max_total_time=600`
@@ -33,13 +34,15 @@ fuzz_target!(|data: &[u8]| {
     let diff = guard.get_or_insert_with(|| Differential::new(&[Backend::Cranelift, Backend::CraneliftBaseline, Backend::Pulley]).expect("sandboxes"));
     let report = diff.check(&case.module, &case.job);
     let n = RUN.fetch_add(1, Ordering::Relaxed) + 1;
+    // A float-heavy module must print only canonical NaNs, whatever the
+    // backends agree on.
+    if let Err(e) = case.escaped_nans(&report) {
+        keep(&format!("NonCanonicalNan-{n}"), &case, profile, &report);
+        panic!("{e} ({profile:?} profile)\n{report}");
+    }
     match &report.verdict {
         Verdict::Fail(finding) => {
-            if let Ok(dir) = std::env::var("CANON_FUZZ_FINDINGS") {
-                let _ = std::fs::create_dir_all(&dir);
-                let _ = std::fs::write(format!("{dir}/{finding:?}-{n}.wasm"), &case.module);
-                let _ = std::fs::write(format!("{dir}/{finding:?}-{n}.txt"), format!("{profile:?} {:?}\n{report}", case.job));
-            }
+            keep(&format!("{finding:?}-{n}"), &case, profile, &report);
             panic!("{finding:?} ({profile:?} profile)\n{report}");
         }
         Verdict::Invalid(_) => {
@@ -51,3 +54,12 @@ fuzz_target!(|data: &[u8]| {
         eprintln!("canon-differential: {n} modules checked, {} invalid", INVALID.load(Ordering::Relaxed));
     }
 });
+
+/// Keeps a failing module and its report under `$CANON_FUZZ_FINDINGS`, if set.
+fn keep(name: &str, case: &Case, profile: Profile, report: &canon::sandbox::differential::Report) {
+    if let Ok(dir) = std::env::var("CANON_FUZZ_FINDINGS") {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(format!("{dir}/{name}.wasm"), &case.module);
+        let _ = std::fs::write(format!("{dir}/{name}.txt"), format!("{profile:?} {:?}\n{report}", case.job));
+    }
+}

@@ -51,7 +51,7 @@ use super::engine::HOST_THREAD_STACK;
 use super::{Backend, RunError, Sandbox};
 use crate::digest::Digest;
 use crate::job::{DEFAULT_EPOCH, Job, Limits, ModuleError, UnknownImports, validate_module};
-use crate::outcome::{Outcome, OutcomeSummary, Termination};
+use crate::outcome::{OutcomeSummary, Termination};
 
 /// Checks made on a fresh set of sandboxes before they are rebuilt: each
 /// sandbox keeps every compiled module in memory, so a long fuzzing run
@@ -164,13 +164,12 @@ pub enum RunResult {
 }
 
 impl RunResult {
-    fn from_run(r: Result<Outcome, RunError>) -> RunResult {
-        match r {
-            Ok(o) => RunResult::Outcome(Box::new(o.summary())),
-            Err(RunError::Compile { message, .. }) => RunResult::Compile(message),
-            Err(RunError::Timeout(_)) => RunResult::Timeout,
-            Err(RunError::NativeStackOverflow(_)) => RunResult::NativeStackOverflow,
-            Err(e @ (RunError::Host(_) | RunError::Engine(_))) => RunResult::Host(e.to_string()),
+    fn from_error(e: RunError) -> RunResult {
+        match e {
+            RunError::Compile { message, .. } => RunResult::Compile(message),
+            RunError::Timeout(_) => RunResult::Timeout,
+            RunError::NativeStackOverflow(_) => RunResult::NativeStackOverflow,
+            e @ (RunError::Host(_) | RunError::Engine(_)) => RunResult::Host(e.to_string()),
         }
     }
 
@@ -216,6 +215,9 @@ pub struct Run {
     pub backend: Backend,
     /// What it ended with.
     pub result: RunResult,
+    /// The guest's stdout, if the run had an outcome (for checks on what a
+    /// module printed, such as [`crate::fuzzing::float::escaped_nans`]).
+    pub stdout: Vec<u8>,
     /// Wall-clock time of the run (compilation included the first time).
     pub elapsed: Duration,
 }
@@ -323,7 +325,12 @@ impl Differential {
                 .spawn_scoped(s, || order.iter().map(|&i| run_once(&sandboxes[i], &job)).collect::<Vec<Run>>());
             match worker {
                 Ok(handle) => handle.join().unwrap_or_else(|p| vec![panic_run(self.backends[0], &p)]),
-                Err(e) => vec![Run { backend: self.backends[0], result: RunResult::Host(format!("could not spawn: {e}")), elapsed: Duration::ZERO }],
+                Err(e) => vec![Run {
+                    backend: self.backends[0],
+                    result: RunResult::Host(format!("could not spawn: {e}")),
+                    stdout: Vec::new(),
+                    elapsed: Duration::ZERO,
+                }],
             }
         });
         Report { verdict: judge(&runs), runs }
@@ -336,17 +343,18 @@ fn build(backends: &[Backend]) -> Result<Vec<Sandbox>, RunError> {
 
 fn run_once(sandbox: &Sandbox, job: &Job) -> Run {
     let start = Instant::now();
-    let result = match catch_unwind(AssertUnwindSafe(|| sandbox.run(job))) {
-        Ok(r) => RunResult::from_run(r),
+    let (result, stdout) = match catch_unwind(AssertUnwindSafe(|| sandbox.run(job))) {
+        Ok(Ok(o)) => (RunResult::Outcome(Box::new(o.summary())), o.stdout),
+        Ok(Err(e)) => (RunResult::from_error(e), Vec::new()),
         Err(p) => return panic_run(sandbox.backend(), &p),
     };
-    Run { backend: sandbox.backend(), result, elapsed: start.elapsed() }
+    Run { backend: sandbox.backend(), result, stdout, elapsed: start.elapsed() }
 }
 
 fn panic_run(backend: Backend, payload: &Box<dyn std::any::Any + Send>) -> Run {
     let msg =
         payload.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| payload.downcast_ref::<String>().cloned()).unwrap_or_else(|| "(no message)".into());
-    Run { backend, result: RunResult::Panic(msg), elapsed: Duration::ZERO }
+    Run { backend, result: RunResult::Panic(msg), stdout: Vec::new(), elapsed: Duration::ZERO }
 }
 
 /// The verdict on a set of runs, the first two on the same backend.
@@ -382,6 +390,7 @@ fn judge(runs: &[Run]) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Outcome;
 
     fn outcome(termination: Termination, fuel: u64) -> RunResult {
         let o = Outcome { termination, fuel_consumed: fuel, stdout: Vec::new(), stderr: Vec::new(), outputs: Default::default() };
@@ -389,7 +398,7 @@ mod tests {
     }
 
     fn runs(results: &[RunResult]) -> Vec<Run> {
-        results.iter().map(|r| Run { backend: Backend::Cranelift, result: r.clone(), elapsed: Duration::ZERO }).collect()
+        results.iter().map(|r| Run { backend: Backend::Cranelift, result: r.clone(), stdout: Vec::new(), elapsed: Duration::ZERO }).collect()
     }
 
     #[test]
