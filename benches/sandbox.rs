@@ -1,6 +1,7 @@
 //! Sandbox benchmarks, each measured against a baseline in the same run.
 //!
-//! - `compute/*`: a compute-bound guest under canon (every determinism knob
+//! - `compute/*`: a compute-bound guest (`sha256chain`: integer;
+//!   `nbody`: float; `mixed`: an integer and float image pipeline) under canon (every determinism knob
 //!   on: fuel, epoch watchdog, the NaN pass, canon's WASI host) versus plain
 //!   wasmtime with wasmtime-wasi on the same module, all compiled ahead of
 //!   the measurement; each iteration instantiates and runs the guest to
@@ -87,7 +88,7 @@ fn compute(c: &mut Criterion) {
     let global_nan = Plain::global_nan();
     let mut group = c.benchmark_group("compute");
     group.sample_size(20).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(15));
-    for name in ["sha256chain", "nbody"] {
+    for name in ["sha256chain", "nbody", "mixed"] {
         let job = load(&format!("{name}.toml"));
         sandbox.prepare(&job.module, &job.module_sha256).expect("compile");
         let module = Module::new(&plain.engine, job.module.as_slice()).expect("compile plain");

@@ -56,3 +56,24 @@ fn describe_difference(name: &str, committed: &[u8], fresh: &[u8]) -> String {
     let first = committed.iter().zip(fresh).position(|(a, b)| a != b).unwrap_or(committed.len().min(fresh.len()));
     format!("fixtures/{name} differs: committed {} bytes, rebuilt {} bytes, first difference at byte {first}", committed.len(), fresh.len())
 }
+
+/// The compute guests print their reference output under canon, every
+/// determinism knob on: the NaN pass and the meter change no result.
+#[test]
+fn compute_guests_print_their_reference_output() {
+    let sandbox = canon::sandbox::Sandbox::builder().cache_dir(None).build().expect("sandbox");
+    let cases: [(&str, &str, &str); 3] = [
+        // The Benchmarks Game's reference output for 1 000 steps.
+        ("nbody.toml", "1000", "-0.169075164\n-0.169087605\n"),
+        ("mixed.toml", "2", "7366842e20c7dc34\n6:11135 5:10985 7:10845 4:10350 8:10080 9:8918 3:8790 10:7381\n"),
+        // SHA-256 iterated twice from 32 zero bytes (as Python's hashlib says).
+        ("sha256chain.toml", "2", "sha256chain 2 2b32db6c2c0a6235fb1397e8225ea85e0f0e6e8c7b126d0016ccbde0e667151e\n"),
+    ];
+    for (spec, arg, expected) in cases {
+        let mut job = canon::job::Job::load(&fixture(&format!("jobs/{spec}"))).expect("job");
+        job.args = vec![arg.to_string()];
+        let outcome = sandbox.run(&job).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        assert_eq!(outcome.termination, canon::outcome::Termination::Exit(0), "{spec}");
+        assert_eq!(String::from_utf8_lossy(&outcome.stdout), expected, "{spec} with {arg}");
+    }
+}
