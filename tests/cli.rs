@@ -67,3 +67,24 @@ fn a_closed_stdout_ends_canon_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+#[test]
+fn exec_argv0_defaults_to_the_module_path_and_can_be_set() {
+    let dir = scratch();
+    let module = dir.path().join("probe.wasm");
+    std::fs::copy(fixture("probe.wasm"), &module).expect("copy");
+    let exec = |extra: &[&str]| {
+        let o = Command::new(canon_bin())
+            .arg("exec")
+            .args(extra)
+            .arg(&module)
+            .args(["--", "env"])
+            .env("CANON_CACHE_DIR", dir.path().join("cache"))
+            .output()
+            .expect("spawn");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).lines().find(|l| l.starts_with("arg 0 ")).map(str::to_string).expect("arg 0 line")
+    };
+    assert_eq!(exec(&[]), format!("arg 0 {}", module.display()), "as wasmtime run: the path as given");
+    assert_eq!(exec(&["--argv0", "probe"]), "arg 0 probe");
+}

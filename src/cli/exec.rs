@@ -37,6 +37,11 @@ pub struct Args {
     /// Seed of the guest's random stream.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// `argv[0]` for the guest. Default: the module path as given (as
+    /// `wasmtime run` does), which is part of the outcome: set it to get the
+    /// same digest wherever the module lives.
+    #[arg(long, value_name = "NAME")]
+    argv0: Option<String>,
     /// Fuel budget (instructions).
     #[arg(long, default_value_t = Limits::EXEC_DEFAULT.fuel)]
     fuel: u64,
@@ -126,9 +131,10 @@ fn job_from_args(args: &Args) -> Result<Job> {
         env.push((k.to_string(), v.to_string()));
     }
     env.sort();
-    let argv0 = args.module.display().to_string();
+    let argv0 = args.argv0.clone().unwrap_or_else(|| args.module.display().to_string());
     if let Some(field) = canon::job::args_env_overflow(&argv0, &args.args, env.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
         let field = match field {
+            ArgsEnvField::Argv0 if args.argv0.is_some() => "--argv0".to_string(),
             ArgsEnvField::Argv0 => "the module path (argv[0])".to_string(),
             ArgsEnvField::Arg(i) => format!("guest argument {}", i + 1),
             ArgsEnvField::Env(name) => format!("--env {name}"),
