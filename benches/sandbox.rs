@@ -9,6 +9,10 @@
 //!   determinism alone: `wasmtime+nan-pass` runs the module rewritten by
 //!   canon's NaN pass, `wasmtime+global-nan` the original module with
 //!   wasmtime's global NaN canonicalisation (what canon did before).
+//! - `ratio/*`: the same comparisons (canon, and plain wasmtime with the NaN
+//!   pass only) as ratios to plain wasmtime, the two sides interleaved run
+//!   by run so that drift in the machine's speed cancels; criterion's
+//!   "time" is the ratio, in seconds (1.08 s reads 1.08×).
 //! - `per_job/*`: the whole in-process path for `hello` with a warm module
 //!   cache (job spec on disk → outcome digest), versus spawning a process
 //!   per job (`canon exec`, and the `plain_wasmtime` example: a minimal
@@ -103,6 +107,49 @@ fn compute(c: &mut Criterion) {
         group.bench_function(format!("{name}/wasmtime+global-nan"), |b| b.iter(|| global_nan.run(&with_global, &argv)));
     }
     group.finish();
+
+    // The same comparisons as ratios, the two sides interleaved run by run,
+    // so that the machine's drift (large on a shared VM: the plain baseline
+    // alone moved 35% between runs) falls on both alike. Each reports
+    // `side ÷ plain wasmtime` as a time in seconds: read 1.08 s as 1.08×.
+    let mut group = c.benchmark_group("ratio");
+    group.sample_size(20).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(20));
+    for name in ["sha256chain", "nbody", "mixed"] {
+        let job = load(&format!("{name}.toml"));
+        let module = Module::new(&plain.engine, job.module.as_slice()).expect("compile plain");
+        let rewritten = canon::instrument::nan::canonicalize_nans(&job.module).expect("NaN pass");
+        let with_pass = Module::new(&plain.engine, &rewritten).expect("compile plain + NaN pass");
+        let mut argv = vec![job.argv0.clone()];
+        argv.extend(job.args.iter().cloned());
+        group.bench_function(format!("{name}/canon"), |b| b.iter_custom(|iters| ratio(iters, || drop(sandbox.run(&job).expect("run")), || plain.run(&module, &argv))));
+        group.bench_function(format!("{name}/wasmtime+nan-pass"), |b| {
+            b.iter_custom(|iters| ratio(iters, || plain.run(&with_pass, &argv), || plain.run(&module, &argv)))
+        });
+    }
+    group.finish();
+}
+
+/// Runs `side` and `baseline` alternately `iters` times (which goes first
+/// alternates too) and returns `iters` × (time of `side` ÷ time of
+/// `baseline`) as seconds, so that criterion's per-iteration figure is the
+/// ratio.
+fn ratio(iters: u64, mut side: impl FnMut(), mut baseline: impl FnMut()) -> Duration {
+    let (mut a, mut b) = (Duration::ZERO, Duration::ZERO);
+    for i in 0..iters {
+        let time = |f: &mut dyn FnMut()| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed()
+        };
+        if i % 2 == 0 {
+            a += time(&mut side);
+            b += time(&mut baseline);
+        } else {
+            b += time(&mut baseline);
+            a += time(&mut side);
+        }
+    }
+    Duration::from_secs_f64(iters as f64 * a.as_secs_f64() / b.as_secs_f64().max(1e-9))
 }
 
 fn per_job(c: &mut Criterion) {
