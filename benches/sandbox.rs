@@ -121,7 +121,9 @@ fn compute(c: &mut Criterion) {
         let with_pass = Module::new(&plain.engine, &rewritten).expect("compile plain + NaN pass");
         let mut argv = vec![job.argv0.clone()];
         argv.extend(job.args.iter().cloned());
-        group.bench_function(format!("{name}/canon"), |b| b.iter_custom(|iters| ratio(iters, || drop(sandbox.run(&job).expect("run")), || plain.run(&module, &argv))));
+        group.bench_function(format!("{name}/canon"), |b| {
+            b.iter_custom(|iters| ratio(iters, || drop(sandbox.run(&job).expect("run")), || plain.run(&module, &argv)))
+        });
         group.bench_function(format!("{name}/wasmtime+nan-pass"), |b| {
             b.iter_custom(|iters| ratio(iters, || plain.run(&with_pass, &argv), || plain.run(&module, &argv)))
         });

@@ -74,3 +74,41 @@ fn perturbed_hosts_agree_with_in_process_runs() {
     let distinct: std::collections::BTreeSet<_> = seen.values().collect();
     assert!(distinct.len() >= seen.len() - 1, "suspiciously few distinct outcomes: {seen:#?}");
 }
+
+/// How the host hands out fuel (a slice at a time, looking at the clock in
+/// between) never changes an outcome: every light fixture job, and a run
+/// whose budget is exactly what it needs or one unit less, give the same
+/// outcome and fuel with slices of 1, 7, 1 000 and the default.
+#[test]
+fn fuel_slices_never_change_an_outcome() {
+    use canon::outcome::{Termination, TrapKind};
+    let slices = [1, 7, 1_000, canon::sandbox::FUEL_SLICE];
+    let sandboxes: Vec<Sandbox> = slices.iter().map(|&s| Sandbox::builder().cache_dir(None).fuel_slice(s).build().expect("sandbox")).collect();
+    let reference = &sandboxes[slices.len() - 1];
+    let mut checked = 0;
+    for spec in fixture_jobs() {
+        let job = Job::load(&spec).unwrap_or_else(|e| panic!("{}: {e}", spec.display()));
+        let want = reference.run(&job).unwrap_or_else(|e| panic!("{}: {e}", spec.display()));
+        // A slice of 1 is a host call at every check: light jobs only.
+        if want.fuel_consumed > 20_000_000 {
+            continue;
+        }
+        checked += 1;
+        for (s, sandbox) in slices.iter().zip(&sandboxes) {
+            let got = sandbox.run(&job).unwrap_or_else(|e| panic!("{} with slice {s}: {e}", spec.display()));
+            assert_eq!(got.summary(), want.summary(), "{} with slice {s}", spec.display());
+        }
+    }
+    assert!(checked >= 10, "only {checked} light jobs");
+    // Exactly enough fuel, and one unit less, under every slice.
+    let mut job = Job::load(&fixture("jobs/hello.toml")).expect("hello");
+    let need = reference.run(&job).expect("hello").fuel_consumed;
+    for (s, sandbox) in slices.iter().zip(&sandboxes) {
+        job.limits.fuel = need;
+        let o = sandbox.run(&job).expect("run");
+        assert_eq!((o.termination, o.fuel_consumed), (Termination::Exit(0), need), "exact budget, slice {s}");
+        job.limits.fuel = need - 1;
+        let o = sandbox.run(&job).expect("run");
+        assert_eq!(o.termination, Termination::Trap(TrapKind::OutOfFuel), "one unit short, slice {s}");
+    }
+}

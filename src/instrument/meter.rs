@@ -5,7 +5,7 @@
 //! globals shift up by one and two):
 //!
 //! - `canon.trap: (i32) -> ()`, called when a check fails;
-//! - `canon.fuel: (mut i64)`, the fuel left, as a `u64`;
+//! - `canon.fuel: (mut i64)`, the fuel handed out and not yet used;
 //! - `canon.depth: (mut i32)`, how many more calls may be entered.
 //!
 //! **Fuel.** Each function body is cut into straight-line segments: a
@@ -18,8 +18,11 @@
 //! `canon.fuel` on entry, flushed back before every call, throw, return and
 //! the end of the body, reloaded after calls and where catches land.
 //! Exhaustion (the local below zero) is checked at the start of every loop
-//! body, before bulk instructions and before every flush; `canon.trap(0)`
-//! then ends the run with `out_of_fuel`. Bulk memory and table
+//! body, before bulk instructions and before every flush; the local is then
+//! stored and `canon.trap(0)` called: the host hands out the next slice of
+//! the job's budget (and the local is reloaded), or ends the run with
+//! `out_of_fuel` if the budget cannot cover what was used (see
+//! [`super::TRAP_OUT_OF_FUEL`]). Bulk memory and table
 //! instructions (`memory.fill|copy|init`, `table.fill|copy|init`) are also
 //! charged for their length just before they run: one unit per 64 bytes
 //! ([`BULK_MEMORY_SHIFT`]), one per table element. So where a run stops and
@@ -287,12 +290,18 @@ impl Meter {
         f.instruction(&Instruction::LocalGet(l.len));
     }
 
-    /// `canon.trap(0)` if the fuel local is below zero.
+    /// If the fuel local is below zero: store it, call `canon.trap(0)` (the
+    /// host hands out more fuel or ends the run) and reload it.
     fn check_fuel(&self, f: &mut Function, l: &Locals) {
         f.instruction(&Instruction::LocalGet(l.fuel));
         f.instruction(&Instruction::I64Const(0));
         f.instruction(&Instruction::I64LtS);
-        self.trap_if(f, TRAP_OUT_OF_FUEL);
+        f.instruction(&Instruction::If(BlockType::Empty));
+        self.flush_fuel(f, l);
+        f.instruction(&Instruction::I32Const(TRAP_OUT_OF_FUEL));
+        f.instruction(&Instruction::Call(self.trap_func()));
+        self.reload_fuel(f, l);
+        f.instruction(&Instruction::End);
     }
 
     /// Stores the fuel local into `canon.fuel`.

@@ -33,25 +33,34 @@ use std::borrow::Cow;
 /// Version of the instrumentation as a whole: the passes, their order and
 /// their cost table. Any change that can alter an outcome (a cost, where a
 /// check goes) bumps it, and with it [`crate::sandbox::engine::DETERMINISM_ABI`].
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// The reserved import module through which instrumented code reaches the
 /// host's counters. Guest modules may not import from it.
 pub const CANON_MODULE: &str = "canon";
 
-/// `canon.fuel`: mutable `i64` global, the fuel left (read as `u64`).
+/// `canon.fuel`: mutable `i64` global, the fuel the host has handed the
+/// guest so far and it has not used. The host hands the job's budget out in
+/// slices (see [`TRAP_OUT_OF_FUEL`]), so this is not the job's fuel left.
 pub const FUEL_GLOBAL: &str = "fuel";
 
 /// `canon.depth`: mutable `i32` global, how many more calls may be entered.
 /// The host sets it to the job's call-depth limit before the module runs.
 pub const DEPTH_GLOBAL: &str = "depth";
 
-/// `canon.trap: (i32) -> ()`: the host function a failed check calls; it
-/// never returns, the run ends with the trap named by its argument
-/// ([`TRAP_OUT_OF_FUEL`] or [`TRAP_CALL_DEPTH`]).
+/// `canon.trap: (i32) -> ()`: the host function a failed check calls, with
+/// [`TRAP_OUT_OF_FUEL`] or [`TRAP_CALL_DEPTH`].
 pub const TRAP_FUNC: &str = "trap";
 
-/// Argument of `canon.trap` when a block's cost exceeds the fuel left.
+/// Argument of `canon.trap` when the fuel counter went below zero. The
+/// instrumented code has stored its counter to `canon.fuel` before the call
+/// and reloads it after: the host either hands out more of the job's budget
+/// (the counter is then at least zero again) and returns, or ends the run —
+/// with `out_of_fuel` when the budget cannot cover what was used, or with no
+/// result when the job's wall-clock timeout has passed. Fuel is handed out
+/// in slices so that the host sees the clock at least once per slice; the
+/// slice size never changes an outcome, since the budget runs out at the
+/// same check whatever the slices were.
 pub const TRAP_OUT_OF_FUEL: i32 = 0;
 
 /// Argument of `canon.trap` when a call would exceed the depth limit.

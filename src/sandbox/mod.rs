@@ -19,7 +19,7 @@ pub mod limiter;
 pub mod wasi;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Caller, Engine, ExternType, Global, GlobalType, Linker, Module, Mutability, Store, StoreLimitsBuilder, Trap, Val, ValType};
 
@@ -31,7 +31,7 @@ pub use cache::CacheHit;
 use cache::ModuleCache;
 pub use engine::Backend;
 use limiter::Limiter;
-use wasi::{HostConfig, Stop, StoreData, WasiHost};
+use wasi::{FuelTank, HostConfig, Stop, StoreData, WasiHost};
 
 /// Why a run produced no outcome. None of these is ever signed.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +73,13 @@ pub struct RunOptions {
 pub struct SandboxBuilder {
     cache_dir: Option<PathBuf>,
     backend: Backend,
+    fuel_slice: u64,
 }
+
+/// Fuel handed to a guest at a time: 2²⁴, about 10–20 ms of compiled code,
+/// so the wall-clock timeout is seen that often (about 25× less often on
+/// the Pulley interpreter). See [`instrument::TRAP_OUT_OF_FUEL`].
+pub const FUEL_SLICE: u64 = 1 << 24;
 
 impl SandboxBuilder {
     /// Where compiled modules are cached on disk. Default:
@@ -91,7 +97,15 @@ impl SandboxBuilder {
         self
     }
 
-    /// Creates the engine, its linker and its cache, and starts the watchdog.
+    /// How much fuel the host hands a guest at a time (at least 1), and so
+    /// how often it looks at the clock. A host choice that never changes an
+    /// outcome (the tests vary it). Default: [`FUEL_SLICE`].
+    pub fn fuel_slice(mut self, fuel: u64) -> Self {
+        self.fuel_slice = fuel.max(1);
+        self
+    }
+
+    /// Creates the engine, its linker and its cache.
     pub fn build(self) -> Result<Sandbox, RunError> {
         let engine = engine::new_engine(self.backend).map_err(|e| match self.backend {
             Backend::Winch => RunError::Engine(format!("the winch backend cannot run canon jobs: {}; wasmtime: {e:#}", engine::WINCH_UNSUPPORTED)),
@@ -100,9 +114,8 @@ impl SandboxBuilder {
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(|e| RunError::Engine(format!("{e:#}")))?;
         add_canon_trap(&mut linker).map_err(|e| RunError::Engine(format!("{e:#}")))?;
-        engine::start_watchdog(&engine);
         let cache = ModuleCache::new(self.cache_dir, &engine::fingerprint(&engine));
-        Ok(Sandbox { engine, linker, cache, backend: self.backend })
+        Ok(Sandbox { engine, linker, cache, backend: self.backend, fuel_slice: self.fuel_slice })
     }
 }
 
@@ -112,6 +125,7 @@ pub struct Sandbox {
     linker: Linker<StoreData>,
     cache: ModuleCache,
     backend: Backend,
+    fuel_slice: u64,
 }
 
 impl Sandbox {
@@ -122,7 +136,7 @@ impl Sandbox {
 
     /// A builder, with every option at its default.
     pub fn builder() -> SandboxBuilder {
-        SandboxBuilder { cache_dir: cache::default_cache_dir(), backend: Backend::default() }
+        SandboxBuilder { cache_dir: cache::default_cache_dir(), backend: Backend::default(), fuel_slice: FUEL_SLICE }
     }
 
     /// The backend this sandbox runs guests on.
@@ -229,20 +243,17 @@ impl Sandbox {
             .build();
         let limits = Limiter::new(limits, job.limits.memory_bytes);
         let linked = !job.preloads.is_empty();
-        let mut store = Store::new(&self.engine, StoreData { wasi: WasiHost::new(config), limits, memory: None, linked, fuel: None });
-        store.limiter(|d| &mut d.limits);
-        let ticks = job.timeout.as_millis().div_ceil(engine::WATCHDOG_TICK.as_millis()).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
-
         // The instrumentation's counters: one fuel and one depth counter per
         // store, imported by every instrumented module as `canon.fuel` and
-        // `canon.depth`.
-        // Instrumented code checks the fuel as a signed `i64` (it may run
-        // below zero between checks), so a budget above `i64::MAX` counts
-        // as `i64::MAX`: more than any timeout allows to run.
-        let budget = job.limits.fuel.min(i64::MAX as u64);
-        let fuel = Global::new(&mut store, GlobalType::new(ValType::I64, Mutability::Var), Val::I64(budget as i64)).map_err(host_err)?;
+        // `canon.depth`. The guest gets the budget a slice at a time; what
+        // it has not been handed yet is the store's reserve.
+        let budget = job.limits.fuel;
+        let first = budget.min(self.fuel_slice);
+        let fuel = FuelTank { reserve: budget - first, slice: self.fuel_slice, deadline: Instant::now().checked_add(job.timeout) };
+        let data = StoreData { wasi: WasiHost::new(config), limits, memory: None, linked, fuel: None, tank: fuel };
+        let mut store = Store::new(&self.engine, data);
+        store.limiter(|d| &mut d.limits);
+        let fuel = Global::new(&mut store, GlobalType::new(ValType::I64, Mutability::Var), Val::I64(first as i64)).map_err(host_err)?;
         let depth = i32::try_from(job.limits.call_depth).unwrap_or(i32::MAX);
         let depth = Global::new(&mut store, GlobalType::new(ValType::I32, Mutability::Var), Val::I32(depth)).map_err(host_err)?;
         store.data_mut().fuel = Some(fuel);
@@ -307,12 +318,13 @@ impl Sandbox {
     }
 }
 
-/// Defines `canon.trap`, which instrumented code calls when a check fails:
-/// it never returns, and the run ends with the trap its argument names.
+/// Defines `canon.trap`, which instrumented code calls when a check fails.
+/// For the fuel check it hands out the next slice of the budget and returns
+/// (see [`instrument::TRAP_OUT_OF_FUEL`]); otherwise the run ends.
 fn add_canon_trap(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
-    linker.func_wrap(instrument::CANON_MODULE, instrument::TRAP_FUNC, |_: Caller<'_, StoreData>, reason: i32| -> wasmtime::Result<()> {
+    linker.func_wrap(instrument::CANON_MODULE, instrument::TRAP_FUNC, |mut caller: Caller<'_, StoreData>, reason: i32| -> wasmtime::Result<()> {
         let kind = match reason {
-            instrument::TRAP_OUT_OF_FUEL => TrapKind::OutOfFuel,
+            instrument::TRAP_OUT_OF_FUEL => return refuel(&mut caller),
             instrument::TRAP_CALL_DEPTH => TrapKind::CallDepthExceeded,
             _ => TrapKind::Other,
         };
@@ -321,11 +333,41 @@ fn add_canon_trap(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     Ok(())
 }
 
+/// The fuel check failed: `canon.fuel` holds `-owed`. Ends the run with
+/// `out_of_fuel` if the reserve cannot cover `owed` (the run used more than
+/// its budget), or with no result if the deadline has passed; otherwise
+/// tops the counter up by at least a slice (all the reserve if less).
+fn refuel(caller: &mut Caller<'_, StoreData>) -> wasmtime::Result<()> {
+    let tank = caller.data().tank;
+    let Some(global) = caller.data().fuel else { return Err(wasmtime::Error::new(Stop::Trap(TrapKind::OutOfFuel))) };
+    let counter = global.get(&mut *caller).i64().unwrap_or(0);
+    let owed = counter.min(0).unsigned_abs();
+    if owed > tank.reserve {
+        return Err(wasmtime::Error::new(Stop::Trap(TrapKind::OutOfFuel)));
+    }
+    if tank.deadline.is_none_or(|d| Instant::now() >= d) {
+        return Err(wasmtime::Error::new(DeadlinePassed));
+    }
+    let give = tank.reserve.min(owed.saturating_add(tank.slice));
+    caller.data_mut().tank.reserve -= give;
+    // `give - owed` is at most a slice beyond what was owed: it fits an i64.
+    let topped = i64::try_from(give - owed).unwrap_or(i64::MAX);
+    global.set(&mut *caller, Val::I64(topped))
+}
+
+/// The job's wall-clock timeout passed while the guest ran: no result.
+#[derive(Debug, thiserror::Error)]
+#[error("the job's wall-clock timeout passed")]
+struct DeadlinePassed;
+
 /// Maps a wasmtime error to how the guest ended, or to "no result": only
 /// what every node would see alike becomes an outcome.
 fn classify(e: &wasmtime::Error, job: &Job, limits: &Limiter, instantiating: bool) -> Result<Termination, RunError> {
     if limits.host_failed {
         return Err(RunError::Host(format!("the host could not provide memory the job is allowed: {e:#}")));
+    }
+    if e.is::<DeadlinePassed>() {
+        return Err(RunError::Timeout(job.timeout));
     }
     if let Some(stop) = e.downcast_ref::<Stop>() {
         return Ok(match *stop {
