@@ -73,27 +73,47 @@ pub fn cost(op: &Operator<'_>) -> u64 {
     }
 }
 
+/// How an instruction hands control out of its function's frame, if it does.
+/// The one list of calls, returns and throws that segments, settling and
+/// leaf detection all read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leaves {
+    /// `call`, `call_indirect`, `call_ref`: control comes back.
+    Call,
+    /// `return_call`, `return_call_indirect`, `return_call_ref`.
+    TailCall,
+    /// `return`.
+    Return,
+    /// `throw`, `throw_ref`.
+    Throw,
+}
+
+fn leaves(op: &Operator<'_>) -> Option<Leaves> {
+    Some(match op {
+        Operator::Call { .. } | Operator::CallIndirect { .. } | Operator::CallRef { .. } => Leaves::Call,
+        Operator::ReturnCall { .. } | Operator::ReturnCallIndirect { .. } | Operator::ReturnCallRef { .. } => Leaves::TailCall,
+        Operator::Return => Leaves::Return,
+        Operator::Throw { .. } | Operator::ThrowRef => Leaves::Throw,
+        _ => return None,
+    })
+}
+
 /// Does a new segment start after `op`?
 fn ends_segment(op: &Operator<'_>) -> bool {
-    matches!(
-        op,
-        Operator::Loop { .. }
-            | Operator::If { .. }
-            | Operator::Else
-            | Operator::End
-            | Operator::Br { .. }
-            | Operator::BrIf { .. }
-            | Operator::BrTable { .. }
-            | Operator::BrOnNull { .. }
-            | Operator::BrOnNonNull { .. }
-            | Operator::Return
-            | Operator::Unreachable
-            | Operator::Throw { .. }
-            | Operator::ThrowRef
-            | Operator::ReturnCall { .. }
-            | Operator::ReturnCallIndirect { .. }
-            | Operator::ReturnCallRef { .. }
-    )
+    matches!(leaves(op), Some(Leaves::TailCall | Leaves::Return | Leaves::Throw))
+        || matches!(
+            op,
+            Operator::Loop { .. }
+                | Operator::If { .. }
+                | Operator::Else
+                | Operator::End
+                | Operator::Br { .. }
+                | Operator::BrIf { .. }
+                | Operator::BrTable { .. }
+                | Operator::BrOnNull { .. }
+                | Operator::BrOnNonNull { .. }
+                | Operator::Unreachable
+        )
 }
 
 /// Instruments `wasm` with fuel metering and the call-depth check.
@@ -446,14 +466,14 @@ impl Reencode for Meter {
             } else if plan.check[i] {
                 self.check_fuel(&mut f, &l);
             }
-            let calls = matches!(&op, Operator::Call { .. } | Operator::CallIndirect { .. } | Operator::CallRef { .. });
+            let leaving = leaves(&op);
+            let calls = leaving == Some(Leaves::Call);
             match &op {
-                Operator::Return | Operator::ReturnCall { .. } | Operator::ReturnCallIndirect { .. } | Operator::ReturnCallRef { .. } => {
+                _ if matches!(leaving, Some(Leaves::Return | Leaves::TailCall)) => {
                     self.settle_fuel(&mut f, &l);
                     self.restore_depth(&mut f, &l);
                 }
-                Operator::Throw { .. } | Operator::ThrowRef => self.settle_fuel(&mut f, &l),
-                _ if calls => self.settle_fuel(&mut f, &l),
+                _ if leaving.is_some() => self.settle_fuel(&mut f, &l),
                 Operator::MemoryFill { .. } | Operator::MemoryCopy { .. } | Operator::MemoryInit { .. } => self.charge_length(&mut f, &l, BULK_MEMORY_SHIFT),
                 Operator::TableFill { .. } | Operator::TableCopy { .. } | Operator::TableInit { .. } => self.charge_length(&mut f, &l, 0),
                 _ => {}
@@ -486,19 +506,7 @@ impl Reencode for Meter {
 /// depth counter while it runs: it only needs to trap where its frame would
 /// exceed the limit (`canon.depth == 0`), and never writes the counter.
 fn is_leaf(ops: &[Operator<'_>]) -> bool {
-    !ops.iter().any(|op| {
-        matches!(
-            op,
-            Operator::Call { .. }
-                | Operator::CallIndirect { .. }
-                | Operator::CallRef { .. }
-                | Operator::ReturnCall { .. }
-                | Operator::ReturnCallIndirect { .. }
-                | Operator::ReturnCallRef { .. }
-                | Operator::Throw { .. }
-                | Operator::ThrowRef
-        )
-    })
+    !ops.iter().any(|op| matches!(leaves(op), Some(Leaves::Call | Leaves::TailCall | Leaves::Throw)))
 }
 
 /// Where charges and depth resets go in one function body.
