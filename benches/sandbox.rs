@@ -86,13 +86,22 @@ impl Plain {
     }
 }
 
-fn compute(c: &mut Criterion) {
-    let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
-    let plain = Plain::new();
-    let global_nan = Plain::global_nan();
-    let mut group = c.benchmark_group("compute");
-    group.sample_size(20).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(15));
-    for name in ["sha256chain", "nbody", "mixed"] {
+/// A compute guest, ready to run every way the `compute` and `ratio`
+/// groups compare: compiled once for each.
+struct Guest {
+    name: &'static str,
+    job: Job,
+    argv: Vec<String>,
+    /// The module under plain wasmtime.
+    module: Module,
+    /// The module rewritten by canon's NaN pass, under plain wasmtime.
+    with_pass: Module,
+    /// The module under wasmtime with global NaN canonicalisation.
+    with_global: Module,
+}
+
+impl Guest {
+    fn new(name: &'static str, sandbox: &Sandbox, plain: &Plain, global_nan: &Plain) -> Guest {
         let job = load(&format!("{name}.toml"));
         sandbox.prepare(&job.module, &job.module_sha256).expect("compile");
         let module = Module::new(&plain.engine, job.module.as_slice()).expect("compile plain");
@@ -101,10 +110,24 @@ fn compute(c: &mut Criterion) {
         let with_global = Module::new(&global_nan.engine, job.module.as_slice()).expect("compile plain + global NaN");
         let mut argv = vec![job.argv0.clone()];
         argv.extend(job.args.iter().cloned());
-        group.bench_function(format!("{name}/canon"), |b| b.iter(|| sandbox.run(&job).expect("run")));
-        group.bench_function(format!("{name}/wasmtime"), |b| b.iter(|| plain.run(&module, &argv)));
-        group.bench_function(format!("{name}/wasmtime+nan-pass"), |b| b.iter(|| plain.run(&with_pass, &argv)));
-        group.bench_function(format!("{name}/wasmtime+global-nan"), |b| b.iter(|| global_nan.run(&with_global, &argv)));
+        Guest { name, job, argv, module, with_pass, with_global }
+    }
+}
+
+fn compute(c: &mut Criterion) {
+    let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
+    let plain = Plain::new();
+    let global_nan = Plain::global_nan();
+    let guests: Vec<Guest> = ["sha256chain", "nbody", "mixed"].into_iter().map(|n| Guest::new(n, &sandbox, &plain, &global_nan)).collect();
+
+    let mut group = c.benchmark_group("compute");
+    group.sample_size(20).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(15));
+    for g in &guests {
+        let name = g.name;
+        group.bench_function(format!("{name}/canon"), |b| b.iter(|| sandbox.run(&g.job).expect("run")));
+        group.bench_function(format!("{name}/wasmtime"), |b| b.iter(|| plain.run(&g.module, &g.argv)));
+        group.bench_function(format!("{name}/wasmtime+nan-pass"), |b| b.iter(|| plain.run(&g.with_pass, &g.argv)));
+        group.bench_function(format!("{name}/wasmtime+global-nan"), |b| b.iter(|| global_nan.run(&g.with_global, &g.argv)));
     }
     group.finish();
 
@@ -114,19 +137,11 @@ fn compute(c: &mut Criterion) {
     // `side ÷ plain wasmtime` as a time in seconds: read 1.08 s as 1.08×.
     let mut group = c.benchmark_group("ratio");
     group.sample_size(20).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(20));
-    for name in ["sha256chain", "nbody", "mixed"] {
-        let job = load(&format!("{name}.toml"));
-        let module = Module::new(&plain.engine, job.module.as_slice()).expect("compile plain");
-        let rewritten = canon::instrument::nan::canonicalize_nans(&job.module).expect("NaN pass");
-        let with_pass = Module::new(&plain.engine, &rewritten).expect("compile plain + NaN pass");
-        let mut argv = vec![job.argv0.clone()];
-        argv.extend(job.args.iter().cloned());
-        group.bench_function(format!("{name}/canon"), |b| {
-            b.iter_custom(|iters| ratio(iters, || drop(sandbox.run(&job).expect("run")), || plain.run(&module, &argv)))
-        });
-        group.bench_function(format!("{name}/wasmtime+nan-pass"), |b| {
-            b.iter_custom(|iters| ratio(iters, || plain.run(&with_pass, &argv), || plain.run(&module, &argv)))
-        });
+    for g in &guests {
+        let name = g.name;
+        let baseline = || plain.run(&g.module, &g.argv);
+        group.bench_function(format!("{name}/canon"), |b| b.iter_custom(|iters| ratio(iters, || drop(sandbox.run(&g.job).expect("run")), baseline)));
+        group.bench_function(format!("{name}/wasmtime+nan-pass"), |b| b.iter_custom(|iters| ratio(iters, || plain.run(&g.with_pass, &g.argv), baseline)));
     }
     group.finish();
 }
