@@ -345,7 +345,7 @@ fn refuel(caller: &mut Caller<'_, StoreData>) -> wasmtime::Result<()> {
     if owed > tank.reserve {
         return Err(wasmtime::Error::new(Stop::Trap(TrapKind::OutOfFuel)));
     }
-    if tank.deadline.is_none_or(|d| Instant::now() >= d) {
+    if tank.deadline.is_some_and(|d| Instant::now() >= d) {
         return Err(wasmtime::Error::new(DeadlinePassed));
     }
     let give = tank.reserve.min(owed.saturating_add(tank.slice));
@@ -382,6 +382,9 @@ fn classify(e: &wasmtime::Error, job: &Job, limits: &Limiter, instantiating: boo
     }
     if let Some(trap) = e.downcast_ref::<Trap>() {
         let kind = match trap {
+            // Raised only by epoch interruption, which canon leaves off (the
+            // deadline is checked between fuel slices); were it ever on, an
+            // interrupt is still the host's timeout, never an outcome.
             Trap::Interrupt => return Err(RunError::Timeout(job.timeout)),
             // The native stack: machine-dependent, so no result.
             Trap::StackOverflow => return Err(RunError::NativeStackOverflow(job.limits.call_depth)),

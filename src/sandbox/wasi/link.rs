@@ -36,7 +36,7 @@ pub struct FuelTank {
     /// How much to hand out at a time.
     pub slice: u64,
     /// When the job's wall-clock timeout passes (`None`: beyond what the
-    /// clock can represent, so at once, as a timeout too large to honour).
+    /// clock can represent, so never).
     pub deadline: Option<std::time::Instant>,
 }
 
