@@ -75,40 +75,54 @@ fn perturbed_hosts_agree_with_in_process_runs() {
     assert!(distinct.len() >= seen.len() - 1, "suspiciously few distinct outcomes: {seen:#?}");
 }
 
-/// How the host hands out fuel (a slice at a time, looking at the clock in
-/// between) never changes an outcome: every light fixture job, and a run
-/// whose budget is exactly what it needs or one unit less, give the same
-/// outcome and fuel with slices of 1, 7, 1 000 and the default.
+/// The wall-clock watchdog never changes an outcome: every light fixture
+/// job gives the same outcome with no deadline at all, with its own
+/// deadline, and while other runs on other threads keep the watchdog
+/// firing (their endless guests time out every half second or so).
 #[test]
-fn fuel_slices_never_change_an_outcome() {
-    use canon::outcome::{Termination, TrapKind};
-    let slices = [1, 7, 1_000, canon::sandbox::FUEL_SLICE];
-    let sandboxes: Vec<Sandbox> = slices.iter().map(|&s| Sandbox::builder().cache_dir(None).fuel_slice(s).build().expect("sandbox")).collect();
-    let reference = &sandboxes[slices.len() - 1];
-    let mut checked = 0;
-    for spec in fixture_jobs() {
-        let job = Job::load(&spec).unwrap_or_else(|e| panic!("{}: {e}", spec.display()));
-        let want = reference.run(&job).unwrap_or_else(|e| panic!("{}: {e}", spec.display()));
-        // A slice of 1 is a host call at every check: light jobs only.
-        if want.fuel_consumed > 20_000_000 {
-            continue;
+fn the_watchdog_never_changes_an_outcome() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
+    let jobs: Vec<(std::path::PathBuf, Job)> =
+        fixture_jobs().into_iter().map(|spec| (spec.clone(), Job::load(&spec).unwrap_or_else(|e| panic!("{}: {e}", spec.display())))).collect();
+    let endless = {
+        let dir = tempfile::tempdir().expect("scratch");
+        let spec = crate::util::job_spec(dir.path(), "forever.toml", "sha256chain.wasm", crate::util::FOREVER);
+        Job::load(&spec).expect("forever")
+    };
+    let done = AtomicBool::new(false);
+    let checked = std::thread::scope(|scope| {
+        // Two threads whose runs the watchdog stops, over and over.
+        let firing: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut fired = 0;
+                    while !done.load(Ordering::Relaxed) {
+                        match sandbox.run(&endless) {
+                            Err(canon::sandbox::RunError::Timeout(_)) => fired += 1,
+                            other => panic!("the endless job ended otherwise: {:?}", other.map(|o| o.termination)),
+                        }
+                    }
+                    fired
+                })
+            })
+            .collect();
+        let mut checked = 0;
+        for (spec, job) in &jobs {
+            let mut unarmed = job.clone();
+            unarmed.timeout = std::time::Duration::MAX;
+            let want = sandbox.run(&unarmed).unwrap_or_else(|e| panic!("{}: {e}", spec.display()));
+            if want.fuel_consumed > 200_000_000 {
+                continue;
+            }
+            checked += 1;
+            let got = sandbox.run(job).unwrap_or_else(|e| panic!("{} with its deadline: {e}", spec.display()));
+            assert_eq!(got.summary(), want.summary(), "{} with its deadline, the watchdog busy", spec.display());
         }
-        checked += 1;
-        for (s, sandbox) in slices.iter().zip(&sandboxes) {
-            let got = sandbox.run(&job).unwrap_or_else(|e| panic!("{} with slice {s}: {e}", spec.display()));
-            assert_eq!(got.summary(), want.summary(), "{} with slice {s}", spec.display());
-        }
-    }
+        done.store(true, Ordering::Relaxed);
+        let fired: usize = firing.into_iter().map(|t| t.join().expect("firing thread")).sum();
+        assert!(fired >= 2, "the watchdog fired only {fired} times meanwhile");
+        checked
+    });
     assert!(checked >= 10, "only {checked} light jobs");
-    // Exactly enough fuel, and one unit less, under every slice.
-    let mut job = Job::load(&fixture("jobs/hello.toml")).expect("hello");
-    let need = reference.run(&job).expect("hello").fuel_consumed;
-    for (s, sandbox) in slices.iter().zip(&sandboxes) {
-        job.limits.fuel = need;
-        let o = sandbox.run(&job).expect("run");
-        assert_eq!((o.termination, o.fuel_consumed), (Termination::Exit(0), need), "exact budget, slice {s}");
-        job.limits.fuel = need - 1;
-        let o = sandbox.run(&job).expect("run");
-        assert_eq!(o.termination, Termination::Trap(TrapKind::OutOfFuel), "one unit short, slice {s}");
-    }
 }

@@ -221,10 +221,17 @@ fn modules_that_reach_for_canons_counters_are_refused() {
     let global = |imp: &mut ImportSection| {
         imp.import("canon", "fuel", EntityType::Global(GlobalType { val_type: ValType::I64, mutable: true, shared: false }));
     };
+    let memory = |imp: &mut ImportSection| {
+        imp.import("canon", "watchdog", EntityType::Memory(MemoryType { minimum: 1, maximum: Some(1), memory64: false, shared: false, page_size_log2: None }));
+    };
     let trap = |imp: &mut ImportSection| {
         imp.import("canon", "trap", EntityType::Function(1));
     };
-    for (what, module) in [("fuel", command(global, vec![(0, func(vec![], &[]))])), ("trap", command(trap, vec![(0, func(vec![], &[]))]))] {
+    for (what, module) in [
+        ("fuel", command(global, vec![(0, func(vec![], &[]))])),
+        ("watchdog", command(memory, vec![(0, func(vec![], &[]))])),
+        ("trap", command(trap, vec![(0, func(vec![], &[]))])),
+    ] {
         let err = job(dir.path(), &module, "").expect_err("refused");
         let msg = err.to_string();
         assert!(msg.contains(&format!("canon::{what}")) && msg.contains("reserved"), "{msg}");
@@ -380,4 +387,76 @@ fn an_uncaught_exception_is_an_outcome_on_every_backend() {
     let dir = scratch();
     let job = job(dir.path(), &module, "").expect("job");
     assert_eq!(run_everywhere(&job).termination, Termination::Trap(TrapKind::UncaughtException));
+}
+
+/// Endless loops that only the wall-clock safety net can stop, each with a
+/// budget of centuries: the watchdog must reach every one of them on every
+/// backend, and the run has no result.
+#[test]
+fn the_watchdog_stops_endless_loops_of_every_shape_on_every_backend() {
+    let spin = |body: &[I<'static>]| {
+        let mut b = vec![I::Loop(BlockType::Empty)];
+        b.extend_from_slice(body);
+        b.extend([I::Br(0), I::End]);
+        b
+    };
+    // An inner loop with no store, no call and no memory access, inside an
+    // outer loop: the compiler must not reuse the outer check's reading of
+    // the floor inside the inner loop.
+    let mut nested = vec![I::Loop(BlockType::Empty), I::LocalGet(0), I::I32Const(1), I::I32Add, I::LocalSet(0)];
+    nested.extend(spin(&[I::LocalGet(0), I::I32Const(3), I::I32Mul, I::LocalSet(0)]));
+    nested.extend([I::Br(0), I::End]);
+    // Two loops one after the other, the second endless.
+    let mut sequential =
+        vec![I::Loop(BlockType::Empty), I::LocalGet(0), I::I32Const(1), I::I32Add, I::LocalTee(0), I::I32Const(10), I::I32LtU, I::BrIf(0), I::End];
+    sequential.extend(spin(&[I::LocalGet(0), I::I32Const(1), I::I32Add, I::LocalSet(0)]));
+    // The same after more checks than the watchdog's page has copies of
+    // the floor (every call is a check), so that the loops' checks read a
+    // copy another check of the function reads too.
+    let mut crowded: Vec<I<'static>> = (0..canon::instrument::meter::FLOOR_SLOTS + 100).flat_map(|_| [I::I32Const(0), I::Call(1)]).collect();
+    crowded.extend(nested.iter().cloned());
+    let shapes: Vec<(&str, Vec<u8>)> = vec![
+        ("one loop", command(|_| {}, vec![(0, func(vec![(1, ValType::I32)], &spin(&[])))])),
+        ("nested loops", command(|_| {}, vec![(0, func(vec![(1, ValType::I32)], &nested))])),
+        ("nested loops after many checks", command(|_| {}, vec![(0, func(vec![(1, ValType::I32)], &crowded)), (1, func(vec![], &[]))])),
+        ("sequential loops", command(|_| {}, vec![(0, func(vec![(1, ValType::I32)], &sequential))])),
+        // No loop at all: a function that tail-calls itself.
+        (
+            "tail recursion",
+            command(|_| {}, vec![(0, func(vec![], &[I::I32Const(0), I::ReturnCall(1)])), (1, func(vec![], &[I::LocalGet(0), I::ReturnCall(1)]))]),
+        ),
+        // A loop that calls a function on every iteration.
+        ("loop with calls", command(|_| {}, vec![(0, func(vec![], &spin(&[I::I32Const(1), I::Call(1)]))), (1, func(vec![], &[]))])),
+    ];
+    let dir = scratch();
+    for (shape, module) in shapes {
+        let job = job(dir.path(), &module, "fuel = 1000000000000000000\ntimeout = 1").expect("job");
+        for backend in RUNNABLE {
+            // On a thread of its own, so that a watchdog that never fires
+            // fails the test instead of hanging it.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let run = job.clone();
+            std::thread::spawn(move || tx.send(run_on(backend, &run).map(|o| o.termination)));
+            match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+                Ok(Err(RunError::Timeout(_))) => {}
+                Ok(other) => panic!("{shape} on {backend}: expected a timeout, got {other:?}"),
+                Err(_) => panic!("{shape} on {backend}: the watchdog did not stop the run within 30 s"),
+            }
+        }
+    }
+}
+
+/// The guest's own `unreachable` is not mistaken for a failed check, with
+/// fuel left or not, at depth 1 or deeper.
+#[test]
+fn a_guests_own_unreachable_is_not_a_check() {
+    let dir = scratch();
+    // `_start` calls f, which traps at once; f also calls itself, so it
+    // takes a level of the depth counter: with `call_depth = 2` the
+    // counter is 0 when f traps.
+    let deep = command(|_| {}, vec![(0, func(vec![], &[I::I32Const(0), I::Call(1)])), (1, func(vec![], &[I::Unreachable, I::I32Const(0), I::Call(1)]))]);
+    for limits in ["", "call_depth = 2", "fuel = 2"] {
+        let o = run_everywhere(&job(dir.path(), &deep, limits).expect("job"));
+        assert_eq!(o.termination, Termination::Trap(TrapKind::Unreachable), "limits {limits:?}");
+    }
 }

@@ -85,13 +85,13 @@ fn wall_clock_timeout_gives_no_result() {
 }
 
 /// A timeout too large for the clock to represent (`canon exec --timeout`
-/// takes any u64) means no deadline, not one already past: a run that
-/// needs many fuel slices completes.
+/// takes any u64) means no deadline, not one already past: the run
+/// completes.
 #[test]
 fn an_unrepresentable_timeout_is_no_deadline() {
     let mut job = Job::load(&crate::util::fixture("jobs/hello.toml")).expect("hello");
     job.timeout = std::time::Duration::MAX;
-    let sandbox = Sandbox::builder().cache_dir(None).fuel_slice(1).build().expect("sandbox");
+    let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
     let o = sandbox.run(&job).expect("a result");
     assert_eq!(o.termination, Termination::Exit(0));
 }

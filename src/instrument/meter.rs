@@ -1,12 +1,20 @@
 //! canon's fuel metering and call-depth limit, by rewriting the module.
 //!
 //! The module gains three imports from [`CANON_MODULE`] (appended after its
-//! own, so its own import indices do not move; its defined functions and
-//! globals shift up by one and two):
+//! own, so its own import indices do not move; its defined globals shift up
+//! by two and its defined memories by one; function indices do not change):
 //!
-//! - `canon.trap: (i32) -> ()`, called when a check fails;
-//! - `canon.fuel: (mut i64)`, the fuel handed out and not yet used;
-//! - `canon.depth: (mut i32)`, how many more calls may be entered.
+//! - `canon.fuel: (mut i64)`, the job's fuel not yet used;
+//! - `canon.depth: (mut i32)`, how many more calls may be entered;
+//! - `canon.watchdog`: a one-page memory whose first eight bytes hold the
+//!   *floor* (`i64`), 0 until the job's wall-clock deadline passes.
+//!
+//! No check calls out of the module: a failed check traps (`unreachable`)
+//! with a mark the host reads to tell it from the guest's own `unreachable`.
+//! A call in a loop would make the compiler keep the loop's values in
+//! registers a call preserves, or spill them, on every iteration even though
+//! the call never runs (x86-64 has no callee-saved float registers): that
+//! cost 1.1–1.3× on float-heavy loops, measured, where a trap costs nothing.
 //!
 //! **Fuel.** Each function body is cut into straight-line segments: a
 //! segment starts at the function entry and after every instruction that
@@ -17,12 +25,13 @@
 //! subtracted from the fuel, which a function keeps in a local: loaded from
 //! `canon.fuel` on entry, flushed back before every call, throw, return and
 //! the end of the body, reloaded after calls and where catches land.
-//! Exhaustion (the local below zero) is checked at the start of every loop
-//! body, before bulk instructions and before every flush; the local is then
-//! stored and `canon.trap(0)` called: the host hands out the next slice of
-//! the job's budget (and the local is reloaded), or ends the run with
-//! `out_of_fuel` if the budget cannot cover what was used (see
-//! [`super::TRAP_OUT_OF_FUEL`]). Bulk memory and table
+//! Exhaustion is checked at the start of every loop body, before bulk
+//! instructions and before every flush: the check fails when the local is
+//! below the watchdog's floor, i.e. below zero (`out_of_fuel`), or at all
+//! once the host's watchdog has raised the floor (the job's wall-clock
+//! timeout passed: no result). A failed check stores the local to
+//! `canon.fuel` and traps; the global is negative then and only then (see
+//! [`super::WATCHDOG_MEMORY`]). Bulk memory and table
 //! instructions (`memory.fill|copy|init`, `table.fill|copy|init`) are also
 //! charged for their length just before they run: one unit per 64 bytes
 //! ([`BULK_MEMORY_SHIFT`]), one per table element. So where a run stops and
@@ -30,8 +39,8 @@
 //! (`docs/FUEL.md` says what an outcome reports for each way a run ends).
 //!
 //! **Call depth.** On entry every function reads `canon.depth` into a new
-//! local; if it is 0 it calls `canon.trap(1)` (`call_depth_exceeded`),
-//! otherwise it stores one less. Every way out of the function stores the
+//! local; if it is 0 it sets the counter to [`super::DEPTH_EXCEEDED`] and
+//! traps (`call_depth_exceeded`), otherwise it stores one less. Every way out of the function stores the
 //! saved value back: the end of the body (the body is wrapped in a `block`
 //! with the function's results, so every branch to the function's label
 //! lands there too), `return`, `return_call` and `return_call_indirect`.
@@ -45,10 +54,10 @@
 //! frame can run while it does, so the limit is the same.
 
 use wasm_encoder::reencode::{Error, Reencode, utils};
-use wasm_encoder::{BlockType, EntityType, Function, GlobalType, Instruction, Module, SectionId, ValType};
+use wasm_encoder::{BlockType, EntityType, Function, GlobalType, Instruction, MemArg, MemoryType, Module, SectionId, ValType};
 use wasmparser::{CompositeInnerType, Operator, Parser, Payload, TypeRef};
 
-use super::{CANON_MODULE, DEPTH_GLOBAL, FUEL_GLOBAL, InstrumentError, TRAP_CALL_DEPTH, TRAP_FUNC, TRAP_OUT_OF_FUEL};
+use super::{CANON_MODULE, DEPTH_EXCEEDED, DEPTH_GLOBAL, FUEL_GLOBAL, InstrumentError, WATCHDOG_MEMORY};
 
 /// Bulk memory instructions cost one unit per `1 << BULK_MEMORY_SHIFT`
 /// bytes of their length, on top of their static cost.
@@ -116,6 +125,11 @@ fn ends_segment(op: &Operator<'_>) -> bool {
         )
 }
 
+/// Copies of the floor in the watchdog's page, one per `i64`: the first
+/// this many fuel checks of a function each read their own (see
+/// [`Meter::check_fuel`]).
+pub const FLOOR_SLOTS: u32 = 65536 / 8;
+
 /// Instruments `wasm` with fuel metering and the call-depth check.
 pub fn instrument(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
     let info = scan(wasm)?;
@@ -142,15 +156,15 @@ type Sig = (Vec<wasmparser::ValType>, Vec<wasmparser::ValType>);
 struct Info {
     /// Every type, by index (`None`: not a function type).
     types: Vec<Option<Sig>>,
-    /// Imported functions and globals.
-    func_imports: u32,
+    /// Imported globals and memories.
     global_imports: u32,
+    memory_imports: u32,
     /// The type of each defined function.
     defined: Vec<u32>,
 }
 
 fn scan(wasm: &[u8]) -> Result<Info, InstrumentError> {
-    let mut info = Info { types: Vec::new(), func_imports: 0, global_imports: 0, defined: Vec::new() };
+    let mut info = Info { types: Vec::new(), global_imports: 0, memory_imports: 0, defined: Vec::new() };
     for payload in Parser::new(0).parse_all(wasm) {
         match payload.map_err(invalid)? {
             Payload::TypeSection(reader) => {
@@ -170,8 +184,8 @@ fn scan(wasm: &[u8]) -> Result<Info, InstrumentError> {
                         return Err(InstrumentError::Reserved { module: import.module.to_string(), name: import.name.to_string() });
                     }
                     match import.ty {
-                        TypeRef::Func(_) | TypeRef::FuncExact(_) => info.func_imports += 1,
                         TypeRef::Global(_) => info.global_imports += 1,
+                        TypeRef::Memory(_) => info.memory_imports += 1,
                         _ => {}
                     }
                 }
@@ -191,8 +205,6 @@ fn scan(wasm: &[u8]) -> Result<Info, InstrumentError> {
 /// types and imports, and the new function bodies.
 struct Meter {
     info: Info,
-    /// Index of `(i32) -> ()`, appended to the type section.
-    trap_type: u32,
     /// Appended `[] -> results` types for multi-value function bodies.
     block_types: Vec<Vec<wasmparser::ValType>>,
     types_done: bool,
@@ -202,7 +214,6 @@ struct Meter {
 
 impl Meter {
     fn new(info: Info) -> Meter {
-        let trap_type = info.types.len() as u32;
         let mut block_types: Vec<Vec<wasmparser::ValType>> = Vec::new();
         for ty in &info.defined {
             if let Some(Some((_, results))) = info.types.get(*ty as usize)
@@ -212,21 +223,20 @@ impl Meter {
                 block_types.push(results.clone());
             }
         }
-        Meter { info, trap_type, block_types, types_done: false, imports_done: false, next_func: 0 }
+        Meter { info, block_types, types_done: false, imports_done: false, next_func: 0 }
     }
 
-    fn trap_func(&self) -> u32 {
-        self.info.func_imports
-    }
     fn fuel_global(&self) -> u32 {
         self.info.global_imports
     }
     fn depth_global(&self) -> u32 {
         self.info.global_imports + 1
     }
+    fn watchdog_memory(&self) -> u32 {
+        self.info.memory_imports
+    }
 
     fn add_types(&mut self, types: &mut wasm_encoder::TypeSection) -> Result<(), Error<InstrumentError>> {
-        types.ty().function([ValType::I32], []);
         for results in self.block_types.clone() {
             let results = results.into_iter().map(|t| self.val_type(t)).collect::<Result<Vec<_>, _>>()?;
             types.ty().function([], results);
@@ -236,10 +246,11 @@ impl Meter {
     }
 
     fn add_imports(&mut self, imports: &mut wasm_encoder::ImportSection) {
-        imports.import(CANON_MODULE, TRAP_FUNC, EntityType::Function(self.trap_type));
         let global = |val_type| EntityType::Global(GlobalType { val_type, mutable: true, shared: false });
         imports.import(CANON_MODULE, FUEL_GLOBAL, global(ValType::I64));
         imports.import(CANON_MODULE, DEPTH_GLOBAL, global(ValType::I32));
+        let page = MemoryType { minimum: 1, maximum: Some(1), memory64: false, shared: false, page_size_log2: None };
+        imports.import(CANON_MODULE, WATCHDOG_MEMORY, EntityType::Memory(page));
         self.imports_done = true;
     }
 
@@ -249,7 +260,7 @@ impl Meter {
             [t] => BlockType::Result(self.val_type(*t)?),
             many => {
                 let k = self.block_types.iter().position(|r| r == many).ok_or_else(|| Error::UserError(invalid("missing block type")))?;
-                BlockType::FunctionType(self.trap_type + 1 + k as u32)
+                BlockType::FunctionType((self.info.types.len() + k) as u32)
             }
         })
     }
@@ -267,11 +278,13 @@ struct Locals {
     /// The function makes no call and throws nothing: its depth check only
     /// reads the counter (see [`is_leaf`]).
     leaf: bool,
+    /// Fuel checks emitted so far in this function.
+    checks: std::cell::Cell<u32>,
 }
 
 impl Meter {
     /// Subtracts a segment's static cost from the fuel local; with `check`,
-    /// traps if the local went below zero. In write-through functions the
+    /// traps if the local went below zero (see [`Meter::check_fuel`]). In write-through functions the
     /// global follows the local at every charge, so every charge is also
     /// checked there: the global never holds a negative value.
     fn charge_static(&self, f: &mut Function, l: &Locals, cost: u64, check: bool) {
@@ -310,17 +323,41 @@ impl Meter {
         f.instruction(&Instruction::LocalGet(l.len));
     }
 
-    /// If the fuel local is below zero: store it, call `canon.trap(0)` (the
-    /// host hands out more fuel or ends the run) and reload it.
+    /// If the fuel local is below the watchdog's floor (0, or `i64::MAX`
+    /// once the job's deadline has passed): store it and trap. The check
+    /// costs a compare with a load and a branch; the trap path holds no call,
+    /// so nothing has to be kept across it.
+    ///
+    /// No two checks in a function read the floor at the same place, so a
+    /// compiler cannot reuse one check's reading for another (no store comes
+    /// between them, and the watchdog's write is invisible to it): otherwise
+    /// a loop inside another loop might never see the watchdog
+    /// (`tests/instrument.rs` has that shape). The first [`FLOOR_SLOTS`]
+    /// checks each read their own copy of the floor (the watchdog raises
+    /// every copy); later ones read the copy at address `(fuel >> 63) & 8`
+    /// (0 while the fuel is not negative, 8 when it is, and then either
+    /// copy fails the check), an address value no other check computes.
     fn check_fuel(&self, f: &mut Function, l: &Locals) {
+        let site = l.checks.get();
+        l.checks.set(site.saturating_add(1));
         f.instruction(&Instruction::LocalGet(l.fuel));
-        f.instruction(&Instruction::I64Const(0));
+        let memory_index = self.watchdog_memory();
+        if site < FLOOR_SLOTS {
+            f.instruction(&Instruction::I32Const(0));
+            f.instruction(&Instruction::I64Load(MemArg { offset: u64::from(site) * 8, align: 3, memory_index }));
+        } else {
+            f.instruction(&Instruction::LocalGet(l.fuel));
+            f.instruction(&Instruction::I64Const(63));
+            f.instruction(&Instruction::I64ShrS);
+            f.instruction(&Instruction::I64Const(8));
+            f.instruction(&Instruction::I64And);
+            f.instruction(&Instruction::I32WrapI64);
+            f.instruction(&Instruction::I64Load(MemArg { offset: 0, align: 3, memory_index }));
+        }
         f.instruction(&Instruction::I64LtS);
         f.instruction(&Instruction::If(BlockType::Empty));
         self.flush_fuel(f, l);
-        f.instruction(&Instruction::I32Const(TRAP_OUT_OF_FUEL));
-        f.instruction(&Instruction::Call(self.trap_func()));
-        self.reload_fuel(f, l);
+        f.instruction(&Instruction::Unreachable);
         f.instruction(&Instruction::End);
     }
 
@@ -345,10 +382,13 @@ impl Meter {
         }
     }
 
-    fn trap_if(&self, f: &mut Function, reason: i32) {
+    /// If the `i32` on the stack is not zero: mark `canon.depth` as
+    /// [`DEPTH_EXCEEDED`] and trap.
+    fn depth_trap_if(&self, f: &mut Function) {
         f.instruction(&Instruction::If(BlockType::Empty));
-        f.instruction(&Instruction::I32Const(reason));
-        f.instruction(&Instruction::Call(self.trap_func()));
+        f.instruction(&Instruction::I32Const(DEPTH_EXCEEDED));
+        f.instruction(&Instruction::GlobalSet(self.depth_global()));
+        f.instruction(&Instruction::Unreachable);
         f.instruction(&Instruction::End);
     }
 
@@ -374,8 +414,8 @@ impl Meter {
 impl Reencode for Meter {
     type Error = InstrumentError;
 
-    fn function_index(&mut self, func: u32) -> Result<u32, Error<InstrumentError>> {
-        Ok(if func >= self.info.func_imports { func + 1 } else { func })
+    fn memory_index(&mut self, memory: u32) -> Result<u32, Error<InstrumentError>> {
+        Ok(if memory >= self.info.memory_imports { memory + 1 } else { memory })
     }
 
     fn global_index(&mut self, global: u32) -> Result<u32, Error<InstrumentError>> {
@@ -441,7 +481,7 @@ impl Reencode for Meter {
         let plan = plan(&ops)?;
         let write_through = plan.reset_after.iter().any(|r| *r);
         let leaf = is_leaf(&ops);
-        let l = Locals { saved: count, len: count + 1, cost: count + 2, fuel: count + 3, write_through, leaf };
+        let l = Locals { saved: count, len: count + 1, cost: count + 2, fuel: count + 3, write_through, leaf, checks: std::cell::Cell::new(0) };
         locals.push((2, ValType::I32));
         locals.push((2, ValType::I64));
 
@@ -454,7 +494,7 @@ impl Reencode for Meter {
             f.instruction(&Instruction::LocalTee(l.saved));
         }
         f.instruction(&Instruction::I32Eqz);
-        self.trap_if(&mut f, TRAP_CALL_DEPTH);
+        self.depth_trap_if(&mut f);
         self.own_depth(&mut f, &l);
         let wrapper = self.wrapper_type(&results)?;
         f.instruction(&Instruction::Block(wrapper));

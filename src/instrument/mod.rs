@@ -14,9 +14,10 @@
 //! 1. [`meter`]: canon's fuel metering (the cost table is in
 //!    `docs/FUEL.md`) and the job's call-depth limit. The counters are
 //!    mutable globals the module imports from the reserved module
-//!    [`CANON_MODULE`]; the host defines them once per store, so several
-//!    modules linked into one store (preloads) share one fuel counter and one
-//!    depth counter.
+//!    [`CANON_MODULE`], with the watchdog's one-page memory; a failed check
+//!    traps, and the host reads the counters to say why. The host defines
+//!    them once per store, so several modules linked into one store
+//!    (preloads) share one fuel counter and one depth counter.
 //! 2. [`nan`]: NaN canonicalisation only where float bits can escape
 //!    ([`nan::canonicalize_nans`]; the soundness argument is in its module
 //!    docs). It runs after metering, so its own code is not metered and
@@ -33,38 +34,39 @@ use std::borrow::Cow;
 /// Version of the instrumentation as a whole: the passes, their order and
 /// their cost table. Any change that can alter an outcome (a cost, where a
 /// check goes) bumps it, and with it [`crate::sandbox::engine::DETERMINISM_ABI`].
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// The reserved import module through which instrumented code reaches the
 /// host's counters. Guest modules may not import from it.
 pub const CANON_MODULE: &str = "canon";
 
-/// `canon.fuel`: mutable `i64` global, the fuel the host has handed the
-/// guest so far and it has not used. The host hands the job's budget out in
-/// slices (see [`TRAP_OUT_OF_FUEL`]), so this is not the job's fuel left.
+/// `canon.fuel`: mutable `i64` global, the job's fuel not yet used. The
+/// host sets it to the job's budget before the module runs. Instrumented
+/// code keeps the fuel in a local and stores it here before every call,
+/// throw and return, and at a failed check: it is negative only when a
+/// fuel check failed (`out_of_fuel`), which is how the host tells that trap
+/// from the guest's own `unreachable`.
 pub const FUEL_GLOBAL: &str = "fuel";
 
 /// `canon.depth`: mutable `i32` global, how many more calls may be entered.
 /// The host sets it to the job's call-depth limit before the module runs.
 pub const DEPTH_GLOBAL: &str = "depth";
 
-/// `canon.trap: (i32) -> ()`: the host function a failed check calls, with
-/// [`TRAP_OUT_OF_FUEL`] or [`TRAP_CALL_DEPTH`].
-pub const TRAP_FUNC: &str = "trap";
+/// `canon.watchdog`: a memory of one page (minimum and maximum) whose first
+/// eight bytes hold the fuel *floor*, a little-endian `i64`. A fuel check
+/// fails when the fuel is below the floor. The host creates it zeroed, so
+/// checks fail exactly when the fuel runs out; when the job's wall-clock
+/// timeout passes, the host's watchdog thread sets the floor to `i64::MAX`
+/// and the next check fails whatever the fuel: the run stops within one
+/// loop iteration or call, and has no result. A memory rather than a global
+/// because another thread can write it while the guest runs.
+pub const WATCHDOG_MEMORY: &str = "watchdog";
 
-/// Argument of `canon.trap` when the fuel counter went below zero. The
-/// instrumented code has stored its counter to `canon.fuel` before the call
-/// and reloads it after: the host either hands out more of the job's budget
-/// (the counter is then at least zero again) and returns, or ends the run —
-/// with `out_of_fuel` when the budget cannot cover what was used, or with no
-/// result when the job's wall-clock timeout has passed. Fuel is handed out
-/// in slices so that the host sees the clock at least once per slice; the
-/// slice size never changes an outcome, since the budget runs out at the
-/// same check whatever the slices were.
-pub const TRAP_OUT_OF_FUEL: i32 = 0;
-
-/// Argument of `canon.trap` when a call would exceed the depth limit.
-pub const TRAP_CALL_DEPTH: i32 = 1;
+/// What a failed depth check stores in `canon.depth` before it traps: a
+/// value the counter never holds otherwise (it only counts down to 0 and is
+/// restored to saved values), so the host can tell `call_depth_exceeded`
+/// from the guest's own `unreachable`.
+pub const DEPTH_EXCEEDED: i32 = -1;
 
 /// Why a module could not be instrumented.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,7 +155,8 @@ mod tests {
         validate(&wasm);
         let out = instrument(&wasm).expect("instrument");
         validate(&out);
-        // The guest's global is now index 2, after canon.fuel and canon.depth.
+        // The guest's global is now index 2, after canon.fuel and canon.depth;
+        // function indices do not move.
         let exported: Vec<(String, u32)> = wasmparser::Parser::new(0)
             .parse_all(&out)
             .filter_map(|p| match p {
@@ -164,7 +167,7 @@ mod tests {
             })
             .flatten()
             .collect();
-        assert_eq!(exported, vec![("_start".to_string(), 2), ("g".to_string(), 2)]);
+        assert_eq!(exported, vec![("_start".to_string(), 1), ("g".to_string(), 2)]);
     }
 
     #[test]

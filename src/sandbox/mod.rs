@@ -17,11 +17,12 @@ pub mod differential;
 pub mod engine;
 pub mod limiter;
 pub mod wasi;
+pub mod watchdog;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Caller, Engine, ExternType, Global, GlobalType, Linker, Module, Mutability, Store, StoreLimitsBuilder, Trap, Val, ValType};
+use wasmtime::{Engine, ExternType, Global, GlobalType, Linker, Memory, MemoryType, Module, Mutability, Store, StoreLimitsBuilder, Trap, Val, ValType};
 
 use crate::digest::Digest;
 use crate::instrument;
@@ -31,7 +32,8 @@ pub use cache::CacheHit;
 use cache::ModuleCache;
 pub use engine::Backend;
 use limiter::Limiter;
-use wasi::{FuelTank, HostConfig, Stop, StoreData, WasiHost};
+use wasi::{HostConfig, Stop, StoreData, WasiHost};
+use watchdog::Armed;
 
 /// Why a run produced no outcome. None of these is ever signed.
 #[derive(Debug, thiserror::Error)]
@@ -73,13 +75,7 @@ pub struct RunOptions {
 pub struct SandboxBuilder {
     cache_dir: Option<PathBuf>,
     backend: Backend,
-    fuel_slice: u64,
 }
-
-/// Fuel handed to a guest at a time: 2²⁴, about 10–20 ms of compiled code,
-/// so the wall-clock timeout is seen that often (about 25× less often on
-/// the Pulley interpreter). See [`instrument::TRAP_OUT_OF_FUEL`].
-pub const FUEL_SLICE: u64 = 1 << 24;
 
 impl SandboxBuilder {
     /// Where compiled modules are cached on disk. Default:
@@ -97,14 +93,6 @@ impl SandboxBuilder {
         self
     }
 
-    /// How much fuel the host hands a guest at a time (at least 1), and so
-    /// how often it looks at the clock. A host choice that never changes an
-    /// outcome (the tests vary it). Default: [`FUEL_SLICE`].
-    pub fn fuel_slice(mut self, fuel: u64) -> Self {
-        self.fuel_slice = fuel.max(1);
-        self
-    }
-
     /// Creates the engine, its linker and its cache.
     pub fn build(self) -> Result<Sandbox, RunError> {
         let engine = engine::new_engine(self.backend).map_err(|e| match self.backend {
@@ -113,9 +101,8 @@ impl SandboxBuilder {
         })?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(|e| RunError::Engine(format!("{e:#}")))?;
-        add_canon_trap(&mut linker).map_err(|e| RunError::Engine(format!("{e:#}")))?;
         let cache = ModuleCache::new(self.cache_dir, &engine::fingerprint(&engine));
-        Ok(Sandbox { engine, linker, cache, backend: self.backend, fuel_slice: self.fuel_slice })
+        Ok(Sandbox { engine, linker, cache, backend: self.backend })
     }
 }
 
@@ -125,7 +112,6 @@ pub struct Sandbox {
     linker: Linker<StoreData>,
     cache: ModuleCache,
     backend: Backend,
-    fuel_slice: u64,
 }
 
 impl Sandbox {
@@ -136,7 +122,7 @@ impl Sandbox {
 
     /// A builder, with every option at its default.
     pub fn builder() -> SandboxBuilder {
-        SandboxBuilder { cache_dir: cache::default_cache_dir(), backend: Backend::default(), fuel_slice: FUEL_SLICE }
+        SandboxBuilder { cache_dir: cache::default_cache_dir(), backend: Backend::default() }
     }
 
     /// The backend this sandbox runs guests on.
@@ -243,25 +229,42 @@ impl Sandbox {
             .build();
         let limits = Limiter::new(limits, job.limits.memory_bytes);
         let linked = !job.preloads.is_empty();
-        // The instrumentation's counters: one fuel and one depth counter per
-        // store, imported by every instrumented module as `canon.fuel` and
-        // `canon.depth`. The guest gets the budget a slice at a time; what
-        // it has not been handed yet is the store's reserve.
-        let budget = job.limits.fuel;
-        let first = budget.min(self.fuel_slice);
-        let fuel = FuelTank { reserve: budget - first, slice: self.fuel_slice, deadline: Instant::now().checked_add(job.timeout) };
-        let data = StoreData { wasi: WasiHost::new(config), limits, memory: None, linked, fuel: None, tank: fuel };
+        let data = StoreData { wasi: WasiHost::new(config), limits, memory: None, linked, fuel: None };
         let mut store = Store::new(&self.engine, data);
-        store.limiter(|d| &mut d.limits);
-        let fuel = Global::new(&mut store, GlobalType::new(ValType::I64, Mutability::Var), Val::I64(first as i64)).map_err(host_err)?;
+        // The instrumentation's counters and the watchdog's page: one of
+        // each per store, imported by every instrumented module as
+        // `canon.fuel`, `canon.depth` and `canon.watchdog`. Created before
+        // the limiter is installed: the page is the host's, not the job's
+        // memory. The fuel counter holds the whole budget (an i64).
+        let budget = job.limits.fuel.min(i64::MAX as u64);
+        let fuel = Global::new(&mut store, GlobalType::new(ValType::I64, Mutability::Var), Val::I64(budget as i64)).map_err(host_err)?;
         let depth = i32::try_from(job.limits.call_depth).unwrap_or(i32::MAX);
         let depth = Global::new(&mut store, GlobalType::new(ValType::I32, Mutability::Var), Val::I32(depth)).map_err(host_err)?;
+        let page = Memory::new(&mut store, MemoryType::new(1, Some(1))).map_err(host_err)?;
+        store.limiter(|d| &mut d.limits);
         store.data_mut().fuel = Some(fuel);
         let mut linker = self.linker.clone();
         linker.define(&store, instrument::CANON_MODULE, instrument::FUEL_GLOBAL, fuel).map_err(host_err)?;
         linker.define(&store, instrument::CANON_MODULE, instrument::DEPTH_GLOBAL, depth).map_err(host_err)?;
+        linker.define(&store, instrument::CANON_MODULE, instrument::WATCHDOG_MEMORY, page).map_err(host_err)?;
 
-        let termination = self.instantiate_and_start(&mut store, linker, job, modules)?;
+        // A timeout beyond what the clock can represent is no deadline.
+        let armed = match Instant::now().checked_add(job.timeout) {
+            // SAFETY: the memory is one 64 KiB page (minimum and maximum), so
+            // it never moves or grows, and its base is page-aligned. It lives
+            // as long as `store`, which outlives `armed` (dropped below,
+            // before the store), and the host does not touch it meanwhile.
+            #[allow(unsafe_code)]
+            Some(deadline) => Some(
+                unsafe { watchdog::arm(deadline, page.data_ptr(&store).cast()) }
+                    .map_err(|e| RunError::Host(format!("cannot start the watchdog thread: {e}")))?,
+            ),
+            None => None,
+        };
+        let checks = Checks { fuel, depth, armed: armed.as_ref() };
+        let termination = self.instantiate_and_start(&mut store, linker, job, modules, &checks);
+        drop(armed);
+        let termination = termination?;
         // Out of fuel means the whole budget: the block that did not fit is
         // not charged, but nothing more can run.
         let fuel_consumed = match termination {
@@ -284,6 +287,7 @@ impl Sandbox {
         mut linker: Linker<StoreData>,
         job: &Job,
         modules: &[(Option<&str>, Module, Digest)],
+        checks: &Checks<'_>,
     ) -> Result<Termination, RunError> {
         for (i, (name, module, sha)) in modules.iter().enumerate() {
             let stubbed = self.with_stubs(&linker, module, sha, job, &job.preloads[..i.min(job.preloads.len())])?;
@@ -292,7 +296,7 @@ impl Sandbox {
             store.data_mut().limits.refused = false;
             let instance = match stubbed.as_ref().unwrap_or(&linker).instantiate(&mut *store, module) {
                 // Only an instantiation can be refused by the limits as a whole.
-                Err(e) => return classify(&e, job, &store.data().limits, true),
+                Err(e) => return classify(&e, job, store, checks, true),
                 Ok(instance) => instance,
             };
             let Some(name) = name else {
@@ -302,7 +306,7 @@ impl Sandbox {
                     Err(_) => Termination::Trap(TrapKind::NoEntryPoint),
                     Ok(start) => match start.call(&mut *store, ()) {
                         Ok(()) => Termination::Exit(0),
-                        Err(e) => classify(&e, job, &store.data().limits, false)?,
+                        Err(e) => classify(&e, job, store, checks, false)?,
                     },
                 });
             };
@@ -310,7 +314,7 @@ impl Sandbox {
             if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")
                 && let Err(e) = init.call(&mut *store, ())
             {
-                return classify(&e, job, &store.data().limits, false);
+                return classify(&e, job, store, checks, false);
             }
             linker.instance(&mut *store, name, instance).map_err(|e| RunError::Compile { module: *sha, message: format!("{e:#}") })?;
         }
@@ -318,56 +322,42 @@ impl Sandbox {
     }
 }
 
-/// Defines `canon.trap`, which instrumented code calls when a check fails.
-/// For the fuel check it hands out the next slice of the budget and returns
-/// (see [`instrument::TRAP_OUT_OF_FUEL`]); otherwise the run ends.
-fn add_canon_trap(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
-    linker.func_wrap(instrument::CANON_MODULE, instrument::TRAP_FUNC, |mut caller: Caller<'_, StoreData>, reason: i32| -> wasmtime::Result<()> {
-        let kind = match reason {
-            instrument::TRAP_OUT_OF_FUEL => return refuel(&mut caller),
-            instrument::TRAP_CALL_DEPTH => TrapKind::CallDepthExceeded,
-            _ => TrapKind::Other,
-        };
-        Err(wasmtime::Error::new(Stop::Trap(kind)))
-    })?;
-    Ok(())
+/// What the host reads to tell why a run trapped at `unreachable`: the
+/// instrumentation's checks trap there with a mark in the counters (see
+/// [`instrument::FUEL_GLOBAL`] and [`instrument::DEPTH_EXCEEDED`]), and the
+/// watchdog says whether the deadline passed.
+struct Checks<'a> {
+    fuel: Global,
+    depth: Global,
+    armed: Option<&'a Armed>,
 }
 
-/// The fuel check failed: `canon.fuel` holds `-owed`. Ends the run with
-/// `out_of_fuel` if the reserve cannot cover `owed` (the run used more than
-/// its budget), or with no result if the deadline has passed; otherwise
-/// tops the counter up by at least a slice (all the reserve if less).
-fn refuel(caller: &mut Caller<'_, StoreData>) -> wasmtime::Result<()> {
-    let tank = caller.data().tank;
-    let Some(global) = caller.data().fuel else { return Err(wasmtime::Error::new(Stop::Trap(TrapKind::OutOfFuel))) };
-    let counter = global.get(&mut *caller).i64().unwrap_or(0);
-    let owed = counter.min(0).unsigned_abs();
-    if owed > tank.reserve {
-        return Err(wasmtime::Error::new(Stop::Trap(TrapKind::OutOfFuel)));
+impl Checks<'_> {
+    /// Why the run stopped at an `unreachable`.
+    fn unreachable(&self, store: &mut Store<StoreData>, job: &Job) -> Result<TrapKind, RunError> {
+        // A failed fuel check stores the (negative) counter before it traps;
+        // nothing else stores a negative value there.
+        if self.fuel.get(&mut *store).i64().is_some_and(|f| f < 0) {
+            return Ok(TrapKind::OutOfFuel);
+        }
+        if self.depth.get(&mut *store).i32() == Some(instrument::DEPTH_EXCEEDED) {
+            return Ok(TrapKind::CallDepthExceeded);
+        }
+        // A check failed because the watchdog raised the floor, or the guest
+        // reached its own `unreachable` after the deadline: no result either way.
+        if self.armed.is_some_and(Armed::fired) {
+            return Err(RunError::Timeout(job.timeout));
+        }
+        Ok(TrapKind::Unreachable)
     }
-    if tank.deadline.is_some_and(|d| Instant::now() >= d) {
-        return Err(wasmtime::Error::new(DeadlinePassed));
-    }
-    let give = tank.reserve.min(owed.saturating_add(tank.slice));
-    caller.data_mut().tank.reserve -= give;
-    // `give - owed` is at most a slice beyond what was owed: it fits an i64.
-    let topped = i64::try_from(give - owed).unwrap_or(i64::MAX);
-    global.set(&mut *caller, Val::I64(topped))
 }
-
-/// The job's wall-clock timeout passed while the guest ran: no result.
-#[derive(Debug, thiserror::Error)]
-#[error("the job's wall-clock timeout passed")]
-struct DeadlinePassed;
 
 /// Maps a wasmtime error to how the guest ended, or to "no result": only
 /// what every node would see alike becomes an outcome.
-fn classify(e: &wasmtime::Error, job: &Job, limits: &Limiter, instantiating: bool) -> Result<Termination, RunError> {
+fn classify(e: &wasmtime::Error, job: &Job, store: &mut Store<StoreData>, checks: &Checks<'_>, instantiating: bool) -> Result<Termination, RunError> {
+    let limits = &store.data().limits;
     if limits.host_failed {
         return Err(RunError::Host(format!("the host could not provide memory the job is allowed: {e:#}")));
-    }
-    if e.is::<DeadlinePassed>() {
-        return Err(RunError::Timeout(job.timeout));
     }
     if let Some(stop) = e.downcast_ref::<Stop>() {
         return Ok(match *stop {
@@ -382,9 +372,9 @@ fn classify(e: &wasmtime::Error, job: &Job, limits: &Limiter, instantiating: boo
     }
     if let Some(trap) = e.downcast_ref::<Trap>() {
         let kind = match trap {
-            // Raised only by epoch interruption, which canon leaves off (the
-            // deadline is checked between fuel slices); were it ever on, an
-            // interrupt is still the host's timeout, never an outcome.
+            // Raised only by epoch interruption, which canon leaves off (see
+            // `watchdog`); were it ever on, an interrupt is still the host's
+            // timeout, never an outcome.
             Trap::Interrupt => return Err(RunError::Timeout(job.timeout)),
             // The native stack: machine-dependent, so no result.
             Trap::StackOverflow => return Err(RunError::NativeStackOverflow(job.limits.call_depth)),
@@ -396,7 +386,7 @@ fn classify(e: &wasmtime::Error, job: &Job, limits: &Limiter, instantiating: boo
             Trap::IntegerOverflow => TrapKind::IntegerOverflow,
             Trap::IntegerDivisionByZero => TrapKind::IntegerDivideByZero,
             Trap::BadConversionToInteger => TrapKind::BadConversionToInteger,
-            Trap::UnreachableCodeReached => TrapKind::Unreachable,
+            Trap::UnreachableCodeReached => checks.unreachable(store, job)?,
             Trap::NullReference => TrapKind::NullReference,
             _ => TrapKind::Other,
         };

@@ -23,34 +23,17 @@ pub struct StoreData {
     /// `canon.fuel`, the instrumentation's fuel counter (see
     /// [`crate::instrument`]), once the store has it.
     pub fuel: Option<Global>,
-    /// The part of the job's fuel budget not yet handed to the guest.
-    pub tank: FuelTank,
 }
 
-/// The fuel budget the host has not yet handed to the guest (see
-/// [`crate::instrument::TRAP_OUT_OF_FUEL`]).
-#[derive(Clone, Copy, Debug)]
-pub struct FuelTank {
-    /// Fuel not yet handed out.
-    pub reserve: u64,
-    /// How much to hand out at a time.
-    pub slice: u64,
-    /// When the job's wall-clock timeout passes (`None`: beyond what the
-    /// clock can represent, so never).
-    pub deadline: Option<std::time::Instant>,
-}
-
-/// The job's fuel left: the reserve plus what `canon.fuel` holds (the
-/// reserve alone before the counter exists).
+/// The job's fuel left: what `canon.fuel` holds. The guest stores it there
+/// before every call, so at a host call it is exact; it is negative only
+/// after a failed fuel check, when none is left.
 pub fn fuel_left(store: impl wasmtime::AsContextMut<Data = StoreData>) -> u64 {
     let mut store = store;
-    let data = store.as_context().data();
-    let reserve = data.tank.reserve;
-    match data.fuel {
-        // Written only after a check passed or the host topped it up, so
-        // never negative where the host reads it.
-        Some(g) => reserve.saturating_add(g.get(&mut store).i64().map_or(0, |v| u64::try_from(v).unwrap_or(0))),
-        None => reserve,
+    match store.as_context().data().fuel {
+        Some(g) => g.get(&mut store).i64().map_or(0, |v| u64::try_from(v).unwrap_or(0)),
+        // Not created yet: no guest code has run.
+        None => 0,
     }
 }
 

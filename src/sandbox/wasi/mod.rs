@@ -9,4 +9,4 @@ pub mod mem;
 pub mod vfs;
 
 pub use host::{HostConfig, Stop, WasiHost};
-pub use link::{FuelTank, StoreData, add_to_linker};
+pub use link::{StoreData, add_to_linker};

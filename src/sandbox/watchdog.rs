@@ -1,0 +1,132 @@
+//! The wall-clock safety net: one thread for the whole process that, when a
+//! run's deadline passes, raises that run's fuel floor so that the guest's
+//! next fuel check fails.
+//!
+//! Instrumented code compares its fuel with a copy of the floor in the
+//! `canon.watchdog` memory at every check (see
+//! [`crate::instrument::WATCHDOG_MEMORY`]); the host creates that memory
+//! zeroed for each run. A check fails when the fuel is below the floor, so
+//! with the floor at 0 only running out of fuel stops a run, and with the
+//! floor at `i64::MAX` (every copy: the whole page) the next check stops it
+//! whatever the fuel. Checks are
+//! at every loop header and before every call and return, so a guest cannot
+//! run long without one.
+//!
+//! A run arms the watchdog with its deadline and the address of its floor,
+//! and disarms it (drops the [`Armed`] guard) before its store, and so the
+//! memory, goes away. Arming and disarming take a lock and no system call;
+//! the thread starts with the first armed run and then sleeps until the
+//! earliest deadline.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+/// The floor a run's checks fail below once its deadline has passed.
+pub const RAISED_FLOOR: i64 = i64::MAX;
+
+/// The `i64` slots of the page, every one a copy of the floor.
+const PAGE_SLOTS: usize = 65536 / 8;
+
+/// Runs with a deadline, and whether the thread has started.
+struct Runs {
+    armed: Vec<Entry>,
+    next_id: u64,
+    started: bool,
+}
+
+struct Entry {
+    id: u64,
+    deadline: Instant,
+    floor: Floor,
+    fired: bool,
+}
+
+/// The address of one run's page of floors.
+struct Floor(*mut i64);
+
+// SAFETY: the pointer is only written by the watchdog thread, under the
+// lock, while its run holds the `Armed` guard, whose contract keeps the
+// eight bytes alive and not otherwise written by the host.
+#[allow(unsafe_code)]
+unsafe impl Send for Floor {}
+
+static RUNS: Mutex<Runs> = Mutex::new(Runs { armed: Vec::new(), next_id: 0, started: false });
+static WAKE: Condvar = Condvar::new();
+
+fn lock() -> MutexGuard<'static, Runs> {
+    // Nothing under the lock can panic halfway through an update.
+    RUNS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One armed run. Dropping it disarms the watchdog for that run: after the
+/// drop, the floor is never written again.
+pub struct Armed {
+    id: u64,
+}
+
+impl Armed {
+    /// Has the run's deadline passed and its floor been raised?
+    pub fn fired(&self) -> bool {
+        lock().armed.iter().any(|e| e.id == self.id && e.fired)
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        lock().armed.retain(|e| e.id != self.id);
+    }
+}
+
+/// Arms the watchdog: at `deadline` it stores [`RAISED_FLOOR`] in every
+/// `i64` of the 64 KiB page at `floor`.
+///
+/// # Safety
+///
+/// `floor` must be an aligned 64 KiB page valid for writes, and stay so
+/// until the returned guard is dropped. The host must not read or write it
+/// meanwhile (compiled guest code may read it: the write is atomic).
+#[allow(unsafe_code)]
+pub unsafe fn arm(deadline: Instant, floor: *mut i64) -> std::io::Result<Armed> {
+    let mut runs = lock();
+    if !runs.started {
+        std::thread::Builder::new().name("canon-watchdog".into()).spawn(watch)?;
+        runs.started = true;
+    }
+    let id = runs.next_id;
+    runs.next_id += 1;
+    let earliest = runs.armed.iter().filter(|e| !e.fired).all(|e| e.deadline > deadline);
+    runs.armed.push(Entry { id, deadline, floor: Floor(floor), fired: false });
+    if earliest {
+        WAKE.notify_one();
+    }
+    Ok(Armed { id })
+}
+
+/// The watchdog thread: raises every floor whose deadline has passed, then
+/// sleeps until the next deadline or until a run arms an earlier one.
+fn watch() {
+    let mut runs = lock();
+    loop {
+        let now = Instant::now();
+        for e in runs.armed.iter_mut().filter(|e| !e.fired && e.deadline <= now) {
+            // SAFETY: the entry is still armed (guards remove theirs under
+            // this lock before the memory goes away), so `arm`'s contract
+            // holds: the address is valid and aligned. The store is atomic;
+            // guest code reads the floor with a plain load, as it reads
+            // wasmtime's own epoch counter.
+            #[allow(unsafe_code)]
+            for slot in 0..PAGE_SLOTS {
+                unsafe {
+                    AtomicI64::from_ptr(e.floor.0.add(slot)).store(RAISED_FLOOR, Ordering::Relaxed);
+                }
+            }
+            e.fired = true;
+        }
+        let next = runs.armed.iter().filter(|e| !e.fired).map(|e| e.deadline).min();
+        runs = match next {
+            None => WAKE.wait(runs).unwrap_or_else(PoisonError::into_inner),
+            Some(at) => WAKE.wait_timeout(runs, at.saturating_duration_since(now)).unwrap_or_else(PoisonError::into_inner).0,
+        };
+    }
+}
