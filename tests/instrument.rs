@@ -292,7 +292,7 @@ fn fuel_checked_at_loop_headers_and_exits_is_exact_without_calls() {
     let o = run_everywhere(&job(dir.path(), &endless, "fuel = 100000").expect("job"));
     assert_eq!((o.termination, o.fuel_consumed), (Termination::Trap(TrapKind::OutOfFuel), 100_000));
 
-    // A budget above i64::MAX is i64::MAX: the run is not mistaken for
+    // A budget above canon's cap (2^62 - 1) is the cap: the run is not mistaken for
     // an exhausted one.
     let mut huge = job(dir.path(), &module, "").expect("job");
     huge.limits.fuel = u64::MAX;
@@ -410,10 +410,10 @@ fn the_watchdog_stops_endless_loops_of_every_shape_on_every_backend() {
     let mut sequential =
         vec![I::Loop(BlockType::Empty), I::LocalGet(0), I::I32Const(1), I::I32Add, I::LocalTee(0), I::I32Const(10), I::I32LtU, I::BrIf(0), I::End];
     sequential.extend(spin(&[I::LocalGet(0), I::I32Const(1), I::I32Add, I::LocalSet(0)]));
-    // The same after more checks than the watchdog's page has copies of
-    // the floor (every call is a check), so that the loops' checks read a
-    // copy another check of the function reads too.
-    let mut crowded: Vec<I<'static>> = (0..canon::instrument::meter::FLOOR_SLOTS + 100).flat_map(|_| [I::I32Const(0), I::Call(1)]).collect();
+    // The same after more checks than the watchdog's page has surcharge
+    // slots (every call is a check), so that the loops' checks read a slot
+    // another check of the function reads too.
+    let mut crowded: Vec<I<'static>> = (0..canon::instrument::meter::SURCHARGE_SLOTS + 100).flat_map(|_| [I::I32Const(0), I::Call(1)]).collect();
     crowded.extend(nested.iter().cloned());
     let shapes: Vec<(&str, Vec<u8>)> = vec![
         ("one loop", command(|_| {}, vec![(0, func(vec![(1, ValType::I32)], &spin(&[])))])),

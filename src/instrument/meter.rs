@@ -6,8 +6,8 @@
 //!
 //! - `canon.fuel: (mut i64)`, the job's fuel not yet used;
 //! - `canon.depth: (mut i32)`, how many more calls may be entered;
-//! - `canon.watchdog`: a one-page memory whose first eight bytes hold the
-//!   *floor* (`i64`), 0 until the job's wall-clock deadline passes.
+//! - `canon.watchdog`: a one-page memory of per-check *surcharges* (`i64`),
+//!   0 until the job's wall-clock deadline passes.
 //!
 //! No check calls out of the module: a failed check traps (`unreachable`)
 //! with a mark the host reads to tell it from the guest's own `unreachable`.
@@ -26,12 +26,12 @@
 //! `canon.fuel` on entry, flushed back before every call, throw, return and
 //! the end of the body, reloaded after calls and where catches land.
 //! Exhaustion is checked at the start of every loop body, before bulk
-//! instructions and before every flush: the check fails when the local is
-//! below the watchdog's floor, i.e. below zero (`out_of_fuel`), or at all
-//! once the host's watchdog has raised the floor (the job's wall-clock
-//! timeout passed: no result). A failed check stores the local to
-//! `canon.fuel` and traps; the global is negative then and only then (see
-//! [`super::WATCHDOG_MEMORY`]). Bulk memory and table
+//! instructions and before every flush: each check also subtracts a
+//! surcharge it reads from the watchdog's page (0, or
+//! [`super::DEADLINE_SURCHARGE`] once the job's wall-clock timeout has
+//! passed) and fails when the local is below zero. A failed check stores
+//! the local to `canon.fuel` and traps; the global is negative then and
+//! only then (see [`super::WATCHDOG_MEMORY`]). Bulk memory and table
 //! instructions (`memory.fill|copy|init`, `table.fill|copy|init`) are also
 //! charged for their length just before they run: one unit per 64 bytes
 //! ([`BULK_MEMORY_SHIFT`]), one per table element. So where a run stops and
@@ -125,10 +125,10 @@ fn ends_segment(op: &Operator<'_>) -> bool {
         )
 }
 
-/// Copies of the floor in the watchdog's page, one per `i64`: the first
-/// this many fuel checks of a function each read their own (see
-/// [`Meter::check_fuel`]).
-pub const FLOOR_SLOTS: u32 = 65536 / 8;
+/// Surcharge slots in the watchdog's page, one per `i64`: the first this
+/// many fuel checks of a function each read their own (see
+/// [`Meter::charge_and_check`]).
+pub const SURCHARGE_SLOTS: u32 = 65536 / 8;
 
 /// Instruments `wasm` with fuel metering and the call-depth check.
 pub fn instrument(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
@@ -284,17 +284,18 @@ struct Locals {
 
 impl Meter {
     /// Subtracts a segment's static cost from the fuel local; with `check`,
-    /// traps if the local went below zero (see [`Meter::check_fuel`]). In write-through functions the
+    /// traps if the local went below zero (see [`Meter::charge_and_check`]). In write-through functions the
     /// global follows the local at every charge, so every charge is also
     /// checked there: the global never holds a negative value.
     fn charge_static(&self, f: &mut Function, l: &Locals, cost: u64, check: bool) {
         let cost = i64::try_from(cost).unwrap_or(i64::MAX);
-        f.instruction(&Instruction::LocalGet(l.fuel));
-        f.instruction(&Instruction::I64Const(cost));
-        f.instruction(&Instruction::I64Sub);
-        f.instruction(&Instruction::LocalSet(l.fuel));
         if check || l.write_through {
-            self.check_fuel(f, l);
+            self.charge_and_check(f, l, cost);
+        } else {
+            f.instruction(&Instruction::LocalGet(l.fuel));
+            f.instruction(&Instruction::I64Const(cost));
+            f.instruction(&Instruction::I64Sub);
+            f.instruction(&Instruction::LocalSet(l.fuel));
         }
         if l.write_through {
             self.flush_fuel(f, l);
@@ -323,26 +324,38 @@ impl Meter {
         f.instruction(&Instruction::LocalGet(l.len));
     }
 
-    /// If the fuel local is below the watchdog's floor (0, or `i64::MAX`
-    /// once the job's deadline has passed): store it and trap. The check
-    /// costs a compare with a load and a branch; the trap path holds no call,
-    /// so nothing has to be kept across it.
-    ///
-    /// No two checks in a function read the floor at the same place, so a
-    /// compiler cannot reuse one check's reading for another (no store comes
-    /// between them, and the watchdog's write is invisible to it): otherwise
-    /// a loop inside another loop might never see the watchdog
-    /// (`tests/instrument.rs` has that shape). The first [`FLOOR_SLOTS`]
-    /// checks each read their own copy of the floor (the watchdog raises
-    /// every copy); later ones read the copy at address `(fuel >> 63) & 8`
-    /// (0 while the fuel is not negative, 8 when it is, and then either
-    /// copy fails the check), an address value no other check computes.
+    /// Checks the fuel without charging a static cost (see
+    /// [`Meter::charge_and_check`]).
     fn check_fuel(&self, f: &mut Function, l: &Locals) {
+        self.charge_and_check(f, l, 0);
+    }
+
+    /// Subtracts `cost` and this check's surcharge from the fuel local, and
+    /// if it went below zero, stores it and traps. The trap path holds no
+    /// call, so nothing has to be kept across it.
+    ///
+    /// The surcharge is read from the watchdog's page: 0 until the job's
+    /// deadline, [`super::DEADLINE_SURCHARGE`] after it, when the check
+    /// fails whatever the fuel. Reading it costs a load; subtracting a value
+    /// that is not a constant also keeps the compiler from computing the
+    /// charge twice (once for the compare, once for the loop's next
+    /// iteration), which a constant invites.
+    ///
+    /// No two checks in a function read the same place, so a compiler
+    /// cannot reuse one check's reading for another (no store comes between
+    /// them, and the watchdog's write is invisible to it): otherwise a loop
+    /// inside another loop might never see the watchdog
+    /// (`tests/instrument.rs` has that shape). The first [`SURCHARGE_SLOTS`]
+    /// checks each read their own slot; later ones read slot
+    /// `((fuel >> 63) & 8) / 8` (0 while the fuel is not negative, 1 when
+    /// it is, and then the check fails either way), an address value no
+    /// other check computes.
+    fn charge_and_check(&self, f: &mut Function, l: &Locals, cost: i64) {
         let site = l.checks.get();
         l.checks.set(site.saturating_add(1));
         f.instruction(&Instruction::LocalGet(l.fuel));
         let memory_index = self.watchdog_memory();
-        if site < FLOOR_SLOTS {
+        if site < SURCHARGE_SLOTS {
             f.instruction(&Instruction::I32Const(0));
             f.instruction(&Instruction::I64Load(MemArg { offset: u64::from(site) * 8, align: 3, memory_index }));
         } else {
@@ -354,6 +367,13 @@ impl Meter {
             f.instruction(&Instruction::I32WrapI64);
             f.instruction(&Instruction::I64Load(MemArg { offset: 0, align: 3, memory_index }));
         }
+        if cost != 0 {
+            f.instruction(&Instruction::I64Const(cost));
+            f.instruction(&Instruction::I64Add);
+        }
+        f.instruction(&Instruction::I64Sub);
+        f.instruction(&Instruction::LocalTee(l.fuel));
+        f.instruction(&Instruction::I64Const(0));
         f.instruction(&Instruction::I64LtS);
         f.instruction(&Instruction::If(BlockType::Empty));
         self.flush_fuel(f, l);

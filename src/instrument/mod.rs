@@ -52,15 +52,26 @@ pub const FUEL_GLOBAL: &str = "fuel";
 /// The host sets it to the job's call-depth limit before the module runs.
 pub const DEPTH_GLOBAL: &str = "depth";
 
-/// `canon.watchdog`: a memory of one page (minimum and maximum) whose first
-/// eight bytes hold the fuel *floor*, a little-endian `i64`. A fuel check
-/// fails when the fuel is below the floor. The host creates it zeroed, so
-/// checks fail exactly when the fuel runs out; when the job's wall-clock
-/// timeout passes, the host's watchdog thread sets the floor to `i64::MAX`
-/// and the next check fails whatever the fuel: the run stops within one
-/// loop iteration or call, and has no result. A memory rather than a global
-/// because another thread can write it while the guest runs.
+/// `canon.watchdog`: a memory of one page (minimum and maximum) of 8 192
+/// little-endian `i64` *surcharges*, one per fuel check (see
+/// [`meter::SURCHARGE_SLOTS`]). Every check subtracts its surcharge along
+/// with its segment's cost and fails when the fuel is below zero. The host
+/// creates the page zeroed, so checks fail exactly when the fuel runs out;
+/// when the job's wall-clock timeout passes, the host's watchdog thread
+/// sets every surcharge to [`DEADLINE_SURCHARGE`] and the next check fails
+/// whatever the fuel: the run stops within one loop iteration or call, and
+/// has no result. A memory rather than globals because another thread can
+/// write it while the guest runs.
 pub const WATCHDOG_MEMORY: &str = "watchdog";
+
+/// The surcharge once the deadline has passed: 2⁶². The host caps the fuel
+/// a guest holds at [`MAX_FUEL`], so one check's subtraction takes any fuel
+/// below zero and cannot wrap around.
+pub const DEADLINE_SURCHARGE: i64 = 1 << 62;
+
+/// The most fuel a run holds: 2⁶² − 1 (146 years at 10⁹ units a second). A
+/// larger `limits.fuel` counts as this.
+pub const MAX_FUEL: u64 = (1 << 62) - 1;
 
 /// What a failed depth check stores in `canon.depth` before it traps: a
 /// value the counter never holds otherwise (it only counts down to 0 and is

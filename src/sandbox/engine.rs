@@ -140,8 +140,8 @@ pub fn deterministic_config(backend: Backend) -> wasmtime::Result<Config> {
     // module (crate::instrument), so the figure is defined by canon's cost
     // table and not by a compiler; so is the call-depth limit.
     c.consume_fuel(false);
-    // No epoch interruption: canon's watchdog raises the floor that every
-    // fuel check compares with (`super::watchdog`). An epoch check at every
+    // No epoch interruption: canon's watchdog raises the surcharge that
+    // every fuel check subtracts (`super::watchdog`). An epoch check at every
     // loop header as well cost 1.1-1.3x on compute guests, measured: its
     // slow path is a call, which makes the loop keep its values where a call
     // preserves them.

@@ -235,8 +235,9 @@ impl Sandbox {
         // each per store, imported by every instrumented module as
         // `canon.fuel`, `canon.depth` and `canon.watchdog`. Created before
         // the limiter is installed: the page is the host's, not the job's
-        // memory. The fuel counter holds the whole budget (an i64).
-        let budget = job.limits.fuel.min(i64::MAX as u64);
+        // memory. The fuel counter holds the whole budget, up to
+        // `instrument::MAX_FUEL`.
+        let budget = job.limits.fuel.min(instrument::MAX_FUEL);
         let fuel = Global::new(&mut store, GlobalType::new(ValType::I64, Mutability::Var), Val::I64(budget as i64)).map_err(host_err)?;
         let depth = i32::try_from(job.limits.call_depth).unwrap_or(i32::MAX);
         let depth = Global::new(&mut store, GlobalType::new(ValType::I32, Mutability::Var), Val::I32(depth)).map_err(host_err)?;
@@ -335,6 +336,11 @@ struct Checks<'a> {
 impl Checks<'_> {
     /// Why the run stopped at an `unreachable`.
     fn unreachable(&self, store: &mut Store<StoreData>, job: &Job) -> Result<TrapKind, RunError> {
+        // Past the deadline every check fails: no result, whatever stopped
+        // the run.
+        if self.armed.is_some_and(Armed::fired) {
+            return Err(RunError::Timeout(job.timeout));
+        }
         // A failed fuel check stores the (negative) counter before it traps;
         // nothing else stores a negative value there.
         if self.fuel.get(&mut *store).i64().is_some_and(|f| f < 0) {
@@ -342,11 +348,6 @@ impl Checks<'_> {
         }
         if self.depth.get(&mut *store).i32() == Some(instrument::DEPTH_EXCEEDED) {
             return Ok(TrapKind::CallDepthExceeded);
-        }
-        // A check failed because the watchdog raised the floor, or the guest
-        // reached its own `unreachable` after the deadline: no result either way.
-        if self.armed.is_some_and(Armed::fired) {
-            return Err(RunError::Timeout(job.timeout));
         }
         Ok(TrapKind::Unreachable)
     }

@@ -1,18 +1,17 @@
 //! The wall-clock safety net: one thread for the whole process that, when a
-//! run's deadline passes, raises that run's fuel floor so that the guest's
+//! run's deadline passes, raises that run's surcharges so that the guest's
 //! next fuel check fails.
 //!
-//! Instrumented code compares its fuel with a copy of the floor in the
-//! `canon.watchdog` memory at every check (see
-//! [`crate::instrument::WATCHDOG_MEMORY`]); the host creates that memory
-//! zeroed for each run. A check fails when the fuel is below the floor, so
-//! with the floor at 0 only running out of fuel stops a run, and with the
-//! floor at `i64::MAX` (every copy: the whole page) the next check stops it
-//! whatever the fuel. Checks are
+//! Every fuel check of instrumented code subtracts a surcharge it reads from
+//! the `canon.watchdog` memory (see [`crate::instrument::WATCHDOG_MEMORY`]);
+//! the host creates that memory zeroed for each run. A check fails when the
+//! fuel is below zero, so with surcharges of 0 only running out of fuel
+//! stops a run, and with [`DEADLINE_SURCHARGE`] (in every slot: the whole
+//! page) the next check stops it whatever the fuel. Checks are
 //! at every loop header and before every call and return, so a guest cannot
 //! run long without one.
 //!
-//! A run arms the watchdog with its deadline and the address of its floor,
+//! A run arms the watchdog with its deadline and the address of its page,
 //! and disarms it (drops the [`Armed`] guard) before its store, and so the
 //! memory, goes away. Arming and disarming take a lock and no system call;
 //! the thread starts with the first armed run and then sleeps until the
@@ -22,10 +21,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-/// The floor a run's checks fail below once its deadline has passed.
-pub const RAISED_FLOOR: i64 = i64::MAX;
+pub use crate::instrument::DEADLINE_SURCHARGE;
 
-/// The `i64` slots of the page, every one a copy of the floor.
+/// The `i64` slots of the page, one surcharge each.
 const PAGE_SLOTS: usize = 65536 / 8;
 
 /// Runs with a deadline, and whether the thread has started.
@@ -38,18 +36,18 @@ struct Runs {
 struct Entry {
     id: u64,
     deadline: Instant,
-    floor: Floor,
+    page: Page,
     fired: bool,
 }
 
-/// The address of one run's page of floors.
-struct Floor(*mut i64);
+/// The address of one run's page of surcharges.
+struct Page(*mut i64);
 
 // SAFETY: the pointer is only written by the watchdog thread, under the
 // lock, while its run holds the `Armed` guard, whose contract keeps the
 // eight bytes alive and not otherwise written by the host.
 #[allow(unsafe_code)]
-unsafe impl Send for Floor {}
+unsafe impl Send for Page {}
 
 static RUNS: Mutex<Runs> = Mutex::new(Runs { armed: Vec::new(), next_id: 0, started: false });
 static WAKE: Condvar = Condvar::new();
@@ -60,13 +58,13 @@ fn lock() -> MutexGuard<'static, Runs> {
 }
 
 /// One armed run. Dropping it disarms the watchdog for that run: after the
-/// drop, the floor is never written again.
+/// drop, its page is never written again.
 pub struct Armed {
     id: u64,
 }
 
 impl Armed {
-    /// Has the run's deadline passed and its floor been raised?
+    /// Has the run's deadline passed and its surcharges been raised?
     pub fn fired(&self) -> bool {
         lock().armed.iter().any(|e| e.id == self.id && e.fired)
     }
@@ -78,16 +76,16 @@ impl Drop for Armed {
     }
 }
 
-/// Arms the watchdog: at `deadline` it stores [`RAISED_FLOOR`] in every
-/// `i64` of the 64 KiB page at `floor`.
+/// Arms the watchdog: at `deadline` it stores [`DEADLINE_SURCHARGE`] in every
+/// `i64` of the 64 KiB page at `page`.
 ///
 /// # Safety
 ///
-/// `floor` must be an aligned 64 KiB page valid for writes, and stay so
+/// `page` must be an aligned 64 KiB page valid for writes, and stay so
 /// until the returned guard is dropped. The host must not read or write it
 /// meanwhile (compiled guest code may read it: the write is atomic).
 #[allow(unsafe_code)]
-pub unsafe fn arm(deadline: Instant, floor: *mut i64) -> std::io::Result<Armed> {
+pub unsafe fn arm(deadline: Instant, page: *mut i64) -> std::io::Result<Armed> {
     let mut runs = lock();
     if !runs.started {
         std::thread::Builder::new().name("canon-watchdog".into()).spawn(watch)?;
@@ -96,14 +94,14 @@ pub unsafe fn arm(deadline: Instant, floor: *mut i64) -> std::io::Result<Armed> 
     let id = runs.next_id;
     runs.next_id += 1;
     let earliest = runs.armed.iter().filter(|e| !e.fired).all(|e| e.deadline > deadline);
-    runs.armed.push(Entry { id, deadline, floor: Floor(floor), fired: false });
+    runs.armed.push(Entry { id, deadline, page: Page(page), fired: false });
     if earliest {
         WAKE.notify_one();
     }
     Ok(Armed { id })
 }
 
-/// The watchdog thread: raises every floor whose deadline has passed, then
+/// The watchdog thread: raises the surcharges of every run whose deadline has passed, then
 /// sleeps until the next deadline or until a run arms an earlier one.
 fn watch() {
     let mut runs = lock();
@@ -113,12 +111,12 @@ fn watch() {
             // SAFETY: the entry is still armed (guards remove theirs under
             // this lock before the memory goes away), so `arm`'s contract
             // holds: the address is valid and aligned. The store is atomic;
-            // guest code reads the floor with a plain load, as it reads
+            // guest code reads the page with plain loads, as it reads
             // wasmtime's own epoch counter.
             #[allow(unsafe_code)]
             for slot in 0..PAGE_SLOTS {
                 unsafe {
-                    AtomicI64::from_ptr(e.floor.0.add(slot)).store(RAISED_FLOOR, Ordering::Relaxed);
+                    AtomicI64::from_ptr(e.page.0.add(slot)).store(DEADLINE_SURCHARGE, Ordering::Relaxed);
                 }
             }
             e.fired = true;
