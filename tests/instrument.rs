@@ -402,7 +402,7 @@ fn the_watchdog_stops_endless_loops_of_every_shape_on_every_backend() {
     };
     // An inner loop with no store, no call and no memory access, inside an
     // outer loop: the compiler must not reuse the outer check's reading of
-    // the floor inside the inner loop.
+    // the surcharge inside the inner loop.
     let mut nested = vec![I::Loop(BlockType::Empty), I::LocalGet(0), I::I32Const(1), I::I32Add, I::LocalSet(0)];
     nested.extend(spin(&[I::LocalGet(0), I::I32Const(3), I::I32Mul, I::LocalSet(0)]));
     nested.extend([I::Br(0), I::End]);

@@ -40,10 +40,11 @@
 //!
 //! **Call depth.** On entry every function reads `canon.depth` into a new
 //! local; if it is 0 it sets the counter to [`super::DEPTH_EXCEEDED`] and
-//! traps (`call_depth_exceeded`), otherwise it stores one less. Every way out of the function stores the
-//! saved value back: the end of the body (the body is wrapped in a `block`
-//! with the function's results, so every branch to the function's label
-//! lands there too), `return`, `return_call` and `return_call_indirect`.
+//! traps (`call_depth_exceeded`), otherwise it stores one less. Every way
+//! out of the function stores the saved value back: the end of the body (the
+//! body is wrapped in a `block` with the function's results, so every branch
+//! to the function's label lands there too), `return`, `return_call` and
+//! `return_call_indirect`.
 //! When an exception is caught (`try_table`), the branch lands at the
 //! target label; there the counter is reset to the function's own value
 //! (saved − 1), whatever the frames unwound had left in it. A trap ends the
@@ -125,9 +126,9 @@ fn ends_segment(op: &Operator<'_>) -> bool {
         )
 }
 
-/// Surcharge slots in the watchdog's page, one per `i64`: the first this
-/// many fuel checks of a function each read their own (see
-/// [`Meter::charge_and_check`]).
+/// Surcharge slots in the watchdog's page (one wasm page), one per `i64`:
+/// the first this many fuel checks of a function each read their own, so
+/// that no compiler can reuse one check's reading for another.
 pub const SURCHARGE_SLOTS: u32 = 65536 / 8;
 
 /// Instruments `wasm` with fuel metering and the call-depth check.
@@ -284,9 +285,10 @@ struct Locals {
 
 impl Meter {
     /// Subtracts a segment's static cost from the fuel local; with `check`,
-    /// traps if the local went below zero (see [`Meter::charge_and_check`]). In write-through functions the
-    /// global follows the local at every charge, so every charge is also
-    /// checked there: the global never holds a negative value.
+    /// traps if the local went below zero (see [`Meter::charge_and_check`]).
+    /// In write-through functions the global follows the local at every
+    /// charge, so every charge is also checked there: the global never holds
+    /// a negative value.
     fn charge_static(&self, f: &mut Function, l: &Locals, cost: u64, check: bool) {
         let cost = i64::try_from(cost).unwrap_or(i64::MAX);
         if check || l.write_through {

@@ -216,7 +216,7 @@ pub struct Run {
     /// What it ended with.
     pub result: RunResult,
     /// The guest's stdout, if the run had an outcome (for checks on what a
-    /// module printed, such as [`crate::fuzzing::float::escaped_nans`]).
+    /// module printed, such as `canon::fuzzing::float::escaped_nans` (feature `fuzzing`)).
     pub stdout: Vec<u8>,
     /// Wall-clock time of the run (compilation included the first time).
     pub elapsed: Duration,

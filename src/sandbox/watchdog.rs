@@ -21,10 +21,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-pub use crate::instrument::DEADLINE_SURCHARGE;
-
-/// The `i64` slots of the page, one surcharge each.
-const PAGE_SLOTS: usize = 65536 / 8;
+use crate::instrument::DEADLINE_SURCHARGE;
+use crate::instrument::meter::SURCHARGE_SLOTS;
 
 /// Runs with a deadline, and whether the thread has started.
 struct Runs {
@@ -45,7 +43,7 @@ struct Page(*mut i64);
 
 // SAFETY: the pointer is only written by the watchdog thread, under the
 // lock, while its run holds the `Armed` guard, whose contract keeps the
-// eight bytes alive and not otherwise written by the host.
+// page alive and not otherwise touched by the host.
 #[allow(unsafe_code)]
 unsafe impl Send for Page {}
 
@@ -114,7 +112,7 @@ fn watch() {
             // guest code reads the page with plain loads, as it reads
             // wasmtime's own epoch counter.
             #[allow(unsafe_code)]
-            for slot in 0..PAGE_SLOTS {
+            for slot in 0..SURCHARGE_SLOTS as usize {
                 unsafe {
                     AtomicI64::from_ptr(e.page.0.add(slot)).store(DEADLINE_SURCHARGE, Ordering::Relaxed);
                 }
