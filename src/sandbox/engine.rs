@@ -30,7 +30,7 @@ pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// - 2: canon's own fuel metering and the job's call-depth limit; NaNs
 ///   canonicalised only where their bits escape (a NaN made by
 ///   `neg`/`abs`/`copysign` and then stored reads back as the positive
-///   canonical NaN; see the README, Floats).
+///   canonical NaN; see `docs/FLOATS.md`).
 pub const DETERMINISM_ABI: u32 = 2;
 
 /// The wasmtime version canon is built against.
