@@ -4,7 +4,7 @@
 //! baseline Cranelift and Pulley. Any finding fails the test with the
 //! seed, the profile and every run; `cargo test differential -- --nocapture`
 //! prints the tallies. The open-ended version is the `differential` fuzz
-//! target under fuzz/ (README, "Differential fuzzing").
+//! target under fuzz/ (`docs/FUZZING.md`).
 
 use std::collections::BTreeMap;
 use std::time::Instant;

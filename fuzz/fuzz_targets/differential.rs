@@ -8,7 +8,7 @@
 //! call-depth limit, and a float-heavy module printing a NaN that is not
 //! canonical. There are no excused divergences.
 //!
-//! Run (README, "Differential fuzzing"):
+//! Run (`docs/FUZZING.md`):
 //! `cargo fuzz run differential --sanitizer none -- -max_total_time=600`
 
 #![no_main]
