@@ -52,7 +52,7 @@ impl Plain {
         Plain { engine, linker }
     }
 
-    /// Runs Yosys as the README's `wasmtime run` command does, writing /out
+    /// Runs Yosys as docs/EXAMPLES.md's `wasmtime run` command does, writing /out
     /// and /tmp into fresh directories.
     fn run(&self, module: &Module, argv: &[String]) {
         let out = tempfile::tempdir().expect("out dir");

@@ -112,7 +112,7 @@ impl Example {
         self.spec().parent().expect("spec dir").join("wasmtime-reference")
     }
 
-    /// Runs the example with the wasmtime CLI, as the README shows, and
+    /// Runs the example with the wasmtime CLI, as docs/EXAMPLES.md shows, and
     /// returns a directory laid out like `canon run --out`: `stdout`,
     /// `stderr` and `out/`.
     fn run_wasmtime(&self, wasmtime: &Path, module: &Path, dir: &Path) -> PathBuf {
@@ -279,7 +279,7 @@ fn yosys_on_three_nodes_is_accepted_and_its_netlist_is_the_wasmtime_clis() {
 fn yosys_gives_one_outcome_across_runs_hosts_and_backends() {
     let _one = YOSYS.lock().unwrap_or_else(|e| e.into_inner());
     // Pulley too: its cold compile takes about 150 s and 4.5 GB here, a
-    // warm run about 3 s (17x native), once per CI run (README).
+    // warm run about 3 s (17x native), once per CI run (docs/PERFORMANCE.md).
     one_outcome_everywhere(&YOSYS_EXAMPLE, &["cranelift-baseline", "pulley"]);
 }
 
