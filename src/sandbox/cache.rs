@@ -30,7 +30,7 @@
 //!   if it matches, the stamp is renewed, otherwise the entry is rebuilt.
 //!
 //! Hashing a 100 MB entry with SHA-256 on every load would cost far more
-//! than the load itself (measured in the README); the stamp check costs one
+//! than the load itself (`docs/CACHE.md` says how to measure it); the stamp check costs one
 //! `stat`. What it cannot see is media corruption that changes bytes
 //! without touching the inode: that is the file system's to detect, as for
 //! the canon binary itself.
