@@ -1,8 +1,8 @@
 //! A minimal process-per-job runner on plain wasmtime + wasmtime-wasi (the
 //! default configuration: no fuel, no epochs, no NaN canonicalisation): loads
 //! a precompiled module and runs it, as the wasmtime CLI would. The
-//! `per_job` benchmark spawns it as the baseline for canon's in-process path,
-//! and the README's instruction counts compare it with `canon exec`.
+//! `per_job` benchmark spawns it as the baseline for canon's in-process path
+//! (`docs/PERFORMANCE.md`).
 //!
 //! Run: `cargo run --release --example plain_wasmtime -- --precompile M.wasm M.cwasm`,
 //! then `… -- M.cwasm [ARGS…]`.
