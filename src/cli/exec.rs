@@ -13,7 +13,7 @@ use canon::digest::Digest;
 use canon::job::{ArgsEnvField, DEFAULT_EPOCH, Job, Limits, LinkedModule, Linking, Mount, Preload, Role, UnknownImports};
 use canon::outcome::Termination;
 use canon::sandbox::{Backend, RunOptions, Sandbox};
-use canon::tree::{Node, Tree};
+use canon::tree::Node;
 
 /// Exit status of `canon exec` when the guest traps (as `wasmtime run`: 128 + SIGABRT).
 pub const EXIT_TRAP: u8 = 134;
@@ -177,7 +177,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     super::progress::precompile(&sandbox, &job, super::progress::wanted(args.progress))?;
     let outcome = sandbox.run_with(&job, RunOptions { stream_stdio: true })?;
     if let Some(staged) = staged {
-        write_mounts(&outcome.outputs, staged.path())?;
+        outcome.write_outputs(staged.path()).context("cannot write the output tree")?;
         staged.commit()?;
     }
     Ok(match outcome.termination {
@@ -187,16 +187,4 @@ pub fn run(args: Args) -> Result<ExitCode> {
             ExitCode::from(EXIT_TRAP)
         }
     })
-}
-
-/// Writes each writable mount's final tree under `dir`, at its guest path
-/// with the leading `/` removed (`.` is `dir` itself).
-fn write_mounts(outputs: &Tree, dir: &std::path::Path) -> Result<()> {
-    for (name, node) in &outputs.entries {
-        let Node::Dir(tree) = node else { continue };
-        let target = dir.join(name);
-        std::fs::create_dir_all(&target).with_context(|| format!("{}: cannot create", target.display()))?;
-        tree.write_to(&target).with_context(|| format!("{}: cannot write output", target.display()))?;
-    }
-    Ok(())
 }

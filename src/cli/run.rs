@@ -179,7 +179,7 @@ pub fn write_results(dir: &Path, outcome: &Outcome, report: &RunReport) -> Resul
     std::fs::write(dir.join("stderr"), &outcome.stderr).context("cannot write stderr")?;
     let json = serde_json::to_string_pretty(report)? + "\n";
     std::fs::write(dir.join("outcome.json"), json).context("cannot write outcome.json")?;
-    outcome.outputs.write_to(dir).context("cannot write the output tree")?;
+    outcome.write_outputs(dir).context("cannot write the output tree")?;
     Ok(())
 }
 
