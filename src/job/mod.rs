@@ -5,10 +5,12 @@
 //! [`Job::module_path`] and [`Mount::source`], which are informational and
 //! never part of the job digest.
 //!
-//! [`Job::load`] reads a spec file, resolves its paths against the spec's
-//! directory and validates everything before anything runs (see
-//! [`JobError`] for every refusal); [`validate_module`] does the module
-//! checks alone, for `canon exec`.
+//! Every job is made by a [`JobBuilder`], which checks and loads what a
+//! front end was given: [`Job::load`] parses a spec file and resolves its
+//! paths against the spec's directory, `canon exec` splits its flags, and
+//! both hand the pieces to a builder, so both are checked the same way,
+//! before anything runs (see [`JobError`] for every refusal).
+//! [`validate_module`] does the module checks alone.
 //!
 //! # The spec
 //!
@@ -93,6 +95,7 @@
 //! [`Job::derived_seed`]: the first 8 bytes, read as a little-endian `u64`,
 //! of the SHA-256 of this encoding with field 7 written absent (a single 0).
 
+mod builder;
 mod error;
 mod spec;
 mod validate;
@@ -102,6 +105,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use builder::{JobBuilder, Stdin, check_guest_path};
 pub use error::{JobError, ModuleError};
 pub use validate::{
     CORE_FEATURES, ExportType, Exports, ImportSource, LinkedModule, Linking, Role, import_source, validate_module, validate_module_cached,
