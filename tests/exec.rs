@@ -304,6 +304,39 @@ fn guest_paths_that_climb_out_are_refused() {
 
 #[cfg(unix)]
 #[test]
+fn a_symlinked_output_directory_is_refused() {
+    let w = World::new();
+    std::fs::create_dir(w.path("elsewhere")).expect("mkdir");
+    for target in ["data", "elsewhere", "nowhere"] {
+        let link = w.path(&format!("link-to-{target}"));
+        std::os::unix::fs::symlink(w.path(target), &link).expect("symlink");
+        let scribbler = w.module("scribbler");
+        let out = format!("../link-to-{target}");
+        let o = exec_leaves_the_host_alone(&w, &["--dir", "../data::/data", "--out", &out, scribbler.to_str().expect("utf-8")], &w.path("none"));
+        assert_eq!(o.status.code(), Some(125), "{out}: {}", stderr(&o));
+        assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+        assert_eq!(std::fs::read_link(&link).expect("still a link"), w.path(target));
+    }
+    assert_eq!(std::fs::read_dir(w.path("elsewhere")).expect("ls").count(), 0);
+}
+
+#[test]
+fn an_output_directory_at_or_inside_a_mounted_host_dir_is_refused() {
+    let w = World::new();
+    std::fs::create_dir(w.path("empty")).expect("mkdir");
+    let scribbler = w.module("scribbler");
+    for (dir, out) in
+        [("../data::/data", "../data/results"), ("../data::/data", "../data/sub"), ("../empty::/e", "../empty"), ("../data::/data", "../cwd/../data/new")]
+    {
+        let o = exec_leaves_the_host_alone(&w, &["--dir", dir, "--out", out, scribbler.to_str().expect("utf-8")], &w.path("none"));
+        assert_eq!(o.status.code(), Some(125), "--dir {dir} --out {out}: {}", stderr(&o));
+        assert!(stderr(&o).contains("never modified"), "{}", stderr(&o));
+    }
+    assert_eq!(std::fs::read_dir(w.path("empty")).expect("ls").count(), 0);
+}
+
+#[cfg(unix)]
+#[test]
 fn nested_mounts_are_refused_so_no_copy_is_written_through_another() {
     let w = World::new();
     // /a's copy holds a link `b` to a directory outside; a mount at /a/b

@@ -191,7 +191,8 @@ fn explain(err: JobError, args: &Args) -> anyhow::Error {
 /// Runs `canon exec`.
 pub fn run(args: Args) -> Result<ExitCode> {
     let job = job_from_args(&args)?;
-    let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
+    let mounted = job.mounts.iter().filter_map(|m| m.source.as_deref());
+    let staged = args.out.as_deref().map(|out| super::outdir::Staged::new(out, mounted)).transpose()?;
     let sandbox = Sandbox::builder().backend(args.backend).build()?;
     super::progress::precompile(&sandbox, &job, super::progress::wanted(args.progress))?;
     let outcome = sandbox.run_with(&job, RunOptions { stream_stdio: true })?;

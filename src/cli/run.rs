@@ -110,7 +110,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return run_on_nodes(&args, &job, n);
     }
     let key = args.key.as_deref().map(NodeKey::load).transpose()?;
-    let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
+    let staged = args.out.as_deref().map(|out| super::outdir::Staged::new(out, mounted(&job))).transpose()?;
     let started = Timestamp::now();
     let sandbox = Sandbox::builder().backend(args.backend).build()?;
     super::progress::precompile(&sandbox, &job, super::progress::wanted(args.progress))?;
@@ -140,7 +140,7 @@ fn run_on_nodes(args: &Args, job: &Job, n: usize) -> Result<ExitCode> {
         Some(d) => d.clone(),
         None => super::nodes::default_keys_dir()?,
     };
-    let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
+    let staged = args.out.as_deref().map(|out| super::outdir::Staged::new(out, mounted(job))).transpose()?;
     let runs = super::nodes::run_nodes(job, n, args.faulty, args.backend, &keys_dir)?;
     let policy = match &args.policy {
         Some(p) => Policy::load(p)?,
@@ -171,6 +171,12 @@ fn run_on_nodes(args: &Args, job: &Job, n: usize) -> Result<ExitCode> {
         out!("{}", super::quorum::render(&tally))?;
     }
     Ok(if tally.verdict == Verdict::Accepted { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The host directories `job` mounts: never modified, so never an output
+/// directory or inside one.
+fn mounted(job: &Job) -> impl Iterator<Item = &Path> {
+    job.mounts.iter().filter_map(|m| m.source.as_deref())
 }
 
 /// Writes stdout, stderr, outcome.json and the output tree into `dir`.
