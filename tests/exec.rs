@@ -1,11 +1,14 @@
 //! `canon exec`'s contract with the host: a `--dir` is a copy (the host
-//! directory is never modified), and nothing is written outside `--out`.
+//! directory is never modified), nothing is written outside `--out`, and
+//! stdin is only what `--stdin` names.
 //!
 //! The guests are built here with wasm-encoder: `scribbler` writes into
 //! every preopen it is given, `preopens` prints their names in fd order.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use canon::tree::{Node, Tree};
 use wasm_encoder::{
@@ -13,7 +16,7 @@ use wasm_encoder::{
     MemoryType, Module, TypeSection, ValType,
 };
 
-use crate::util::{canon_bin, scratch};
+use crate::util::{canon_bin, fixture, host_perturbations, scratch};
 
 // ---------------------------------------------------------------- guests
 
@@ -381,4 +384,105 @@ fn the_exec_job_gets_the_checks_a_spec_gets() {
         assert!(err.contains(want), "{:?}: {err}", &args[..args.len().min(4)]);
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+}
+
+// --------------------------------------------------------- §5: stdin
+
+/// Waits up to `limit` for `child`; kills it and fails if it is still running.
+fn wait_or_kill(mut child: std::process::Child, limit: Duration) -> Output {
+    let started = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if started.elapsed() > limit {
+            child.kill().expect("kill");
+            let _ = child.wait();
+            panic!("canon exec still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn exec_finishes_while_its_stdin_pipe_stays_open() {
+    // The wasi-testsuite runner keeps the runtime's stdin open for the whole test.
+    let d = scratch();
+    let mut child = Command::new(canon_bin())
+        .arg("exec")
+        .arg(fixture("hello.wasm"))
+        .env("CANON_CACHE_DIR", d.path().join("cache"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let open_stdin = child.stdin.take();
+    let o = wait_or_kill(child, Duration::from_secs(120));
+    drop(open_stdin);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello from canon\n");
+}
+
+#[test]
+fn without_stdin_the_guest_reads_nothing_even_from_a_pipe() {
+    let d = scratch();
+    let mut child = Command::new(canon_bin())
+        .arg("exec")
+        .arg(fixture("probe.wasm"))
+        .args(["--", "stdin"])
+        .env("CANON_CACHE_DIR", d.path().join("cache"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"not for the guest\n").expect("write");
+    let o = wait_or_kill(child, Duration::from_secs(120));
+    drop(stdin);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout, b"", "the guest read bytes no flag named");
+}
+
+#[test]
+fn stdin_dash_reads_the_host_stdin_to_its_end_before_the_guest_starts() {
+    let d = scratch();
+    let mut child = Command::new(canon_bin())
+        .args(["exec", "--stdin", "-"])
+        .arg(fixture("probe.wasm"))
+        .args(["--", "stdin"])
+        .env("CANON_CACHE_DIR", d.path().join("cache"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"line one\nline two\n").expect("write");
+    drop(stdin);
+    let o = wait_or_kill(child, Duration::from_secs(120));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout, b"line one\nline two\n");
+}
+
+#[test]
+fn stdin_file_gives_the_same_bytes_under_every_host_perturbation() {
+    let d = scratch();
+    let input = d.path().join("input.bin");
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    std::fs::write(&input, &bytes).expect("write input");
+    let (home, cwd) = (scratch(), scratch());
+    let mut seen = Vec::new();
+    for p in host_perturbations(home.path(), cwd.path()) {
+        let mut cmd = Command::new(canon_bin());
+        cmd.args(["exec", "--stdin"]).arg(&input).arg(fixture("probe.wasm")).args(["--argv0", "probe", "--", "stdin"]);
+        cmd.env("CANON_CACHE_DIR", d.path().join("cache")).stdin(Stdio::piped());
+        let o = p.output(&mut cmd);
+        assert!(o.status.success(), "{}: {}", p.name, stderr(&o));
+        assert_eq!(o.stdout, bytes, "{}", p.name);
+        seen.push((o.stdout, o.stderr));
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "stdout or stderr differ between perturbations");
+    let o = Command::new(canon_bin()).args(["exec", "--stdin"]).arg(d.path().join("gone")).arg(fixture("probe.wasm")).output().expect("spawn");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("--stdin") && stderr(&o).contains("gone"), "{}", stderr(&o));
 }

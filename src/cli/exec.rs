@@ -7,14 +7,14 @@
 //! exactly the checks a job spec gets. The builder's errors are then named
 //! in the command line's terms (`--dir ../data::/data`, `--fuel`).
 
-use std::io::{IsTerminal as _, Read as _};
+use std::io::Read as _;
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use canon::job::{ArgsEnvField, DEFAULT_EPOCH, Job, JobBuilder, JobError, Limits, Stdin, UnknownImports, check_guest_path};
+use canon::job::{ArgsEnvField, DEFAULT_EPOCH, Job, JobBuilder, JobError, Limits, MAX_INPUT_BYTES, Stdin, UnknownImports, check_guest_path};
 use canon::outcome::Termination;
 use canon::sandbox::{Backend, RunOptions, Sandbox};
 
@@ -41,6 +41,14 @@ pub struct Args {
     /// name replaces an earlier one).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// The guest's stdin: the bytes of FILE, or with `-` all of canon's own
+    /// stdin, read to its end before the guest starts. Either way the bytes
+    /// are part of the job, so the outcome depends on them and on nothing
+    /// else. Without this flag stdin is empty (the guest reads end-of-file
+    /// at once) whatever canon's own stdin is, so a harness that keeps a pipe
+    /// open never blocks canon.
+    #[arg(long, value_name = "FILE|-")]
+    stdin: Option<PathBuf>,
     /// Seed of the guest's random stream.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -115,11 +123,17 @@ fn job_from_args(args: &Args) -> Result<Job> {
     for (k, v) in env {
         job = job.env(k, v);
     }
-    let mut stdin = Vec::new();
-    if !std::io::stdin().is_terminal() {
-        std::io::stdin().read_to_end(&mut stdin).context("cannot read stdin")?;
-    }
-    job.stdin(Stdin::Bytes(stdin)).build().map_err(|e| explain(e, args))
+    let stdin = match args.stdin.as_deref() {
+        None => Stdin::Empty,
+        Some(p) if p.as_os_str() == "-" => {
+            // One byte past the cap, so that the builder can refuse it.
+            let mut bytes = Vec::new();
+            std::io::stdin().lock().take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes).context("--stdin -: cannot read canon's stdin")?;
+            Stdin::Bytes(bytes)
+        }
+        Some(path) => Stdin::File(path.to_path_buf()),
+    };
+    job.stdin(stdin).build().map_err(|e| explain(e, args))
 }
 
 /// Splits `--dir HOST[::GUEST]`. Without `::GUEST` the guest path is HOST as
