@@ -1,6 +1,7 @@
 //! `canon exec`'s contract with the host: a `--dir` is a copy (the host
-//! directory is never modified), nothing is written outside `--out`, and
-//! stdin is only what `--stdin` names.
+//! directory is never modified), nothing is written outside `--out`, stdin
+//! is only what `--stdin` names, and `--dir` preopens come first, in
+//! command-line order (as a spec's inputs do, in their order).
 //!
 //! The guests are built here with wasm-encoder: `scribbler` writes into
 //! every preopen it is given, `preopens` prints their names in fd order.
@@ -485,4 +486,82 @@ fn stdin_file_gives_the_same_bytes_under_every_host_perturbation() {
     let o = Command::new(canon_bin()).args(["exec", "--stdin"]).arg(d.path().join("gone")).arg(fixture("probe.wasm")).output().expect("spawn");
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("--stdin") && stderr(&o).contains("gone"), "{}", stderr(&o));
+}
+
+// ------------------------------------------------- §5: preopen order
+
+fn lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn dir_preopens_come_first_in_command_line_order_then_out_and_tmp() {
+    let w = World::new();
+    std::fs::create_dir(w.path("empty")).expect("mkdir");
+    let preopens = w.module("preopens");
+    let preopens = preopens.to_str().expect("utf-8");
+    let o = w.exec(&["--dir", "../data::/zz", "--dir", "../empty::/aa", preopens]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lines(&o), ["/zz", "/aa", "/out", "/tmp"], "fd 3, 4, ... as under `wasmtime run --dir`");
+    let o = w.exec(&["--dir", "../empty::/aa", "--dir", "../data::/out", "--dir", "../data::/zz", preopens]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lines(&o), ["/aa", "/out", "/zz", "/tmp"], "a --dir at /out takes its place");
+}
+
+#[test]
+fn preopen_order_is_the_same_under_every_host_perturbation() {
+    let w = World::new();
+    let (home, cwd) = (scratch(), scratch());
+    let mut seen = Vec::new();
+    for p in host_perturbations(home.path(), cwd.path()) {
+        let mut cmd = Command::new(canon_bin());
+        cmd.arg("exec").arg("--dir").arg(format!("{}::/m", w.path("data").display())).arg("--dir").arg(format!("{}::/b", w.path("data/sub").display()));
+        cmd.arg(w.module("preopens")).args(["--argv0", "preopens"]).env("CANON_CACHE_DIR", w.tools.path().join("cache"));
+        let o = p.output(&mut cmd);
+        assert!(o.status.success(), "{}: {}", p.name, stderr(&o));
+        seen.push(lines(&o));
+    }
+    assert!(seen.iter().all(|l| l == &["/m", "/b", "/out", "/tmp"]), "{seen:?}");
+}
+
+/// `canon run --json` of a spec running `preopens` with these inputs (host,
+/// guest), in this order, under `p`: (job digest, outcome digest).
+fn run_preopens(w: &World, inputs: &[(&str, &str)], p: &crate::util::Perturbation) -> (String, String) {
+    let mut spec = format!("name = \"preopens\"\nmodule = {:?}\n", w.module("preopens").display().to_string());
+    for (host, guest) in inputs {
+        spec += &format!("[[input]]\nhost = {host:?}\nguest = {guest:?}\n");
+    }
+    let path = w.path("preopens.toml");
+    std::fs::write(&path, spec).expect("write spec");
+    let mut cmd = Command::new(canon_bin());
+    cmd.args(["run", "--json"]).arg(&path).env("CANON_CACHE_DIR", w.tools.path().join("cache"));
+    let o = p.output(&mut cmd);
+    assert!(o.status.success(), "{}: {}", p.name, stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    (v["job_digest"].as_str().expect("job digest").into(), v["outcome_digest"].as_str().expect("outcome digest").into())
+}
+
+#[test]
+fn a_specs_inputs_are_preopened_in_their_order_which_the_digest_covers() {
+    let w = World::new();
+    let forward = [("data", "/zz"), ("data/sub", "/aa")];
+    let (home, cwd) = (scratch(), scratch());
+    let mut seen: Vec<(String, String)> = host_perturbations(home.path(), cwd.path()).iter().map(|p| run_preopens(&w, &forward, p)).collect();
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "one job and one outcome under every perturbation: {seen:?}");
+    let backward = run_preopens(&w, &[("data/sub", "/aa"), ("data", "/zz")], &crate::util::Perturbation::none("none"));
+    assert_ne!(backward.0, seen[0].0, "input order is preopen order: it must change the job digest");
+    assert_ne!(backward.1, seen[0].1, "and the guest sees it");
+    // What the guest saw, in order.
+    let out = w.path("results");
+    let o = Command::new(canon_bin())
+        .arg("run")
+        .arg(w.path("preopens.toml"))
+        .arg("--out")
+        .arg(&out)
+        .env("CANON_CACHE_DIR", w.tools.path().join("cache"))
+        .output()
+        .expect("spawn");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(out.join("stdout")).expect("stdout"), "/aa\n/zz\n/out\n/tmp\n");
 }

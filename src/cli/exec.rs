@@ -34,7 +34,8 @@ pub struct Args {
     /// GUEST (the host directory is never modified). Without `::GUEST` the
     /// guest path is HOST as given, as under `wasmtime run`; canon's guest
     /// paths are absolute and normalised, so a relative HOST needs one:
-    /// `--dir ../data::/data`.
+    /// `--dir ../data::/data`. Preopened in command-line order (fd 3, 4,
+    /// ..., as under `wasmtime run`), before the sandbox's `/out` and `/tmp`.
     #[arg(long = "dir", value_name = "HOST[::GUEST]")]
     dirs: Vec<String>,
     /// Set an environment variable for the guest (a later one of the same

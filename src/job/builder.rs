@@ -10,9 +10,10 @@
 //!    all), the commit id, every limit's range, the preload names, and the
 //!    syntax of every guest path ([`check_guest_path`]);
 //! 2. the host side: read and validate the preloads in order, then the
-//!    module; read stdin; load the inputs and lay out the preopens (none
-//!    equal or nested, `/tmp` reserved, `/out` only writable and nothing
-//!    inside it), all within [`MAX_INPUT_BYTES`].
+//!    module; read stdin; load the inputs and lay out the preopens (in the
+//!    order of their first input; none equal or nested, `/tmp` reserved,
+//!    `/out` only writable and nothing inside it), all within
+//!    [`MAX_INPUT_BYTES`].
 //!
 //! The first failure is returned as a [`JobError`] that names the builder's
 //! source (the spec file, or `canon exec`) and the item at fault by its
@@ -192,8 +193,11 @@ impl JobBuilder {
     /// symbolic link; links inside a directory are kept as links), at the
     /// absolute, normalised guest path `guest`. A directory is preopened at
     /// `guest`; a file is put in a synthetic preopen of its parent, shared
-    /// with the other file inputs there. A writable input is a copy the
-    /// guest may change; the host is never modified. Default: no inputs.
+    /// with the other file inputs there. Preopens are numbered in the order
+    /// of their first input (fd 3, 4, ...; the sandbox's `/out`, unless an
+    /// input is there, and `/tmp` come after them), and that order is part
+    /// of the job. A writable input is a copy the guest may change; the
+    /// host is never modified. Default: no inputs.
     pub fn input(mut self, host: impl Into<PathBuf>, guest: impl Into<String>, writable: bool) -> JobBuilder {
         self.inputs.push(Input { host: host.into(), guest: guest.into(), writable, dir_only: false });
         self
@@ -454,7 +458,9 @@ struct Preopen {
 fn load_inputs(file: &str, inputs: Vec<Input>, budget: &mut u64) -> Result<Vec<Mount>, JobError> {
     let f = || file.to_string();
     let too_large = |index: usize| JobError::InputsTooLarge { file: f(), field: format!("input[{index}]"), limit: MAX_INPUT_BYTES };
-    let mut preopens: BTreeMap<String, Preopen> = BTreeMap::new();
+    // In the order of each preopen's first input: the order the guest sees.
+    let mut preopens: Vec<(String, Preopen)> = Vec::new();
+    let find = |preopens: &[(String, Preopen)], dir: &str| preopens.iter().position(|(g, _)| g == dir);
 
     for (index, Input { host, guest, writable, dir_only }) in inputs.into_iter().enumerate() {
         // The input's own host path is followed if it is a symlink; links
@@ -483,12 +489,12 @@ fn load_inputs(file: &str, inputs: Vec<Input>, budget: &mut u64) -> Result<Vec<M
         };
         match node_name {
             None => {
-                if let Some(other) = preopens.get(&dir) {
-                    return Err(same_dir(file, other.index, index, &dir));
+                if let Some(other) = find(&preopens, &dir) {
+                    return Err(same_dir(file, preopens[other].1.index, index, &dir));
                 }
                 let tree = Tree::load_dir(&host, *budget).map_err(load_err)?;
                 *budget = budget.saturating_sub(tree.file_bytes());
-                preopens.insert(dir, Preopen { index, writable, source: Some(host), tree, file_inputs: BTreeMap::new() });
+                preopens.push((dir, Preopen { index, writable, source: Some(host), tree, file_inputs: BTreeMap::new() }));
             }
             Some(leaf) => {
                 if meta.len() > *budget {
@@ -496,8 +502,14 @@ fn load_inputs(file: &str, inputs: Vec<Input>, budget: &mut u64) -> Result<Vec<M
                 }
                 let bytes = fs::read(&host).map_err(|source| JobError::InputMissing { file: f(), index, path: host.clone(), source })?;
                 *budget = budget.saturating_sub(bytes.len() as u64);
-                let entry =
-                    preopens.entry(dir.clone()).or_insert_with(|| Preopen { index, writable, source: None, tree: Tree::new(), file_inputs: BTreeMap::new() });
+                let at = match find(&preopens, &dir) {
+                    Some(at) => at,
+                    None => {
+                        preopens.push((dir.clone(), Preopen { index, writable, source: None, tree: Tree::new(), file_inputs: BTreeMap::new() }));
+                        preopens.len() - 1
+                    }
+                };
+                let entry = &mut preopens[at].1;
                 if entry.source.is_some() {
                     return Err(same_dir(file, entry.index, index, &dir));
                 }
@@ -520,9 +532,8 @@ fn load_inputs(file: &str, inputs: Vec<Input>, budget: &mut u64) -> Result<Vec<M
         }
     }
 
-    let dirs: Vec<(&String, &Preopen)> = preopens.iter().collect();
-    for (i, (a, pa)) in dirs.iter().enumerate() {
-        for (b, pb) in &dirs[i + 1..] {
+    for (i, (a, pa)) in preopens.iter().enumerate() {
+        for (b, pb) in &preopens[i + 1..] {
             if nested(a, b) {
                 let ((first, first_dir), (second, second_dir)) =
                     if pa.index < pb.index { ((pa.index, a), (pb.index, b)) } else { ((pb.index, b), (pa.index, a)) };
@@ -538,7 +549,6 @@ fn load_inputs(file: &str, inputs: Vec<Input>, budget: &mut u64) -> Result<Vec<M
         }
     }
 
-    // BTreeMap order is byte order of the guest path: the canonical order.
     Ok(preopens.into_iter().map(|(guest, p)| Mount::new(guest, p.writable, p.tree, p.source)).collect())
 }
 
