@@ -103,3 +103,21 @@ fn a_run_output_directory_inside_an_input_is_refused_and_nothing_is_written() {
         assert_eq!(names, ["f"], "the input directory was modified");
     }
 }
+
+#[test]
+fn a_writable_mount_that_would_land_on_a_result_file_is_refused_before_running() {
+    let dir = scratch();
+    std::fs::create_dir(dir.path().join("seed")).expect("mkdir");
+    for guest in ["/stdout", "/outcome.json/x"] {
+        let spec = job_spec(dir.path(), "job.toml", "hello.wasm", &format!("[[input]]\nhost = \"seed\"\nguest = {guest:?}\nwritable = true"));
+        let out = dir.path().join("out");
+        let o = Command::new(canon_bin()).arg("run").arg(&spec).arg("--out").arg(&out).output().expect("spawn");
+        assert_eq!(o.status.code(), Some(125), "{guest}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(guest) && err.contains("another guest path"), "{err}");
+        assert!(!out.exists());
+        // Without --out there is nothing to collide with.
+        let o = Command::new(canon_bin()).arg("run").arg(&spec).output().expect("spawn");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}

@@ -104,6 +104,9 @@ impl<'a> RunReport<'a> {
 /// Runs `canon run`.
 pub fn run(args: Args) -> Result<ExitCode> {
     let job = Job::load(&args.job).context("invalid job")?;
+    if args.out.is_some() {
+        check_out_layout(&job)?;
+    }
     if let Some(n) = args.nodes {
         // Compile once, with progress, into the disk cache the nodes share.
         super::progress::precompile(&Sandbox::builder().backend(args.backend).build()?, &job, super::progress::wanted(args.progress))?;
@@ -171,6 +174,25 @@ fn run_on_nodes(args: &Args, job: &Job, n: usize) -> Result<ExitCode> {
         out!("{}", super::quorum::render(&tally))?;
     }
     Ok(if tally.verdict == Verdict::Accepted { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The files `--out` holds beside the output tree (in `DIR`, or in each
+/// `DIR/node-I`).
+const RESULT_FILES: [&str; 4] = ["stdout", "stderr", "outcome.json", "receipt.json"];
+
+/// Refuses, before anything runs, a job whose output tree would land on one
+/// of canon's own files in `--out` (a writable mount at `/stdout`, say).
+fn check_out_layout(job: &Job) -> Result<()> {
+    for m in job.mounts.iter().filter(|m| m.writable) {
+        let top = m.guest.trim_start_matches('/').split('/').next().unwrap_or_default();
+        if RESULT_FILES.contains(&top) {
+            anyhow::bail!(
+                "the writable mount {} would be written where --out keeps canon's own `{top}`; give it another guest path, or run without --out",
+                m.guest
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The host directories `job` mounts: never modified, so never an output
