@@ -127,7 +127,7 @@ macro_rules! digest_newtype {
 }
 
 digest_newtype!(
-    /// The name of a job: SHA-256 of its canonical encoding (`canon/job/v2`).
+    /// The name of a job: SHA-256 of its canonical encoding (`canon/job/v3`).
     JobDigest
 );
 digest_newtype!(

@@ -1,6 +1,6 @@
 //! The canonical byte encoding behind every digest canon computes.
 //!
-//! Every hashed encoding starts with a version tag such as `canon/job/v2`
+//! Every hashed encoding starts with a version tag such as `canon/job/v3`
 //! followed by a newline, then a fixed sequence of fields, each written as:
 //!
 //! | field kind | bytes |
@@ -24,7 +24,7 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Starts an encoding with its version tag, e.g. `canon/job/v2`.
+    /// Starts an encoding with its version tag, e.g. `canon/job/v3`.
     pub fn new(tag: &str) -> Encoder {
         let mut buf = Vec::with_capacity(256);
         buf.extend_from_slice(tag.as_bytes());

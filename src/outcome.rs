@@ -14,14 +14,16 @@
 //! guest, e.g. `/out/a.txt`). Because it is built from the parts' digests, a
 //! receipt that carries the parts lets anyone recompute the outcome digest.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, OutcomeDigest};
 use crate::encoding::Encoder;
-use crate::tree::Manifest;
+use crate::tree::{Manifest, Node, Tree, TreeError, is_entry_name};
 
 /// Why a guest stopped without exiting. The names are part of the outcome
 /// encoding: they never change meaning, and new kinds are only added.
@@ -199,8 +201,10 @@ pub struct Outcome {
     /// Bytes the guest wrote to stderr.
     pub stderr: Vec<u8>,
     /// The final content of every writable mount, as one tree whose top-level
-    /// names are the mounts' guest paths without the leading `/`.
-    pub outputs: crate::tree::Tree,
+    /// names are the mounts' guest paths without the leading `/` (so a
+    /// top-level name holds `/` for a mount at `/data/sub`: write it out with
+    /// [`Outcome::write_outputs`], not [`Tree::write_to`]).
+    pub outputs: Tree,
 }
 
 /// The digests of an outcome's parts, and the outcome digest built from them.
@@ -228,11 +232,57 @@ impl Outcome {
     pub fn manifest(&self) -> Manifest {
         let mut m = Manifest::default();
         for (name, node) in &self.outputs.entries {
-            if let crate::tree::Node::Dir(t) = node {
+            if let Node::Dir(t) = node {
                 m.extend_from_tree(&format!("/{name}"), t);
             }
         }
         m
+    }
+
+    /// Writes the output tree below the host directory `dir`, which must
+    /// exist and be new: each writable mount at its guest path without the
+    /// leading `/`, so guest `/out/a.txt` becomes `dir/out/a.txt` and a
+    /// mount at `/data/sub` becomes `dir/data/sub`.
+    ///
+    /// A guest path is data, never host path syntax: it is split at `/` and
+    /// each part must be a plain entry name ([`crate::tree::is_entry_name`]),
+    /// so no output lands outside `dir`; two outputs at the same place (one
+    /// mount inside another) are refused; and everything is written by
+    /// [`Tree::write_to`], which creates every entry new and never follows a
+    /// symbolic link.
+    pub fn write_outputs(&self, dir: &Path) -> Result<(), TreeError> {
+        let mut root = Tree::new();
+        // Directories made here only to hold a mount at a deeper guest path;
+        // no output may land on anything else that is already placed.
+        let mut made: BTreeSet<String> = BTreeSet::new();
+        for (guest, node) in &self.outputs.entries {
+            let parts: Vec<&str> = guest.split('/').collect();
+            if let Some(bad) = parts.iter().find(|p| !is_entry_name(p)) {
+                return Err(TreeError::BadName { dir: dir.to_path_buf(), name: (*bad).to_string() });
+            }
+            let Some((last, parents)) = parts.split_last() else { continue };
+            let mut at = &mut root;
+            let mut so_far = String::new();
+            for part in parents {
+                if !so_far.is_empty() {
+                    so_far.push('/');
+                }
+                so_far.push_str(part);
+                if !at.entries.contains_key(*part) {
+                    made.insert(so_far.clone());
+                    at.entries.insert(part.to_string(), Node::Dir(Tree::new()));
+                }
+                match at.entries.get_mut(*part) {
+                    Some(Node::Dir(sub)) if made.contains(&so_far) => at = sub,
+                    _ => return Err(TreeError::Overlap(dir.join(&so_far))),
+                }
+            }
+            if at.entries.contains_key(*last) {
+                return Err(TreeError::Overlap(dir.join(guest)));
+            }
+            at.entries.insert(last.to_string(), node.clone());
+        }
+        root.write_to(dir)
     }
 
     /// Computes the digests of every part and the outcome digest.
@@ -292,6 +342,51 @@ mod tests {
     fn trap_names_round_trip() {
         for k in TrapKind::ALL {
             assert_eq!(k.as_str().parse::<TrapKind>(), Ok(k));
+        }
+    }
+
+    fn outputs(mounts: &[(&str, Node)]) -> Outcome {
+        let mut outputs = Tree::new();
+        for (guest, node) in mounts {
+            outputs.entries.insert(guest.to_string(), node.clone());
+        }
+        Outcome { termination: Termination::Exit(0), fuel_consumed: 0, stdout: vec![], stderr: vec![], outputs }
+    }
+
+    fn dir_with(name: &str) -> Node {
+        let mut t = Tree::new();
+        t.entries.insert(name.into(), Node::File(std::sync::Arc::new(b"x".to_vec())));
+        Node::Dir(t)
+    }
+
+    #[test]
+    fn outputs_are_laid_out_at_their_guest_paths() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let o = outputs(&[("out", dir_with("a")), ("data/sub", dir_with("b")), ("data/other", dir_with("c"))]);
+        o.write_outputs(root.path()).expect("write");
+        for f in ["out/a", "data/sub/b", "data/other/c"] {
+            assert!(root.path().join(f).is_file(), "{f}");
+        }
+    }
+
+    #[test]
+    fn outputs_that_would_leave_the_directory_or_overlap_are_refused() {
+        for (mounts, overlap) in [
+            (vec![("..", dir_with("a"))], false),
+            (vec![("a/../../b", dir_with("a"))], false),
+            (vec![("", dir_with("a"))], false),
+            (vec![("./a", dir_with("a"))], false),
+            (vec![("a//b", dir_with("a"))], false),
+            (vec![("a", dir_with("b")), ("a/b", dir_with("c"))], true),
+            (vec![("a", dir_with("x")), ("a/b", dir_with("c"))], true),
+        ] {
+            let root = tempfile::tempdir().expect("tempdir");
+            let out = root.path().join("out");
+            std::fs::create_dir(&out).expect("mkdir");
+            let err = outputs(&mounts).write_outputs(&out).expect_err("refused");
+            assert_eq!(matches!(err, TreeError::Overlap(_)), overlap, "{mounts:?}: {err}");
+            assert_eq!(std::fs::read_dir(&out).expect("ls").count(), 0, "{mounts:?}: written before refusing");
+            assert_eq!(std::fs::read_dir(root.path()).expect("ls").count(), 1, "{mounts:?}");
         }
     }
 

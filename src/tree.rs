@@ -80,6 +80,32 @@ pub enum TreeError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// A name that cannot be written as one entry of a host directory.
+    #[error("{dir}: refusing to write an entry named {name:?}: {NAME_RULE}")]
+    BadName {
+        /// The host directory the entry would go in.
+        dir: PathBuf,
+        /// The name.
+        name: String,
+    },
+    /// Two outputs would be written at the same host path: a writable mount
+    /// nested in another (jobs refuse those; the writer checks again).
+    #[error("{0}: two outputs would be written here (one writable mount inside another); refusing to merge them")]
+    Overlap(PathBuf),
+    /// Something already exists where an entry was to be created: the
+    /// writer never replaces, and never follows, what it finds.
+    #[error("{0}: already exists; refusing to replace it or write through it")]
+    Exists(PathBuf),
+}
+
+/// What a tree entry's name must be, for messages.
+pub const NAME_RULE: &str = "a name must be non-empty, not `.` or `..`, and contain no `/` or NUL byte";
+
+/// Whether `name` can be one entry of a directory: not empty, `.` or `..`,
+/// and without `/` or NUL. On any host, such a name joined onto a directory
+/// names an entry of that directory and nothing else.
+pub fn is_entry_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TreeError + '_ {
@@ -252,22 +278,39 @@ impl Tree {
         total
     }
 
-    /// Writes this tree below the host directory `dir`, which must exist.
-    /// Existing files of the same name are replaced.
+    /// Writes this tree into the host directory `dir`, which must exist and
+    /// should be new (a fresh staging directory): every entry is created,
+    /// never replaced, so nothing is written outside `dir`.
+    ///
+    /// - Each name is checked first ([`is_entry_name`]): a name that is
+    ///   empty, `.`, `..`, or holds `/` or NUL is refused
+    ///   ([`TreeError::BadName`]), so no name climbs out or reaches below
+    ///   another entry.
+    /// - Files are created with `O_CREAT | O_EXCL`, directories with
+    ///   `mkdir`, symbolic links with `symlink`; each fails if anything,
+    ///   a symbolic link included, is already at its path
+    ///   ([`TreeError::Exists`]), and none follows a link there.
+    /// - The writer descends only into directories it has just created, so
+    ///   it never traverses a symbolic link, the tree's own included: a link
+    ///   is written with its target as given and never resolved.
     pub fn write_to(&self, dir: &Path) -> Result<(), TreeError> {
         for (name, node) in &self.entries {
+            if !is_entry_name(name) {
+                return Err(TreeError::BadName { dir: dir.to_path_buf(), name: name.clone() });
+            }
             let path = dir.join(name);
+            let exists = |e: io::Error| if e.kind() == io::ErrorKind::AlreadyExists { TreeError::Exists(path.clone()) } else { io_err(&path)(e) };
             match node {
-                Node::File(bytes) => fs::write(&path, bytes.as_slice()).map_err(io_err(&path))?,
+                Node::File(bytes) => {
+                    use io::Write as _;
+                    let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(exists)?;
+                    f.write_all(bytes).map_err(io_err(&path))?;
+                }
                 Node::Dir(sub) => {
-                    match fs::create_dir(&path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => {}
-                        Err(e) => return Err(io_err(&path)(e)),
-                    }
+                    fs::create_dir(&path).map_err(exists)?;
                     sub.write_to(&path)?;
                 }
-                Node::Symlink(target) => write_symlink(target, &path)?,
+                Node::Symlink(target) => write_symlink(target, &path).map_err(exists)?,
             }
         }
         Ok(())
@@ -275,14 +318,15 @@ impl Tree {
 }
 
 #[cfg(unix)]
-fn write_symlink(target: &str, path: &Path) -> Result<(), TreeError> {
-    std::os::unix::fs::symlink(target, path).map_err(io_err(path))
+fn write_symlink(target: &str, path: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, path)
 }
 
 #[cfg(not(unix))]
-fn write_symlink(target: &str, path: &Path) -> Result<(), TreeError> {
+fn write_symlink(target: &str, path: &Path) -> io::Result<()> {
     // Without symlinks on the host, keep the link's target as a text file.
-    fs::write(path, target).map_err(io_err(path))
+    use io::Write as _;
+    fs::OpenOptions::new().write(true).create_new(true).open(path)?.write_all(target.as_bytes())
 }
 
 impl Node {
@@ -372,5 +416,77 @@ mod tests {
         t.write_to(out.path()).expect("write_to");
         assert_eq!(Tree::load_dir(out.path(), u64::MAX).expect("reload"), t);
         assert!(matches!(Tree::load_dir(dir.path(), 1), Err(TreeError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn entry_names_are_plain_names() {
+        for good in ["a", "a.txt", "..a", "...", "a b", "é", "a\\b"] {
+            assert!(is_entry_name(good), "{good:?}");
+        }
+        for bad in ["", ".", "..", "a/b", "/", "/etc", "a\0b"] {
+            assert!(!is_entry_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_writer_refuses_names_that_leave_the_directory() {
+        for bad in ["..", ".", "", "../escape", "/etc/passwd-canon-test", "a/b", "nul\0name"] {
+            let root = tempfile::tempdir().expect("tempdir");
+            let out = root.path().join("out");
+            fs::create_dir(&out).expect("mkdir");
+            let mut t = Tree::new();
+            t.entries.insert(bad.into(), file("x"));
+            assert!(matches!(t.write_to(&out), Err(TreeError::BadName { .. })), "{bad:?} accepted");
+            // Deeper down too.
+            let mut outer = Tree::new();
+            outer.entries.insert("d".into(), Node::Dir(t));
+            assert!(matches!(outer.write_to(&out), Err(TreeError::BadName { .. })), "{bad:?} accepted below a directory");
+            assert_eq!(fs::read_dir(root.path()).expect("ls").count(), 1, "{bad:?}: something was written beside out");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_writer_never_replaces_or_follows_what_is_there() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let victim = root.path().join("victim");
+        fs::create_dir(&victim).expect("mkdir");
+        fs::write(victim.join("f"), b"victim").expect("write");
+        let out = root.path().join("out");
+        fs::create_dir(&out).expect("mkdir");
+        std::os::unix::fs::symlink(&victim, out.join("d")).expect("symlink");
+        std::os::unix::fs::symlink(victim.join("f"), out.join("f")).expect("symlink");
+        for (name, node) in [("d", Node::Dir(Tree::new())), ("f", file("overwritten")), ("d", Node::Symlink("x".into()))] {
+            let mut t = Tree::new();
+            t.entries.insert(name.into(), node);
+            assert!(matches!(t.write_to(&out), Err(TreeError::Exists(_))), "{name}");
+        }
+        let mut sub = Tree::new();
+        sub.entries.insert("f".into(), file("planted"));
+        let mut t = Tree::new();
+        t.entries.insert("d".into(), Node::Dir(sub));
+        assert!(t.write_to(&out).is_err());
+        assert_eq!(fs::read_dir(&victim).expect("ls").count(), 1);
+        assert_eq!(fs::read(victim.join("f")).expect("read"), b"victim");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn guest_symlinks_are_written_as_links_and_never_traversed() {
+        // A tree whose link `up` points out, and a directory beside it: the
+        // writer makes the link as given and writes nothing through it.
+        let root = tempfile::tempdir().expect("tempdir");
+        let out = root.path().join("out");
+        fs::create_dir(&out).expect("mkdir");
+        let mut inner = Tree::new();
+        inner.entries.insert("f".into(), file("inside"));
+        let mut t = Tree::new();
+        t.entries.insert("up".into(), Node::Symlink("..".into()));
+        t.entries.insert("abs".into(), Node::Symlink(root.path().display().to_string()));
+        t.entries.insert("v".into(), Node::Dir(inner));
+        t.write_to(&out).expect("write");
+        assert_eq!(fs::read_link(out.join("up")).expect("link"), Path::new(".."));
+        assert_eq!(fs::read_to_string(out.join("v/f")).expect("read"), "inside");
+        assert_eq!(fs::read_dir(root.path()).expect("ls").count(), 1, "nothing beside out");
     }
 }

@@ -237,3 +237,115 @@ fn progress_goes_to_stderr_only_and_only_when_compiling() {
         serde_json::from_slice::<serde_json::Value>(&cold.stdout).expect("json")["outcome_digest"]
     );
 }
+
+// ------------------------------------ who may write the cache (StrictModes)
+
+#[cfg(unix)]
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The path `Sandbox::prepare` names and the problem it gives, if it
+/// refuses the cache at `cache`.
+#[cfg(unix)]
+fn refusal(cache: &Path) -> Option<(PathBuf, String)> {
+    use canon::sandbox::{CacheError, RunError};
+    let job = Job::load(&fixture("jobs/hello.toml")).expect("job");
+    match sandbox(cache).prepare(&job.module, &job.module_sha256) {
+        Ok(_) => None,
+        Err(RunError::Cache(CacheError::Unsafe { path, problem })) => Some((path, problem)),
+        Err(e) => panic!("{}: not the cache refusal: {e}", cache.display()),
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_cache_directory_others_can_write_is_refused_before_anything_is_mapped() {
+    let base = scratch();
+    // The cache directory itself, group- or world-writable, sticky or not.
+    for mode in [0o770, 0o707, 0o777, 0o1777] {
+        let cache = base.path().join(format!("cache-{mode:o}"));
+        fs::create_dir(&cache).expect("mkdir");
+        chmod(&cache, mode);
+        let (path, msg) = refusal(&cache).unwrap_or_else(|| panic!("mode {mode:o} accepted"));
+        assert_eq!(path, fs::canonicalize(&cache).expect("real"), "{msg}");
+        assert!(msg.contains("writable by") && msg.contains(&format!("{mode:04o}")), "{msg}");
+        assert_eq!(fs::read_dir(&cache).expect("ls").count(), 0, "mode {mode:o}: written to before refusing");
+    }
+    // A fingerprint directory or an entry made writable after the fact.
+    let cache = base.path().join("cache");
+    assert_eq!(refusal(&cache), None, "a fresh cache is created private");
+    let (e, _) = entry(&cache);
+    chmod(&e, 0o662);
+    let (path, msg) = refusal(&cache).expect("a group-writable entry");
+    assert_eq!(path.file_name(), e.file_name(), "{msg}");
+    chmod(&e, 0o600);
+    let fingerprint = e.parent().expect("fingerprint dir").to_path_buf();
+    chmod(&fingerprint, 0o770);
+    let (path, msg) = refusal(&cache).expect("a group-writable fingerprint directory");
+    assert_eq!(path, fs::canonicalize(&fingerprint).expect("real"), "{msg}");
+    chmod(&fingerprint, 0o700);
+    assert_eq!(refusal(&cache), None);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_parent_others_can_write_is_refused_unless_it_is_sticky() {
+    let base = scratch();
+    let parent = base.path().join("shared");
+    fs::create_dir(&parent).expect("mkdir");
+    let cache = parent.join("cache");
+    for (mode, accepted) in [(0o777, false), (0o775, false), (0o1777, true), (0o755, true)] {
+        chmod(&parent, mode);
+        let got = refusal(&cache);
+        assert_eq!(got.is_none(), accepted, "parent mode {mode:o}: {got:?}");
+        if let Some((path, msg)) = got {
+            assert_eq!(path, fs::canonicalize(&parent).expect("real"), "{msg}");
+        }
+    }
+    // Through a symlink, the real directories are what count.
+    let link = base.path().join("link");
+    std::os::unix::fs::symlink(&parent, &link).expect("symlink");
+    chmod(&parent, 0o777);
+    let (path, msg) = refusal(&link.join("cache")).expect("refused through a link");
+    assert_eq!(path, fs::canonicalize(&parent).expect("real"), "{msg}");
+    chmod(&parent, 0o755);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_cache_owned_by_another_user_is_refused() {
+    use std::os::unix::fs::MetadataExt as _;
+    let base = scratch();
+    if fs::metadata(base.path()).expect("meta").uid() != 0 {
+        eprintln!("skipped: only root can give a directory to another user");
+        return;
+    }
+    let nobody = 65534;
+    let cache = base.path().join("cache");
+    assert_eq!(refusal(&cache), None);
+    let (e, _) = entry(&cache);
+    std::os::unix::fs::chown(&e, Some(nobody), Some(nobody)).expect("chown entry");
+    let (path, msg) = refusal(&cache).expect("an entry owned by nobody");
+    assert_eq!(path.file_name(), e.file_name(), "{msg}");
+    assert!(msg.contains("owned by uid 65534"), "{msg}");
+    std::os::unix::fs::chown(&cache, Some(nobody), Some(nobody)).expect("chown cache dir");
+    let (path, msg) = refusal(&cache).expect("a cache directory owned by nobody");
+    assert_eq!(path, fs::canonicalize(&cache).expect("real"), "{msg}");
+}
+
+#[cfg(unix)]
+#[test]
+fn canon_names_the_unsafe_cache_directory_and_runs_nothing() {
+    let base = scratch();
+    let cache = base.path().join("cache");
+    fs::create_dir(&cache).expect("mkdir");
+    chmod(&cache, 0o777);
+    let o = std::process::Command::new(crate::util::canon_bin()).arg("exec").arg(fixture("hello.wasm")).env("CANON_CACHE_DIR", &cache).output().expect("spawn");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(o.stdout.is_empty(), "the guest ran");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&fs::canonicalize(&cache).expect("real").display().to_string()) && err.contains("writable by"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -88,3 +88,36 @@ fn exec_argv0_defaults_to_the_module_path_and_can_be_set() {
     assert_eq!(exec(&[]), format!("arg 0 {}", module.display()), "as wasmtime run: the path as given");
     assert_eq!(exec(&["--argv0", "probe"]), "arg 0 probe");
 }
+
+#[test]
+fn a_run_output_directory_inside_an_input_is_refused_and_nothing_is_written() {
+    let dir = scratch();
+    std::fs::create_dir(dir.path().join("data")).expect("mkdir");
+    std::fs::write(dir.path().join("data/f"), "f").expect("write");
+    let spec = job_spec(dir.path(), "job.toml", "hello.wasm", "[[input]]\nhost = \"data\"\nguest = \"/data\"");
+    for out in ["data/results", "data"] {
+        let o = Command::new(canon_bin()).arg("run").arg(&spec).arg("--out").arg(dir.path().join(out)).output().expect("spawn");
+        assert_eq!(o.status.code(), Some(125), "{out}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("never modified"), "{}", String::from_utf8_lossy(&o.stderr));
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("data")).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        assert_eq!(names, ["f"], "the input directory was modified");
+    }
+}
+
+#[test]
+fn a_writable_mount_that_would_land_on_a_result_file_is_refused_before_running() {
+    let dir = scratch();
+    std::fs::create_dir(dir.path().join("seed")).expect("mkdir");
+    for guest in ["/stdout", "/outcome.json/x"] {
+        let spec = job_spec(dir.path(), "job.toml", "hello.wasm", &format!("[[input]]\nhost = \"seed\"\nguest = {guest:?}\nwritable = true"));
+        let out = dir.path().join("out");
+        let o = Command::new(canon_bin()).arg("run").arg(&spec).arg("--out").arg(&out).output().expect("spawn");
+        assert_eq!(o.status.code(), Some(125), "{guest}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(guest) && err.contains("another guest path"), "{err}");
+        assert!(!out.exists());
+        // Without --out there is nothing to collide with.
+        let o = Command::new(canon_bin()).arg("run").arg(&spec).output().expect("spawn");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}

@@ -1,5 +1,5 @@
 //! Job specs: loading, every refusal, mount layout, and the job digest
-//! (stability, sensitivity, and the `canon/job/v2` vectors).
+//! (stability, sensitivity, and the `canon/job/v3` vectors).
 
 use std::fs;
 use std::path::Path;
@@ -163,7 +163,7 @@ timeout = 3
 }
 
 #[test]
-fn file_inputs_merge_into_their_parent_and_mounts_sort_by_guest_path() {
+fn file_inputs_merge_into_their_parent_and_mounts_keep_the_order_of_their_first_input() {
     let d = dir();
     write(d.path(), "a.txt", b"a");
     write(d.path(), "b.txt", b"b");
@@ -187,14 +187,14 @@ writable = true
     );
     let job = load(d.path(), &spec).expect("load");
     let guests: Vec<_> = job.mounts.iter().map(|m| m.guest.as_str()).collect();
-    assert_eq!(guests, ["/etc", "/out", "/z"]);
-    let etc = &job.mounts[0];
+    assert_eq!(guests, ["/z", "/etc", "/out"], "preopen order is input order, not sorted");
+    let etc = &job.mounts[1];
     assert!(!etc.writable);
     assert_eq!(etc.source, None, "a merged preopen has no single host source");
     assert_eq!(etc.tree().entries.keys().collect::<Vec<_>>(), ["a.txt", "b.txt"]);
-    assert!(job.mounts[1].writable);
-    assert_eq!(job.mounts[2].source.as_deref(), Some(d.path().join("tree").as_path()));
-    assert_eq!(job.mounts[2].tree().manifest().entries.len(), 2, "sub and sub/c.txt");
+    assert!(job.mounts[2].writable);
+    assert_eq!(job.mounts[0].source.as_deref(), Some(d.path().join("tree").as_path()));
+    assert_eq!(job.mounts[0].tree().manifest().entries.len(), 2, "sub and sub/c.txt");
 }
 
 #[cfg(unix)]
@@ -695,13 +695,13 @@ fn default_seed_is_derived_deterministically_from_the_content() {
 
 // ---------------------------------------------------------------- vectors
 
-/// `fixtures/vectors/job-v2.json`: each case is a spec plus the files beside
+/// `fixtures/vectors/job-v3.json`: each case is a spec plus the files beside
 /// it; its encoding, digest and seed are pinned. Set `CANON_BLESS=1` to
 /// rewrite the expected values (and the `.bin` files) after a deliberate
 /// change, which must come with a new version tag.
 #[test]
-fn job_v2_vectors() {
-    let path = fixture("vectors/job-v2.json");
+fn job_v3_vectors() {
+    let path = fixture("vectors/job-v3.json");
     let text = fs::read_to_string(&path).expect("read vectors");
     let mut doc: serde_json::Value = serde_json::from_str(&text).expect("parse vectors");
     let bless = std::env::var_os("CANON_BLESS").is_some();
@@ -717,7 +717,7 @@ fn job_v2_vectors() {
         let job = load(d.path(), case["spec"].as_str().expect("spec")).expect(&name);
         let encoding = job.encode();
         let got = [("encoding_hex", hex::encode(&encoding)), ("digest", job.digest().to_string()), ("seed", job.seed.to_string())];
-        let bin = fixture(&format!("vectors/job-v2-{name}.bin"));
+        let bin = fixture(&format!("vectors/job-v3-{name}.bin"));
         if bless {
             for (k, v) in got {
                 case[k] = serde_json::Value::String(v);

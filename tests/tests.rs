@@ -9,6 +9,7 @@ mod cli;
 mod determinism;
 mod differential;
 mod examples;
+mod exec;
 mod guests;
 mod hostile;
 mod instrument;

@@ -1,25 +1,28 @@
 //! `canon exec`: run a module ad hoc, like `wasmtime run`, in the
 //! deterministic sandbox.
+//!
+//! Two steps, as for every subcommand: clap parses what was typed into
+//! [`Args`]; [`job_from_args`] splits the values and feeds a
+//! [`JobBuilder`], the one path every job takes, so an ad-hoc job gets
+//! exactly the checks a job spec gets. The builder's errors are then named
+//! in the command line's terms (`--dir ../data::/data`, `--fuel`).
 
-use std::io::{IsTerminal as _, Read as _};
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
-use canon::digest::Digest;
-use canon::job::{ArgsEnvField, DEFAULT_EPOCH, Job, Limits, LinkedModule, Linking, Mount, Preload, Role, UnknownImports};
+use canon::job::{ArgsEnvField, DEFAULT_EPOCH, Job, JobBuilder, JobError, Limits, MAX_INPUT_BYTES, Stdin, UnknownImports, check_guest_path};
 use canon::outcome::Termination;
 use canon::sandbox::{Backend, RunOptions, Sandbox};
-use canon::tree::{Node, Tree};
 
 /// Exit status of `canon exec` when the guest traps (as `wasmtime run`: 128 + SIGABRT).
 pub const EXIT_TRAP: u8 = 134;
 
-/// Largest input tree `canon exec` loads into memory per `--dir`.
-const MAX_DIR_BYTES: u64 = 4 << 30;
+/// How `canon exec` names itself in the errors of the job it builds.
+const SOURCE: &str = "canon exec";
 
 /// Run a WebAssembly module ad hoc in the deterministic sandbox.
 ///
@@ -27,13 +30,26 @@ const MAX_DIR_BYTES: u64 = 4 << 30;
 /// exit code, or 134 with a one-line message if it traps.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Mount a host directory as a writable in-memory copy (the host
-    /// directory is never modified), at GUEST or at the host path as given.
+    /// Mount a host directory as a writable in-memory copy at the guest path
+    /// GUEST (the host directory is never modified). Without `::GUEST` the
+    /// guest path is HOST as given, as under `wasmtime run`; canon's guest
+    /// paths are absolute and normalised, so a relative HOST needs one:
+    /// `--dir ../data::/data`. Preopened in command-line order (fd 3, 4,
+    /// ..., as under `wasmtime run`), before the sandbox's `/out` and `/tmp`.
     #[arg(long = "dir", value_name = "HOST[::GUEST]")]
     dirs: Vec<String>,
-    /// Set an environment variable for the guest.
+    /// Set an environment variable for the guest (a later one of the same
+    /// name replaces an earlier one).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// The guest's stdin: the bytes of FILE, or with `-` all of canon's own
+    /// stdin, read to its end before the guest starts. Either way the bytes
+    /// are part of the job, so the outcome depends on them and on nothing
+    /// else. Without this flag stdin is empty (the guest reads end-of-file
+    /// at once) whatever canon's own stdin is, so a harness that keeps a pipe
+    /// open never blocks canon.
+    #[arg(long, value_name = "FILE|-")]
+    stdin: Option<PathBuf>,
     /// Seed of the guest's random stream.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -51,7 +67,9 @@ pub struct Args {
     /// Wall-clock safety timeout in seconds (past it: no result).
     #[arg(long, default_value_t = 3600)]
     timeout: u64,
-    /// Write the final content of every writable mount here.
+    /// Write the final content of every writable mount here, each at its
+    /// guest path (`/out/a` as `DIR/out/a`). DIR must not exist or be
+    /// empty, must not be a symbolic link, and must not be inside a `--dir`.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Backend: cranelift, cranelift-baseline, pulley or winch (refused:
@@ -78,106 +96,123 @@ pub struct Args {
     args: Vec<String>,
 }
 
-/// Resolves the arguments into a job.
+/// Resolves the arguments into a job, through the [`JobBuilder`].
 fn job_from_args(args: &Args) -> Result<Job> {
-    let bytes = std::fs::read(&args.module).with_context(|| format!("{}: cannot read module", args.module.display()))?;
-    let sha256 = Digest::of(&bytes);
-    let mut preloads = Vec::new();
-    let mut linked: Vec<LinkedModule> = Vec::new();
-    for spec in &args.preloads {
-        let Some((name, path)) = spec.split_once('=') else { bail!("--preload {spec:?}: expected NAME=MODULE") };
-        if !canon::job::is_preload_name(name) || linked.iter().any(|l| l.name == name) {
-            bail!("--preload {spec:?}: the name must be unique and {}", canon::job::PRELOAD_NAME_RULE);
-        }
-        let path = PathBuf::from(path);
-        let bytes = std::fs::read(&path).with_context(|| format!("--preload {spec:?}: cannot read {}", path.display()))?;
-        let sha = Digest::of(&bytes);
-        let linking = Linking { unknown_imports: args.unknown_imports, preloads: &linked };
-        let exports = canon::job::validate_module_cached_for(&bytes, &sha, Role::Library, &linking)
-            .with_context(|| format!("--preload {spec:?}: not a module canon can link"))?;
-        linked.push(LinkedModule { name: name.to_string(), sha256: sha, exports });
-        preloads.push(Preload { name: name.to_string(), module: Arc::new(bytes), module_sha256: sha, module_path: path });
-    }
-    let linking = Linking { unknown_imports: args.unknown_imports, preloads: &linked };
-    canon::job::validate_module_cached_for(&bytes, &sha256, Role::Command, &linking)
-        .with_context(|| format!("{}: not a module canon can run", args.module.display()))?;
-    let mut mounts: Vec<Mount> = Vec::new();
-    for spec in &args.dirs {
-        let (host, guest) = match spec.split_once("::") {
-            Some((h, g)) => (h, g),
-            None => (spec.as_str(), spec.as_str()),
-        };
-        if guest.is_empty() || host.is_empty() {
-            bail!("--dir {spec:?}: expected HOST or HOST::GUEST");
-        }
-        if mounts.iter().any(|m| m.guest == guest) {
-            bail!("--dir {spec:?}: guest path {guest:?} is mounted twice");
-        }
-        let host_path = PathBuf::from(host);
-        let tree = match Node::load(&host_path, MAX_DIR_BYTES).with_context(|| format!("--dir {spec:?}"))? {
-            Node::Dir(t) => t,
-            _ => bail!("--dir {spec:?}: {host} is not a directory"),
-        };
-        mounts.push(Mount::new(guest.to_string(), true, tree, Some(host_path)));
-    }
-    mounts.sort_by(|a, b| a.guest.cmp(&b.guest));
-    let mut env = Vec::new();
-    for kv in &args.env {
-        let Some((k, v)) = kv.split_once('=') else { bail!("--env {kv:?}: expected KEY=VALUE") };
-        if k.is_empty() {
-            bail!("--env {kv:?}: the name is empty");
-        }
-        env.retain(|(name, _): &(String, String)| name != k);
-        env.push((k.to_string(), v.to_string()));
-    }
-    env.sort();
-    let argv0 = args.argv0.clone().unwrap_or_else(|| args.module.display().to_string());
-    if let Some(field) = canon::job::args_env_overflow(&argv0, &args.args, env.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-        let field = match field {
-            ArgsEnvField::Argv0 if args.argv0.is_some() => "--argv0".to_string(),
-            ArgsEnvField::Argv0 => "the module path (argv[0])".to_string(),
-            ArgsEnvField::Arg(i) => format!("guest argument {}", i + 1),
-            ArgsEnvField::Env(name) => format!("--env {name}"),
-        };
-        bail!(
-            "{field} takes argv and environment past the limit of {} bytes (counting a NUL after each argument and each NAME=value)",
-            canon::job::MAX_ARGS_ENV_BYTES
-        );
-    }
-    let mut stdin = Vec::new();
-    if !std::io::stdin().is_terminal() {
-        std::io::stdin().read_to_end(&mut stdin).context("cannot read stdin")?;
-    }
     let name = args.module.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "module".into());
-    Ok(Job {
-        name,
-        module_sha256: sha256,
-        module: Arc::new(bytes),
-        module_path: args.module.clone(),
-        argv0,
-        args: args.args.clone(),
-        env,
-        stdin,
-        mounts,
-        seed: args.seed,
-        epoch: args.epoch,
-        limits: Limits { fuel: args.fuel, ..Limits::EXEC_DEFAULT },
-        timeout: Duration::from_secs(args.timeout.max(1)),
-        commit: None,
-        unknown_imports: args.unknown_imports,
-        preloads,
-    })
+    let mut job = JobBuilder::new(SOURCE, name, &args.module)
+        .argv0(args.argv0.clone().unwrap_or_else(|| args.module.display().to_string()))
+        .args(args.args.iter().cloned())
+        .seed(args.seed)
+        .epoch(args.epoch)
+        .limits(Limits { fuel: args.fuel, ..Limits::EXEC_DEFAULT })
+        .timeout(Duration::from_secs(args.timeout))
+        .unknown_imports(args.unknown_imports);
+    for spec in &args.preloads {
+        let Some((name, path)) = spec.split_once('=') else { bail!("--preload {spec}: expected NAME=MODULE") };
+        job = job.preload(name, path, None);
+    }
+    for spec in &args.dirs {
+        let (host, guest) = split_dir(spec)?;
+        job = job.dir(host, guest, true);
+    }
+    let mut env: Vec<(&str, &str)> = Vec::new();
+    for kv in &args.env {
+        let Some((k, v)) = kv.split_once('=') else { bail!("--env {kv}: expected KEY=VALUE") };
+        env.retain(|(name, _)| *name != k);
+        env.push((k, v));
+    }
+    for (k, v) in env {
+        job = job.env(k, v);
+    }
+    let stdin = match args.stdin.as_deref() {
+        None => Stdin::Empty,
+        Some(p) if p.as_os_str() == "-" => {
+            // One byte past the cap, so that the builder can refuse it.
+            let mut bytes = Vec::new();
+            std::io::stdin().lock().take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes).context("--stdin -: cannot read canon's stdin")?;
+            Stdin::Bytes(bytes)
+        }
+        Some(path) => Stdin::File(path.to_path_buf()),
+    };
+    job.stdin(stdin).build().map_err(|e| explain(e, args))
+}
+
+/// Splits `--dir HOST[::GUEST]`. Without `::GUEST` the guest path is HOST as
+/// given, as `wasmtime run` has it, which canon accepts only if it is
+/// already an absolute, normalised path: a guest path is data, never host
+/// path syntax, and `..` or `.` must not pass from one to the other.
+fn split_dir(spec: &str) -> Result<(&str, &str)> {
+    let (host, guest) = spec.split_once("::").unwrap_or((spec, spec));
+    if host.is_empty() || guest.is_empty() {
+        bail!("--dir {spec}: expected HOST or HOST::GUEST");
+    }
+    if !spec.contains("::")
+        && let Err(reason) = check_guest_path(host)
+    {
+        bail!("--dir {spec}: without ::GUEST the guest path is the host path as given, {host:?}, but {reason}; {}", suggest(host));
+    }
+    Ok((host, guest))
+}
+
+/// How to name a guest path for the host directory `host`.
+fn suggest(host: &str) -> String {
+    let leaf = Path::new(host).components().rev().find_map(|c| match c {
+        Component::Normal(name) => name.to_str(),
+        _ => None,
+    });
+    format!("name the guest path, e.g. --dir {host}::/{}", leaf.unwrap_or("data"))
+}
+
+/// Says a job error in the command line's terms: inputs are the `--dir`
+/// values and preloads the `--preload` values, in the order given.
+fn explain(err: JobError, args: &Args) -> anyhow::Error {
+    let dir = |i: usize| args.dirs.get(i).map_or_else(|| format!("input {i}"), |d| format!("--dir {d}"));
+    // A guest path the user did not write: say how to write one.
+    let hint = |i: usize| match args.dirs.get(i) {
+        Some(d) if !d.contains("::") => format!("; without ::GUEST the guest path is the host path as given: {}", suggest(d)),
+        _ => String::new(),
+    };
+    let preload = |i: usize| args.preloads.get(i).map_or_else(|| format!("preload {i}"), |p| format!("--preload {p}"));
+    match err {
+        JobError::GuestPath { index, guest, reason, .. } => anyhow!("{}: guest path {guest:?}: {reason}{}", dir(index), hint(index)),
+        JobError::Reserved { index, guest, reason, .. } => anyhow!("{}: guest path {guest:?}: {reason}{}", dir(index), hint(index)),
+        JobError::Overlap { first, first_dir, second, second_dir, relation, .. } => {
+            anyhow!("{} and {}: guest paths {first_dir:?} and {second_dir:?} {relation}", dir(first), dir(second))
+        }
+        JobError::InputMissing { index, path, source, .. } => anyhow!("{}: cannot read {}: {source}", dir(index), path.display()),
+        JobError::InputLoad { index, source, .. } => anyhow!("{}: {source}", dir(index)),
+        JobError::NotADirectory { index, path, .. } => anyhow!("{}: {} is not a directory", dir(index), path.display()),
+        JobError::InputsTooLarge { limit, .. } => anyhow!("the --dir trees and stdin exceed the limit of {limit} bytes in total"),
+        JobError::ArgsTooLarge { field, limit, .. } => {
+            let field = match field {
+                ArgsEnvField::Argv0 if args.argv0.is_some() => "--argv0".to_string(),
+                ArgsEnvField::Argv0 => "the module path (argv[0])".to_string(),
+                ArgsEnvField::Arg(i) => format!("guest argument {}", i + 1),
+                ArgsEnvField::Env(name) => format!("--env {name}"),
+            };
+            anyhow!("{field} takes argv and environment past the limit of {limit} bytes (counting a NUL after each argument and each NAME=value)")
+        }
+        JobError::InvalidField { field, found, expected, .. } if field.starts_with("env.") => anyhow!("--env: `{field}` is {found}; expected {expected}"),
+        JobError::Limit { field, found, expected, .. } => anyhow!("--{} {found}: expected {expected}", field.replace('_', "-")),
+        JobError::ModuleRead { path, source, .. } => anyhow!("{}: cannot read module: {source}", path.display()),
+        JobError::Module { path, source, .. } => anyhow!("{}: not a module canon can run: {source}", path.display()),
+        JobError::Preload { index, message, .. } => anyhow!("{}: {message}", preload(index)),
+        JobError::PreloadName { index, name, expected, .. } => anyhow!("{}: the name is {name:?}; expected {expected}", preload(index)),
+        JobError::StdinRead { path, source, .. } => anyhow!("--stdin {}: cannot read: {source}", path.display()),
+        other => anyhow!(other),
+    }
 }
 
 /// Runs `canon exec`.
 pub fn run(args: Args) -> Result<ExitCode> {
     let job = job_from_args(&args)?;
-    let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
+    let mounted = job.mounts.iter().filter_map(|m| m.source.as_deref());
+    let staged = args.out.as_deref().map(|out| super::outdir::Staged::new(out, mounted)).transpose()?;
     let sandbox = Sandbox::builder().backend(args.backend).build()?;
     super::progress::precompile(&sandbox, &job, super::progress::wanted(args.progress))?;
     let outcome = sandbox.run_with(&job, RunOptions { stream_stdio: true })?;
     if let Some(staged) = staged {
-        write_mounts(&outcome.outputs, staged.path())?;
+        outcome.write_outputs(staged.path()).context("cannot write the output tree")?;
         staged.commit()?;
     }
     Ok(match outcome.termination {
@@ -187,16 +222,4 @@ pub fn run(args: Args) -> Result<ExitCode> {
             ExitCode::from(EXIT_TRAP)
         }
     })
-}
-
-/// Writes each writable mount's final tree under `dir`, at its guest path
-/// with the leading `/` removed (`.` is `dir` itself).
-fn write_mounts(outputs: &Tree, dir: &std::path::Path) -> Result<()> {
-    for (name, node) in &outputs.entries {
-        let Node::Dir(tree) = node else { continue };
-        let target = dir.join(name);
-        std::fs::create_dir_all(&target).with_context(|| format!("{}: cannot create", target.display()))?;
-        tree.write_to(&target).with_context(|| format!("{}: cannot write output", target.display()))?;
-    }
-    Ok(())
 }

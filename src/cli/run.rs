@@ -104,13 +104,16 @@ impl<'a> RunReport<'a> {
 /// Runs `canon run`.
 pub fn run(args: Args) -> Result<ExitCode> {
     let job = Job::load(&args.job).context("invalid job")?;
+    if args.out.is_some() {
+        check_out_layout(&job)?;
+    }
     if let Some(n) = args.nodes {
         // Compile once, with progress, into the disk cache the nodes share.
         super::progress::precompile(&Sandbox::builder().backend(args.backend).build()?, &job, super::progress::wanted(args.progress))?;
         return run_on_nodes(&args, &job, n);
     }
     let key = args.key.as_deref().map(NodeKey::load).transpose()?;
-    let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
+    let staged = args.out.as_deref().map(|out| super::outdir::Staged::new(out, mounted(&job))).transpose()?;
     let started = Timestamp::now();
     let sandbox = Sandbox::builder().backend(args.backend).build()?;
     super::progress::precompile(&sandbox, &job, super::progress::wanted(args.progress))?;
@@ -140,7 +143,7 @@ fn run_on_nodes(args: &Args, job: &Job, n: usize) -> Result<ExitCode> {
         Some(d) => d.clone(),
         None => super::nodes::default_keys_dir()?,
     };
-    let staged = args.out.as_deref().map(super::outdir::Staged::new).transpose()?;
+    let staged = args.out.as_deref().map(|out| super::outdir::Staged::new(out, mounted(job))).transpose()?;
     let runs = super::nodes::run_nodes(job, n, args.faulty, args.backend, &keys_dir)?;
     let policy = match &args.policy {
         Some(p) => Policy::load(p)?,
@@ -173,13 +176,38 @@ fn run_on_nodes(args: &Args, job: &Job, n: usize) -> Result<ExitCode> {
     Ok(if tally.verdict == Verdict::Accepted { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// The files `--out` holds beside the output tree (in `DIR`, or in each
+/// `DIR/node-I`).
+const RESULT_FILES: [&str; 4] = ["stdout", "stderr", "outcome.json", "receipt.json"];
+
+/// Refuses, before anything runs, a job whose output tree would land on one
+/// of canon's own files in `--out` (a writable mount at `/stdout`, say).
+fn check_out_layout(job: &Job) -> Result<()> {
+    for m in job.mounts.iter().filter(|m| m.writable) {
+        let top = m.guest.trim_start_matches('/').split('/').next().unwrap_or_default();
+        if RESULT_FILES.contains(&top) {
+            anyhow::bail!(
+                "the writable mount {} would be written where --out keeps canon's own `{top}`; give it another guest path, or run without --out",
+                m.guest
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The host directories `job` mounts: never modified, so never an output
+/// directory or inside one.
+fn mounted(job: &Job) -> impl Iterator<Item = &Path> {
+    job.mounts.iter().filter_map(|m| m.source.as_deref())
+}
+
 /// Writes stdout, stderr, outcome.json and the output tree into `dir`.
 pub fn write_results(dir: &Path, outcome: &Outcome, report: &RunReport) -> Result<()> {
     std::fs::write(dir.join("stdout"), &outcome.stdout).context("cannot write stdout")?;
     std::fs::write(dir.join("stderr"), &outcome.stderr).context("cannot write stderr")?;
     let json = serde_json::to_string_pretty(report)? + "\n";
     std::fs::write(dir.join("outcome.json"), json).context("cannot write outcome.json")?;
-    outcome.outputs.write_to(dir).context("cannot write the output tree")?;
+    outcome.write_outputs(dir).context("cannot write the output tree")?;
     Ok(())
 }
 

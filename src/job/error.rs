@@ -105,7 +105,10 @@ pub enum ModuleError {
     },
 }
 
-/// Why a job spec could not be turned into a [`Job`](super::Job).
+/// Why a job spec, or what a [`JobBuilder`](super::JobBuilder) was given,
+/// could not be turned into a [`Job`](super::Job). `file` names the spec
+/// (or the builder's source) and indices count inputs and preloads from 0,
+/// in the order given.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     /// The spec file could not be read.
@@ -251,6 +254,16 @@ pub enum JobError {
         /// The underlying error.
         source: io::Error,
     },
+    /// An input that must be a directory (`canon exec --dir`) is not one.
+    #[error("{file}: `input[{index}].host`: {path} is not a directory")]
+    NotADirectory {
+        /// The spec file, or the command.
+        file: String,
+        /// Index of the input, from 0.
+        index: usize,
+        /// The host path.
+        path: PathBuf,
+    },
     /// An input could not be loaded into a tree.
     #[error("{file}: `input[{index}].host`: {source}")]
     InputLoad {
@@ -270,7 +283,7 @@ pub enum JobError {
         /// The spec file.
         file: String,
         /// The field where the limit was crossed: `argv0`, `args[N]` or `env.NAME`.
-        field: String,
+        field: super::ArgsEnvField,
         /// The limit in bytes.
         limit: u64,
     },
@@ -347,6 +360,18 @@ pub enum JobError {
         second: usize,
         /// The preopen they share.
         dir: String,
+    },
+    /// A `[[preload]]`'s name is empty, reserved, or another preload's.
+    #[error("{file}: `preload[{index}].name` is {name:?}; expected {expected}")]
+    PreloadName {
+        /// The spec file.
+        file: String,
+        /// Index of the `[[preload]]` table, from 0.
+        index: usize,
+        /// The name as given.
+        name: String,
+        /// What a name must be.
+        expected: &'static str,
     },
     /// A `[[preload]]`'s module could not be read, is not a module canon
     /// can link, or does not match its `module_sha256`.

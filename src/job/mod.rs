@@ -5,10 +5,12 @@
 //! [`Job::module_path`] and [`Mount::source`], which are informational and
 //! never part of the job digest.
 //!
-//! [`Job::load`] reads a spec file, resolves its paths against the spec's
-//! directory and validates everything before anything runs (see
-//! [`JobError`] for every refusal); [`validate_module`] does the module
-//! checks alone, for `canon exec`.
+//! Every job is made by a [`JobBuilder`], which checks and loads what a
+//! front end was given: [`Job::load`] parses a spec file and resolves its
+//! paths against the spec's directory, `canon exec` splits its flags, and
+//! both hand the pieces to a builder, so both are checked the same way,
+//! before anything runs (see [`JobError`] for every refusal).
+//! [`validate_module`] does the module checks alone.
 //!
 //! # The spec
 //!
@@ -46,11 +48,14 @@
 //!
 //! Mounts: a directory input is preopened at its guest path. A file input
 //! at `/a/b.txt` is put in a synthetic preopen `/a`; file inputs with the
-//! same parent share it and must agree on `writable`. Preopens are sorted by
-//! guest path and never equal or nested. The sandbox adds `/tmp` (reserved:
-//! no input may be at, in or around it) and an empty writable `/out`; an
-//! input whose preopen is `/out` replaces that `/out` and must be writable
-//! (it is where outputs go), and no preopen may be nested inside `/out`.
+//! same parent share it and must agree on `writable`. Preopens are never
+//! equal or nested, and are numbered in the order of their first
+//! `[[input]]` (fd 3, 4, ..., as `wasmtime run --dir` numbers its
+//! directories), an order the guest sees and the job digest covers. After
+//! them the sandbox adds an empty writable `/out`, then `/tmp` (reserved:
+//! no input may be at, in or around it); an input whose preopen is `/out`
+//! replaces that `/out`, in its own place, and must be writable (it is
+//! where outputs go), and no preopen may be nested inside `/out`.
 //! An input's host path is followed if it is a symlink; symlinks inside an
 //! input directory are kept as links. Inputs and stdin together are capped
 //! at [`MAX_INPUT_BYTES`]; argv and the environment together at
@@ -68,20 +73,20 @@
 //! and not `wasi_snapshot_preview1`. The memory limit covers all memories of
 //! all modules together, and the fuel budget is shared.
 //!
-//! # The encoding, `canon/job/v2`
+//! # The encoding, `canon/job/v3`
 //!
 //! The job digest is SHA-256 over this encoding (field kinds as in
 //! [`crate::encoding`]); `docs/ENCODINGS.md` has the same table.
 //!
 //! | # | field | kind |
 //! | --- | --- | --- |
-//! | 0 | tag `canon/job/v2` and `\n` | 13 bytes |
+//! | 0 | tag `canon/job/v3` and `\n` | 13 bytes |
 //! | 1 | module SHA-256 | digest |
 //! | 2 | argv0 | string |
 //! | 3 | args | list of string |
 //! | 4 | env, sorted by name bytes | list of (name string, value string) |
 //! | 5 | SHA-256 of the stdin bytes | digest |
-//! | 6 | mounts, sorted by guest path bytes | list of (guest string, writable `u8` 0/1, manifest digest of the tree) |
+//! | 6 | mounts, in preopen order (fd 3, 4, ...) | list of (guest string, writable `u8` 0/1, manifest digest of the tree) |
 //! | 7 | seed | optional `u64`; always present in the digest |
 //! | 8 | epoch | `u64` |
 //! | 9 | limits: fuel, memory, stdout, stderr, output bytes, output files, call depth | 7 × `u64` |
@@ -89,10 +94,14 @@
 //! | 11 | unknown imports | `u8`: 0 refuse, 1 trap |
 //! | 12 | preloads, in instantiation order | list of (name string, module SHA-256 digest) |
 //!
+//! v3 differs from v2 only in field 6, which v2 sorted by guest path: the
+//! preopen order is now the job's, because the guest sees it.
+//!
 //! Not encoded: `name`, `timeout`, host paths. The default seed is
 //! [`Job::derived_seed`]: the first 8 bytes, read as a little-endian `u64`,
 //! of the SHA-256 of this encoding with field 7 written absent (a single 0).
 
+mod builder;
 mod error;
 mod spec;
 mod validate;
@@ -102,6 +111,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use builder::{JobBuilder, Stdin, check_guest_path};
 pub use error::{JobError, ModuleError};
 pub use validate::{
     CORE_FEATURES, ExportType, Exports, ImportSource, LinkedModule, Linking, Role, import_source, validate_module, validate_module_cached,
@@ -113,7 +123,7 @@ use crate::encoding::Encoder;
 use crate::tree::Tree;
 
 /// The version tag of the job encoding.
-pub const JOB_TAG: &str = "canon/job/v2";
+pub const JOB_TAG: &str = "canon/job/v3";
 
 /// Wall-clock safety net when a spec names none: 120 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -296,7 +306,8 @@ pub struct Job {
     pub env: Vec<(String, String)>,
     /// The bytes the guest reads from stdin.
     pub stdin: Vec<u8>,
-    /// Preopened directories, sorted by guest path, none nested in another.
+    /// Preopened directories in preopen order (fd 3, 4, ...), none equal to
+    /// or nested in another. The order is part of the digest.
     pub mounts: Vec<Mount>,
     /// Seed of the guest's random stream.
     pub seed: u64,
@@ -332,8 +343,7 @@ pub struct Preload {
 /// One preopened directory.
 #[derive(Clone, Debug)]
 pub struct Mount {
-    /// Absolute, normalised guest path (`/data`), or another preopen name
-    /// given verbatim to `canon exec` (such as `.`).
+    /// Absolute, normalised guest path (`/data`), the preopen's name.
     pub guest: String,
     /// Whether the guest may change it. A writable mount is an in-memory
     /// copy; its final content is part of the outcome.
@@ -441,7 +451,7 @@ impl Job {
         JobDigest::new(self.encoder(Some(self.seed)).digest_of())
     }
 
-    /// The canonical encoding, `canon/job/v2` (layout in the
+    /// The canonical encoding, `canon/job/v3` (layout in the
     /// [module documentation](self)).
     pub fn encode(&self) -> Vec<u8> {
         self.encoder(Some(self.seed)).into_bytes()
@@ -473,10 +483,9 @@ impl Job {
             e.str(name).str(value);
         }
         e.digest(&Digest::of(&self.stdin));
-        let mut mounts: Vec<&Mount> = self.mounts.iter().collect();
-        mounts.sort_by(|a, b| a.guest.as_bytes().cmp(b.guest.as_bytes()));
-        e.count(mounts.len());
-        for m in mounts {
+        // In preopen order, not sorted: the guest sees the order.
+        e.count(self.mounts.len());
+        for m in &self.mounts {
             e.str(&m.guest).u8(u8::from(m.writable)).digest(&m.manifest_digest);
         }
         e.option(seed, |e, s| {
@@ -536,7 +545,7 @@ mod tests {
         let j = job();
         let str_ = |s: &str| [&(s.len() as u64).to_le_bytes()[..], s.as_bytes()].concat();
         let u64_ = |v: u64| v.to_le_bytes().to_vec();
-        let mut want = b"canon/job/v2\n".to_vec();
+        let mut want = b"canon/job/v3\n".to_vec();
         want.extend(Digest::of(b"module").as_bytes());
         want.extend(str_("p"));
         want.extend(u64_(1));
@@ -598,11 +607,21 @@ mod tests {
     }
 
     #[test]
-    fn env_and_mounts_encode_in_canonical_order_whatever_the_vec_order() {
+    fn env_encodes_in_canonical_order_whatever_the_vec_order() {
         let mut j = job();
         j.env = vec![("B".into(), "1".into()), ("A".into(), "2".into())];
         let mut k = j.clone();
         k.env.reverse();
         assert_eq!(j.encode(), k.encode());
+    }
+
+    #[test]
+    fn mounts_encode_in_preopen_order_which_the_digest_covers() {
+        let mut j = job();
+        j.mounts.push(Mount::new("/a".into(), false, Tree::new(), None));
+        let mut k = j.clone();
+        k.mounts.reverse();
+        assert_ne!(j.digest(), k.digest(), "the guest sees fd order, so the digest must");
+        assert_ne!(j.derived_seed(), k.derived_seed());
     }
 }

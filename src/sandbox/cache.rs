@@ -34,10 +34,33 @@
 //! `stat`. What it cannot see is media corruption that changes bytes
 //! without touching the inode: that is the file system's to detect, as for
 //! the canon binary itself.
+//!
+//! # Who may write the cache
+//!
+//! Whoever can write an entry and its sidecar can make canon map and run
+//! native code of their choosing, so the cache must be as private as an SSH
+//! key. Before anything is loaded from or stored to disk, canon walks from
+//! the entries' directory (`<cache dir>/<fingerprint>`, or the deepest part
+//! of it that exists yet) up to `/`, every symbolic link resolved first, as
+//! OpenSSH's `StrictModes` walks a key's directories, and refuses
+//! ([`CacheError::Unsafe`], naming the directory) unless every directory is
+//! owned by the current (effective) user or by root and is writable by
+//! neither its group nor others. One exception, for directories *above*
+//! the cache directory only: a group- or world-writable directory with the
+//! sticky bit, owned by root or the user, like `/tmp`, is accepted, because
+//! the sticky bit keeps others from removing or renaming what the user owns
+//! in it, and everything below it is checked in turn. (OpenSSH, whose walk
+//! stops at the home directory, would refuse a key under `/tmp`; a cache
+//! under `/tmp` is common and, with these checks, safe.) The cache
+//! directory and the fingerprint directory themselves are never accepted
+//! group- or world-writable, sticky or not, and an entry file must be owned
+//! by the user or root and writable by no one else. Directories canon
+//! creates are created 0700. On platforms without Unix ownership and modes
+//! these checks are skipped.
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read as _, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -68,9 +91,38 @@ pub enum CacheHit {
     Compiled,
 }
 
+/// Why a module could not be had from the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// A directory on the way to the entries, or an entry, could be written
+    /// by someone other than the user and root (see the module docs).
+    #[error(
+        "{path}: {problem}; canon maps compiled native code from its module cache, so the cache directory, every directory above it and every entry must be owned by you or root and writable by no one else (a directory above the cache, like /tmp, may be world-writable only with the sticky bit): fix the permissions, or set CANON_CACHE_DIR to a private directory"
+    )]
+    Unsafe {
+        /// The directory or file at fault.
+        path: PathBuf,
+        /// What is wrong with it, e.g. `writable by its group (mode 0775)`.
+        problem: String,
+    },
+    /// The cache's directories could not be inspected.
+    #[error("{path}: cannot check the module cache directory: {source}")]
+    Check {
+        /// The path that could not be inspected.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Instrumenting or compiling the module failed.
+    #[error("{0:#}")]
+    Compile(wasmtime::Error),
+}
+
 /// Compiled modules, in memory and on disk.
 pub struct ModuleCache {
-    dir: Option<PathBuf>,
+    /// The cache directory as configured, and the entries' directory below
+    /// it (`<cache dir>/<fingerprint>`).
+    dirs: Option<(PathBuf, PathBuf)>,
     memory: Mutex<HashMap<Digest, Module>>,
 }
 
@@ -78,12 +130,16 @@ impl ModuleCache {
     /// A cache that keeps entries under `dir/<fingerprint>/`, or in memory
     /// only when `dir` is `None`.
     pub fn new(dir: Option<PathBuf>, fingerprint: &str) -> ModuleCache {
-        ModuleCache { dir: dir.map(|d| d.join(fingerprint)), memory: Mutex::new(HashMap::new()) }
+        let dirs = dir.map(|root| {
+            let entries = root.join(fingerprint);
+            (root, entries)
+        });
+        ModuleCache { dirs, memory: Mutex::new(HashMap::new()) }
     }
 
     /// The directory entries go to, if any.
     pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_deref()
+        self.dirs.as_ref().map(|(_, entries)| entries.as_path())
     }
 
     /// Whether `sha` is compiled in memory or has a disk entry (not checked
@@ -95,21 +151,27 @@ impl ModuleCache {
     /// The compiled module for `bytes` (whose SHA-256 is `sha`). On a miss,
     /// `instrument` turns `bytes` into what is compiled and cached; entries
     /// stay keyed by the original module's digest (the fingerprint names the
-    /// instrumentation version).
+    /// instrumentation version). Before the disk is touched, the cache's
+    /// directories are checked (see the module docs): an unsafe cache is
+    /// [`CacheError::Unsafe`], never silently used or bypassed.
     pub fn get(
         &self,
         engine: &Engine,
         bytes: &[u8],
         sha: &Digest,
         instrument: impl FnOnce(&[u8]) -> wasmtime::Result<Vec<u8>>,
-    ) -> wasmtime::Result<(Module, CacheHit)> {
-        if let Some(m) = self.memory.lock().map_err(|_| wasmtime::Error::msg("module cache lock poisoned"))?.get(sha) {
+    ) -> Result<(Module, CacheHit), CacheError> {
+        let poisoned = || CacheError::Compile(wasmtime::Error::msg("module cache lock poisoned"));
+        if let Some(m) = self.memory.lock().map_err(|_| poisoned())?.get(sha) {
             return Ok((m.clone(), CacheHit::Memory));
         }
-        let (module, hit) = match self.load_disk(engine, sha) {
+        if let Some((root, entries)) = &self.dirs {
+            check_private(root, entries)?;
+        }
+        let (module, hit) = match self.load_disk(engine, sha)? {
             Some(m) => (m, CacheHit::Disk),
             None => {
-                let m = Module::new(engine, &instrument(bytes)?)?;
+                let m = Module::new(engine, &instrument(bytes).map_err(CacheError::Compile)?).map_err(CacheError::Compile)?;
                 // A cache that cannot be written only costs time.
                 let _ = self.store_disk(&m, sha);
                 (m, CacheHit::Compiled)
@@ -122,27 +184,32 @@ impl ModuleCache {
     }
 
     fn paths(&self, sha: &Digest) -> Option<(PathBuf, PathBuf)> {
-        let dir = self.dir.as_ref()?;
+        let (_, dir) = self.dirs.as_ref()?;
         Some((dir.join(format!("{sha}.cwasm")), dir.join(format!("{sha}.cwasm.stamp"))))
     }
 
-    /// The disk entry for `sha`, if it is intact (see the module docs). The
-    /// entry is opened once: the stamp is taken from, the bytes (if needed)
-    /// hashed from, and the mapping made of that one open file.
-    fn load_disk(&self, engine: &Engine, sha: &Digest) -> Option<Module> {
-        let (entry, sidecar) = self.paths(sha)?;
-        let recorded = Sidecar::parse(&fs::read_to_string(&sidecar).ok()?)?;
-        let mut file = fs::File::open(&entry).ok()?;
-        let now = Stamp::of(&file.metadata().ok()?);
+    /// The disk entry for `sha`, if it is intact (see the module docs);
+    /// `Ok(None)` for a missing or damaged one, which is rebuilt. The entry
+    /// is opened once: its owner and mode are checked on, the stamp taken
+    /// from, the bytes (if needed) hashed from, and the mapping made of that
+    /// one open file. The caller has checked the directories.
+    fn load_disk(&self, engine: &Engine, sha: &Digest) -> Result<Option<Module>, CacheError> {
+        let Some((entry, sidecar)) = self.paths(sha) else { return Ok(None) };
+        let Some(recorded) = fs::read_to_string(&sidecar).ok().and_then(|text| Sidecar::parse(&text)) else { return Ok(None) };
+        let Ok(mut file) = fs::File::open(&entry) else { return Ok(None) };
+        let Ok(meta) = file.metadata() else { return Ok(None) };
+        check_entry(&entry, &meta)?;
+        let now = Stamp::of(&meta);
         if now != recorded.stamp {
             // Not the file as written: check every byte once, then renew.
             let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes).ok()?;
-            if Digest::of(&bytes) != recorded.sha256 {
-                return None;
+            if file.read_to_end(&mut bytes).is_err() || Digest::of(&bytes) != recorded.sha256 {
+                return Ok(None);
             }
             let renewed = Sidecar { sha256: recorded.sha256, stamp: now };
-            let _ = write_atomic(entry.parent()?, &sidecar, renewed.render().as_bytes());
+            if let Some(dir) = entry.parent() {
+                let _ = write_atomic(dir, &sidecar, renewed.render().as_bytes());
+            }
         }
         // SAFETY: `Module::deserialize_open_file` requires a file produced by
         // `Module::serialize` of a compatible engine, not modified while it
@@ -154,12 +221,13 @@ impl ModuleCache {
         // checked against the one recorded then. canon never writes to an
         // entry in place (a new entry is a new inode renamed over the old,
         // and a mapping keeps the old inode), so it cannot change under the
-        // mapping except by another program writing into the node's cache
-        // directory, which canon creates 0700. wasmtime itself re-checks the
-        // header for engine compatibility.
+        // mapping except by a program of this user or root: `get` checked
+        // that no one else can write the cache directory or any directory
+        // above it, and `check_entry` that no one else can write this file.
+        // wasmtime itself re-checks the header for engine compatibility.
         #[allow(unsafe_code)]
         let module = unsafe { Module::deserialize_open_file(engine, file) };
-        module.ok()
+        Ok(module.ok())
     }
 
     fn store_disk(&self, module: &Module, sha: &Digest) -> std::io::Result<()> {
@@ -241,6 +309,83 @@ impl Stamp {
             Stamp { len: i128::from(m.len()), dev: 0, ino: 0, mtime_ns, ctime_ns: 0 }
         }
     }
+}
+
+/// Checks the directories native code is loaded from (see the module docs):
+/// from `entries` (or the deepest part of it that exists) up to `/`, each
+/// owned by the user or root and writable by no one else, except that a
+/// directory strictly above `root` (the configured cache directory) may be
+/// group- or world-writable if it has the sticky bit.
+#[cfg(unix)]
+fn check_private(root: &Path, entries: &Path) -> Result<(), CacheError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let check_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CacheError::Check { path, source }
+    };
+    let entries = std::path::absolute(entries).map_err(check_err(entries))?;
+    let mut deepest = entries.as_path();
+    while !deepest.try_exists().map_err(check_err(deepest))? {
+        match deepest.parent() {
+            Some(parent) => deepest = parent,
+            None => return Ok(()),
+        }
+    }
+    let real = fs::canonicalize(deepest).map_err(check_err(deepest))?;
+    // `None`: the cache directory does not exist yet, so every directory
+    // that does is above it.
+    let real_root = match fs::canonicalize(root) {
+        Ok(r) => Some(r),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(check_err(root)(e)),
+    };
+    for dir in real.ancestors() {
+        let meta = fs::metadata(dir).map_err(check_err(dir))?;
+        let above_root = real_root.as_deref().is_none_or(|r| r != dir && r.starts_with(dir));
+        let sticky = meta.mode() & 0o1000 != 0;
+        check_owner_and_mode(dir, &meta, above_root && sticky)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_root: &Path, _entries: &Path) -> Result<(), CacheError> {
+    Ok(())
+}
+
+/// Checks an entry file: owned by the user or root, writable by no one else.
+#[cfg(unix)]
+fn check_entry(path: &Path, meta: &fs::Metadata) -> Result<(), CacheError> {
+    check_owner_and_mode(path, meta, false)
+}
+
+#[cfg(not(unix))]
+fn check_entry(_path: &Path, _meta: &fs::Metadata) -> Result<(), CacheError> {
+    Ok(())
+}
+
+/// Owned by the effective user or root, and (unless `shared_ok`) writable
+/// by neither group nor others.
+#[cfg(unix)]
+fn check_owner_and_mode(path: &Path, meta: &fs::Metadata, shared_ok: bool) -> Result<(), CacheError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = rustix::process::geteuid().as_raw();
+    let unsafe_ = |problem: String| CacheError::Unsafe { path: path.to_path_buf(), problem };
+    let (uid, mode) = (meta.uid(), meta.mode() & 0o7777);
+    if uid != me && uid != 0 {
+        return Err(unsafe_(format!("owned by uid {uid}, not by you (uid {me}) or root")));
+    }
+    let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (false, false) => return Ok(()),
+        (true, false) => "its group",
+        (false, true) => "others",
+        (true, true) => "its group and others",
+    };
+    if shared_ok {
+        return Ok(());
+    }
+    let sticky = if mode & 0o1000 != 0 { ", sticky, which is not enough for the cache directory itself" } else { "" };
+    Err(unsafe_(format!("writable by {who} (mode {mode:04o}{sticky})")))
 }
 
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {

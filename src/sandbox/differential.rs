@@ -169,7 +169,7 @@ impl RunResult {
             RunError::Compile { message, .. } => RunResult::Compile(message),
             RunError::Timeout(_) => RunResult::Timeout,
             RunError::NativeStackOverflow(_) => RunResult::NativeStackOverflow,
-            e @ (RunError::Host(_) | RunError::Engine(_)) => RunResult::Host(e.to_string()),
+            e @ (RunError::Host(_) | RunError::Engine(_) | RunError::Cache(_)) => RunResult::Host(e.to_string()),
         }
     }
 

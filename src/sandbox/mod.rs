@@ -28,8 +28,8 @@ use crate::digest::Digest;
 use crate::instrument;
 use crate::job::{ImportSource, Job, Preload, UnknownImports, import_source};
 use crate::outcome::{Outcome, Termination, TrapKind};
-pub use cache::CacheHit;
 use cache::ModuleCache;
+pub use cache::{CacheError, CacheHit};
 pub use engine::Backend;
 use limiter::Limiter;
 use wasi::{HostConfig, Stop, StoreData, WasiHost};
@@ -49,6 +49,10 @@ pub enum RunError {
         /// wasmtime's message.
         message: String,
     },
+    /// The module cache is not private to this user (see [`cache`]): canon
+    /// will not load native code from it.
+    #[error("{0}")]
+    Cache(cache::CacheError),
     /// The wall-clock safety net fired.
     #[error("the run exceeded its wall-clock safety timeout of {0:?}: no result")]
     Timeout(Duration),
@@ -138,9 +142,11 @@ impl Sandbox {
     /// Instruments and compiles (or loads from the cache, already
     /// instrumented) the module whose bytes are `module`.
     pub fn prepare(&self, module: &[u8], sha: &Digest) -> Result<(Module, CacheHit), RunError> {
-        let compile_err = |e: wasmtime::Error| RunError::Compile { module: *sha, message: format!("{e:#}") };
         let instrument = |bytes: &[u8]| instrument::instrument(bytes).map_err(wasmtime::Error::new);
-        self.cache.get(&self.engine, module, sha, instrument).map_err(compile_err)
+        self.cache.get(&self.engine, module, sha, instrument).map_err(|e| match e {
+            CacheError::Compile(e) => RunError::Compile { module: *sha, message: format!("{e:#}") },
+            other => RunError::Cache(other),
+        })
     }
 
     /// Whether the module with SHA-256 `sha` is compiled already, in memory

@@ -153,8 +153,11 @@ pub struct HostConfig<'a> {
 static EMPTY_TREE: Tree = Tree { entries: std::collections::BTreeMap::new() };
 
 impl<'a> HostConfig<'a> {
-    /// The host configuration for a job: its mounts plus the default empty,
-    /// writable `/out` and scratch `/tmp` unless the job mounts those itself.
+    /// The host configuration for a job: its mounts, in the job's order
+    /// (fd 3, 4, ..., as `wasmtime run` numbers its `--dir`s), then the
+    /// default empty, writable `/out` and scratch `/tmp` unless the job
+    /// mounts those itself. The job digest covers the job's order, and the
+    /// defaults' places follow from it.
     pub fn for_job(job: &'a Job) -> HostConfig<'a> {
         let mut mounts: Vec<(String, bool, &Tree)> = job.mounts.iter().map(|m| (m.guest.clone(), m.writable, m.tree())).collect();
         for default in ["/out", "/tmp"] {
@@ -162,7 +165,6 @@ impl<'a> HostConfig<'a> {
                 mounts.push((default.to_string(), true, &EMPTY_TREE));
             }
         }
-        mounts.sort_by(|a, b| a.0.cmp(&b.0));
         let mut argv = vec![job.argv0.clone()];
         argv.extend(job.args.iter().cloned());
         HostConfig {
