@@ -252,8 +252,39 @@ fn colluding_majority_is_accepted_for_the_wrong_outcome_and_reported_as_such() {
     assert_eq!(t.dissenters.iter().map(|d| d.label()).collect::<Vec<_>>(), ["honest"]);
 }
 
+/// Issue 12: under a policy trusting three nodes, four fresh keys signing
+/// receipts for another job made that job the tallied one (it had more
+/// signers), and the trusted nodes' agreement was set aside as replays.
 #[test]
-fn job_is_the_plurality_when_not_given_and_replays_are_set_aside() {
+fn strangers_signing_another_job_never_change_the_verdict() {
+    let honest: Vec<NodeKey> = (1..=3).map(key).collect();
+    let named: Vec<(&NodeKey, &str)> = honest.iter().zip(["alice", "bob", "carol"]).collect();
+    let options = TallyOptions { policy: policy(&named), ..implicit() };
+    let honest_receipts = || honest.iter().map(|k| receipt(k, job("hello"), "good")).collect::<Vec<_>>();
+    let base = run(honest_receipts(), &options);
+    assert_eq!((base.verdict, base.job), (Verdict::Accepted, Some(job("hello"))));
+    for strangers in [1u8, 4, 10, 40] {
+        // All on one other job, each on its own job, and on the tallied job with another outcome.
+        let attacks: [(&str, Vec<Vec<u8>>); 3] = [
+            ("one other job", (0..strangers).map(|i| receipt(&key(100 + i), job("other"), "bad")).collect()),
+            ("many other jobs", (0..strangers).map(|i| receipt(&key(100 + i), job(&format!("other{i}")), "bad")).collect()),
+            ("the same job", (0..strangers).map(|i| receipt(&key(100 + i), job("hello"), "bad")).collect()),
+        ];
+        for (what, extra) in attacks {
+            let mut rs = honest_receipts();
+            rs.extend(extra);
+            shuffle(&mut rs, u64::from(strangers));
+            let t = run(rs, &options);
+            assert_eq!(t.job, Some(job("hello")), "{strangers} strangers, {what}");
+            assert_eq!((t.verdict, t.accepted), (base.verdict, base.accepted), "{strangers} strangers, {what}");
+            assert_eq!(t.total_weight, base.total_weight, "{strangers} strangers, {what}");
+            assert!(t.dissenters.is_empty(), "{strangers} strangers, {what}: strangers are no dissenters: {:?}", t.dissenters);
+        }
+    }
+}
+
+#[test]
+fn job_is_the_heaviest_when_not_given_and_replays_are_set_aside() {
     let mut rs: Vec<Vec<u8>> = (1..=3).map(|n| receipt(&key(n), job("j"), "a")).collect();
     rs.push(receipt(&key(4), job("old"), "a"));
     let t = run(rs, &implicit());

@@ -28,7 +28,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// The job the receipts must be for; others are set aside as replays.
-    /// Without it, the job most signers name.
+    /// Without it, the job with the most trusted weight behind it (nodes of
+    /// weight 0 have no say).
     #[arg(long, value_name = "HEX")]
     job_digest: Option<JobDigest>,
     /// Print the tally as JSON.
@@ -108,7 +109,7 @@ pub fn render(t: &Tally) -> String {
     let mut s = String::new();
     let job = match (t.job, t.job_chosen_by) {
         (Some(j), canon::quorum::tally::JobChoice::Expected) => format!("{j}"),
-        (Some(j), _) => format!("{j} (named by most signers; pin it with --job-digest)"),
+        (Some(j), _) => format!("{j} (the most trusted weight names it; pin it with --job-digest)"),
         (None, _) => "none (no valid receipt)".to_string(),
     };
     let _ = writeln!(s, "job      {job}");

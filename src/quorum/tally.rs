@@ -3,8 +3,11 @@
 //! 1. Verify every receipt ([`crate::receipt::verify_many`]); invalid ones
 //!    are set aside with their reason.
 //! 2. Fix the job: the expected job digest if given, else the job with the
-//!    most distinct valid signers (ties: most trusted weight, then the
-//!    smallest digest). Receipts for any other job are set aside as replays.
+//!    most trusted weight behind it, each node counted once (ties: more
+//!    nodes of positive weight, then the smallest digest). Never the number
+//!    of signers: a key costs nothing to make, so nodes of weight 0 have no
+//!    say in which job is tallied. Receipts for any other job are set aside
+//!    as replays.
 //! 3. One vote per node: a node's repeated receipts for the same outcome
 //!    count once (the rest set aside as duplicates); a node that signed
 //!    different outcomes for the job has all its receipts voided and is
@@ -20,7 +23,8 @@
 //!    - `insufficient`: fewer than `min_quorum` counted votes, or a single
 //!      outcome that has not (yet) reached the threshold.
 //!    - `accepted`: exactly one group reaches `threshold` with at least
-//!      `min_quorum` counted votes. Its dissenters are named.
+//!      `min_quorum` counted votes. Its dissenters are named: the trusted
+//!      nodes, and those of positive weight, that voted otherwise.
 //!    - `nondeterministic`: at least two counted votes and every one of them
 //!      for a different outcome.
 //!    - `disputed`: otherwise — groups disagree and none (or more than one,
@@ -35,6 +39,9 @@ use crate::node::NodeId;
 use crate::quorum::policy::{Policy, TrustedNode};
 use crate::quorum::reputation::Ledger;
 use crate::receipt::{self, ReceiptError, RunId, VerifiedReceipt};
+
+/// The version of the tally's JSON ([`Tally::version`]).
+pub const TALLY_VERSION: u32 = 2;
 
 /// Slack for comparing a score with the threshold, so that 2 of 3 equal
 /// weights meets a threshold of 2/3 despite rounding.
@@ -71,7 +78,7 @@ pub struct TallyOptions {
     /// Whom to trust. The default value is [`Policy::implicit`].
     pub policy: Policy,
     /// The job the receipts must be for. The default value is `None`: the
-    /// job most signers name.
+    /// job with the most trusted weight behind it.
     pub expected_job: Option<JobDigest>,
     /// Reputation history, used when `policy.credibility` is set. The
     /// default value is `None` (every node is new).
@@ -99,6 +106,13 @@ impl Vote {
     /// The name, or the short node id.
     pub fn label(&self) -> String {
         self.name.clone().unwrap_or_else(|| self.node.short())
+    }
+
+    /// Whether the node is trusted or its vote weighs something: only then
+    /// can it be named a dissenter. A stranger of weight 0 is listed in its
+    /// group and nowhere else.
+    pub fn has_say(&self) -> bool {
+        self.trusted || self.weight > 0.0
     }
 }
 
@@ -219,8 +233,8 @@ impl Serialize for SetAside {
 pub enum JobChoice {
     /// The caller named it.
     Expected,
-    /// The job most valid signers named.
-    Plurality,
+    /// The job with the most trusted weight behind it.
+    TrustedWeight,
     /// No valid receipt, no expected job.
     None,
 }
@@ -261,7 +275,8 @@ pub struct Tally {
     pub receipts: usize,
     /// Outcome groups, heaviest first.
     pub groups: Vec<Group>,
-    /// Nodes that voted for another outcome than the accepted one.
+    /// Trusted nodes, and nodes of positive weight, that voted for another
+    /// outcome than the accepted one.
     pub dissenters: Vec<NodeRef>,
     /// Nodes that signed different outcomes for the job.
     pub equivocators: Vec<NodeRef>,
@@ -320,10 +335,13 @@ pub fn tally_verified(results: Vec<(String, Result<VerifiedReceipt, ReceiptError
             }
             let best = signers
                 .iter()
-                .map(|(job, nodes)| (nodes.len(), nodes.iter().map(weight_of).sum::<f64>(), *job))
-                .max_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(b.2.cmp(&a.2)));
+                .map(|(job, nodes)| {
+                    let weights: Vec<f64> = nodes.iter().map(weight_of).filter(|w| *w > 0.0).collect();
+                    (weights.iter().sum::<f64>(), weights.len(), *job)
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(b.2.cmp(&a.2)));
             match best {
-                Some((_, _, j)) => (Some(j), JobChoice::Plurality),
+                Some((_, _, j)) => (Some(j), JobChoice::TrustedWeight),
                 None => (None, JobChoice::None),
             }
         }
@@ -421,12 +439,18 @@ pub fn tally_verified(results: Vec<(String, Result<VerifiedReceipt, ReceiptError
         (Verdict::Disputed, None)
     };
     let dissenters = match accepted {
-        Some(a) => groups.iter().filter(|g| g.outcome != a).flat_map(|g| g.votes.iter()).map(|v| NodeRef { node: v.node, name: v.name.clone() }).collect(),
+        Some(a) => groups
+            .iter()
+            .filter(|g| g.outcome != a)
+            .flat_map(|g| g.votes.iter())
+            .filter(|v| v.has_say())
+            .map(|v| NodeRef { node: v.node, name: v.name.clone() })
+            .collect(),
         None => Vec::new(),
     };
 
     Tally {
-        version: 1,
+        version: TALLY_VERSION,
         job,
         job_chosen_by,
         verdict,
