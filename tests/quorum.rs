@@ -9,10 +9,10 @@ use std::process::Command;
 use base64::Engine as _;
 use canon::digest::OutcomeDigest;
 use canon::node::NodeKey;
-use canon::quorum::{Ledger, Policy, SetAsideReason, Tally, TallyOptions, TrustedNode, Verdict, tally};
-use canon::receipt::Envelope;
+use canon::quorum::{EngineVersion, Ledger, Policy, SetAsideReason, Tally, TallyOptions, TrustedNode, Verdict, tally};
+use canon::receipt::{Engine, Envelope};
 
-use crate::receipts::{job, key, outcome, payload_of, receipt, sign_payload};
+use crate::receipts::{job, key, outcome, payload_of, receipt, sign_payload, statement};
 use crate::util;
 
 fn digest_of(stdout: &str) -> OutcomeDigest {
@@ -51,13 +51,115 @@ fn honest_nodes_agreeing_are_accepted() {
     assert!(t.dissenters.is_empty() && t.set_aside.is_empty());
 }
 
+/// Issue 12: one node against another was called `nondeterministic`, as if
+/// the job were to blame; it is evidence only that the nodes disagree.
 #[test]
-fn all_different_outcomes_are_nondeterministic_never_accepted() {
+fn one_node_against_another_is_disputed_not_nondeterministic() {
     for n in 2..=6u8 {
         let t = run((1..=n).map(|i| receipt(&key(i), job("j"), &format!("out{i}"))).collect(), &implicit());
-        assert_eq!(t.verdict, Verdict::Nondeterministic, "n={n}");
+        assert_eq!(t.verdict, Verdict::Disputed, "n={n}: every outcome different");
         assert_eq!(t.accepted, None);
     }
+}
+
+/// `nondeterministic` is kept for a node's own receipts showing the same job
+/// on the same engine giving two outcomes, and only for a node that counts.
+#[test]
+fn a_counted_node_signing_two_outcomes_on_one_engine_is_nondeterministic() {
+    let keys: Vec<NodeKey> = (1..=4).map(key).collect();
+    let named: Vec<(&NodeKey, &str)> = keys.iter().zip(["alice", "bob", "carol", "dave"]).collect();
+    let options = TallyOptions { policy: policy(&named), expected_job: Some(job("j")), ledger: None };
+    let split = || vec![receipt(&keys[0], job("j"), "x"), receipt(&keys[1], job("j"), "x"), receipt(&keys[3], job("j"), "y")];
+    assert_eq!(run(split(), &options).verdict, Verdict::Disputed);
+    let mut rs = split();
+    rs.extend([receipt(&keys[2], job("j"), "x"), receipt(&keys[2], job("j"), "z")]);
+    let t = run(rs, &options);
+    assert_eq!(t.verdict, Verdict::Nondeterministic);
+    assert_eq!(t.equivocators.iter().map(|e| e.label()).collect::<Vec<_>>(), ["carol"]);
+    // A stranger's two outcomes change nothing.
+    let mut rs = split();
+    rs.extend([receipt(&key(50), job("j"), "x"), receipt(&key(50), job("j"), "z")]);
+    assert_eq!(run(rs, &options).verdict, Verdict::Disputed);
+    // Nor does an equivocating trusted minority when the rest accept.
+    let k5 = key(5);
+    let mut five = named.clone();
+    five.push((&k5, "erin"));
+    let options = TallyOptions { policy: policy(&five), ..options };
+    let mut rs: Vec<Vec<u8>> = [&keys[0], &keys[1], &keys[2], &k5].iter().map(|k| receipt(k, job("j"), "x")).collect();
+    rs.extend([receipt(&keys[3], job("j"), "x"), receipt(&keys[3], job("j"), "y")]);
+    let t = run(rs, &options);
+    assert_eq!((t.verdict, t.accepted), (Verdict::Accepted, Some(digest_of("x"))), "dave's receipts are void, 4 of 5 remain");
+}
+
+fn engine(canon: &str, abi: u32) -> Engine {
+    Engine { canon: canon.to_string(), wasmtime: "48.0.8".to_string(), backend: "cranelift".to_string(), determinism_abi: abi }
+}
+
+/// A receipt like [`receipt`], made on `engine`.
+fn receipt_on(k: &NodeKey, j: canon::digest::JobDigest, stdout: &str, engine: Engine) -> Vec<u8> {
+    let mut s = statement(k, j, outcome(stdout).summary());
+    s.predicate.engine = engine;
+    s.sign(k).expect("sign").to_json()
+}
+
+/// Issue 12: a node that signed a job, upgraded canon, and signed it again
+/// with the new engine's outcome was voided as an equivocator and named a
+/// dissenter. Different engines are not equivocation.
+#[test]
+fn an_upgraded_node_is_neither_voided_nor_a_dissenter() {
+    let keys: Vec<NodeKey> = (1..=4).map(key).collect();
+    let named: Vec<(&NodeKey, &str)> = keys.iter().zip(["alice", "bob", "carol", "dave"]).collect();
+    let options = TallyOptions { policy: policy(&named), expected_job: Some(job("j")), ledger: None };
+    let (old, new) = (engine("0.1.0", 2), engine("0.2.0", 3));
+    let honest = || keys[..3].iter().map(|k| receipt_on(k, job("j"), "x", old.clone())).collect::<Vec<_>>();
+    // dave ran it on both engines (in either order), or only on the new one.
+    let both = vec![receipt_on(&keys[3], job("j"), "x", old.clone()), receipt_on(&keys[3], job("j"), "y", new.clone())];
+    let reversed: Vec<Vec<u8>> = both.iter().rev().cloned().collect();
+    for (what, dave) in
+        [("both engines", both), ("both engines, new first", reversed), ("only the new one", vec![receipt_on(&keys[3], job("j"), "y", new.clone())])]
+    {
+        let mut rs = honest();
+        rs.extend(dave);
+        let t = run(rs, &options);
+        assert_eq!((t.verdict, t.accepted), (Verdict::Accepted, Some(digest_of("x"))), "{what}");
+        assert!(t.equivocators.is_empty(), "{what}: {:?}", t.equivocators);
+        assert!(t.dissenters.is_empty(), "{what}: {:?}", t.dissenters);
+        let accepted = t.accepted_group().expect("accepted");
+        assert_eq!(accepted.engines, [EngineVersion::of(&old)], "{what}");
+        let other = t.groups.iter().find(|g| g.outcome == digest_of("y")).expect("dave's group");
+        assert_eq!((other.engines.as_slice(), other.votes[0].name.as_deref()), ([EngineVersion::of(&new)].as_slice(), Some("dave")), "{what}");
+        assert!(t.set_aside.iter().all(|a| a.reason.code() == "superseded"), "{what}: {:?}", t.set_aside);
+    }
+    // An upgrade that does not change the outcome: one vote, both engines in the group.
+    let mut rs = honest();
+    rs.extend([receipt_on(&keys[3], job("j"), "x", old.clone()), receipt_on(&keys[3], job("j"), "x", new.clone())]);
+    let t = run(rs, &options);
+    assert_eq!(t.accepted_group().map(|g| (g.votes.len(), g.engines.clone())), Some((4, vec![EngineVersion::of(&old), EngineVersion::of(&new)])));
+    assert_eq!(t.set_aside.iter().map(|a| a.reason.code()).collect::<Vec<_>>(), ["duplicate"]);
+    // Two outcomes on one engine, even from two backends, are equivocation:
+    // every backend of an engine must give the same bytes.
+    let winch = Engine { backend: "winch".to_string(), ..old.clone() };
+    let mut rs = honest();
+    rs.extend([receipt_on(&keys[3], job("j"), "x", old.clone()), receipt_on(&keys[3], job("j"), "y", winch)]);
+    let t = run(rs, &options);
+    assert_eq!(t.equivocators.iter().map(|e| e.label()).collect::<Vec<_>>(), ["dave"]);
+    // Nodes split between engines are not in dispute: no engine has two outcomes.
+    let split = vec![
+        receipt_on(&keys[0], job("j"), "x", old.clone()),
+        receipt_on(&keys[1], job("j"), "x", old.clone()),
+        receipt_on(&keys[2], job("j"), "y", new.clone()),
+        receipt_on(&keys[3], job("j"), "y", new.clone()),
+    ];
+    assert_eq!(run(split, &options).verdict, Verdict::Insufficient);
+}
+
+#[test]
+fn engines_are_ordered_by_abi_then_versions() {
+    let v = |canon: &str, abi: u32| EngineVersion::of(&engine(canon, abi));
+    assert!(v("0.10.0", 2) > v("0.9.0", 2), "semantic versions, not text");
+    assert!(v("0.1.0", 3) > v("9.0.0", 2), "the ABI first");
+    assert!(v("0.1.0", 2) > v("not a version", 2));
+    assert_eq!(v("0.1.0", 2).to_string(), "canon 0.1.0 (ABI 2, wasmtime 48.0.8)");
 }
 
 #[test]
@@ -342,6 +444,11 @@ fn tally_json_has_the_documented_fields() {
         assert!(v.get(field).is_some(), "missing {field}");
     }
     assert_eq!(v["verdict"], "accepted");
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["job_chosen_by"], "expected");
+    assert_eq!(v["groups"][0]["engines"][0]["determinism_abi"], canon::receipt::DETERMINISM_ABI);
+    assert_eq!(v["groups"][0]["votes"][0]["engine"]["canon"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["groups"][0]["votes"][0]["backend"], "cranelift");
     assert_eq!(v["groups"][0]["votes"][0]["name"], "alice");
     assert_eq!(v["set_aside"][0]["code"], "wrong_job");
     assert_eq!(v["groups"][0]["outcome"], digest_of("good").to_string());
@@ -369,6 +476,8 @@ fn cli_quorum_reads_a_directory_and_shows_trust() {
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("trusting every node that signed a valid receipt"), "{text}");
     assert!(text.contains("███████░░░ 0.67"), "{text}");
+    let engine = format!("canon {} ABI {}", env!("CARGO_PKG_VERSION"), canon::receipt::DETERMINISM_ABI);
+    assert!(text.lines().filter(|l| l.contains(&engine)).count() == 2, "each group names its engine: {text}");
     assert!(text.contains("ACCEPTED"), "{text}");
     assert!(text.contains("broken.json") && text.contains("malformed_envelope"), "{text}");
 

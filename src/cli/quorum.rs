@@ -104,6 +104,11 @@ fn bar(score: f64) -> String {
     format!("{}{}", "█".repeat(filled), "░".repeat(10 - filled))
 }
 
+/// How many distinct engines the tally's votes ran on.
+fn engines(t: &Tally) -> usize {
+    t.groups.iter().flat_map(|g| &g.engines).collect::<std::collections::BTreeSet<_>>().len()
+}
+
 /// The table a person reads.
 pub fn render(t: &Tally) -> String {
     let mut s = String::new();
@@ -129,19 +134,34 @@ pub fn render(t: &Tally) -> String {
     if t.groups.is_empty() {
         let _ = writeln!(s, "  (no valid votes)");
     } else {
-        let _ = writeln!(s, "    {:<12}  {:<22}  {:<28}  trust", "outcome", "termination", "nodes");
+        let _ = writeln!(s, "    {:<12}  {:<22}  {:<18}  {:<28}  trust", "outcome", "termination", "engine", "nodes");
     }
     for g in &t.groups {
         let mark = if t.accepted == Some(g.outcome) { "✔" } else { " " };
+        let engines: Vec<String> = g.engines.iter().map(|e| format!("canon {} ABI {}", e.canon, e.determinism_abi)).collect();
         let nodes: Vec<String> = g.votes.iter().map(|v| if v.weight > 0.0 { v.label() } else { format!("{} (weight 0)", v.label()) }).collect();
-        let _ = writeln!(s, "  {mark} {:<12}  {:<22}  {:<28}  {} {:.2}", g.outcome.short(), g.termination, nodes.join(", "), bar(g.score), g.score);
+        let _ = writeln!(
+            s,
+            "  {mark} {:<12}  {:<22}  {:<18}  {:<28}  {} {:.2}",
+            g.outcome.short(),
+            g.termination,
+            engines.join(", "),
+            nodes.join(", "),
+            bar(g.score),
+            g.score
+        );
     }
     let _ = writeln!(s);
     let verdict = match (t.verdict, t.accepted_group()) {
         (Verdict::Accepted, Some(g)) => format!("ACCEPTED: outcome {} ({} agreeing, trust {:.2} >= {:.2})", g.outcome.short(), g.counted, g.score, p.threshold),
-        (Verdict::Disputed, _) => "DISPUTED: outcomes disagree and none reaches the threshold".to_string(),
-        (Verdict::Insufficient, _) => "INSUFFICIENT: not enough trusted receipts yet".to_string(),
-        (Verdict::Nondeterministic, _) => "NONDETERMINISTIC: every node got a different outcome".to_string(),
+        (Verdict::Disputed, _) => "DISPUTED: trusted nodes on the same engine got different outcomes, and none reaches the threshold".to_string(),
+        (Verdict::Insufficient, _) if engines(t) > 1 => {
+            "INSUFFICIENT: not enough trusted weight agrees yet (nodes ran different engines; outcomes are compared within one)".to_string()
+        }
+        (Verdict::Insufficient, _) => "INSUFFICIENT: not enough trusted weight agrees yet".to_string(),
+        (Verdict::Nondeterministic, _) => {
+            "NONDETERMINISTIC: a trusted node signed different outcomes for this job on one engine, and no outcome is accepted".to_string()
+        }
         (Verdict::Accepted, None) => "ACCEPTED".to_string(),
     };
     let _ = writeln!(s, "verdict  {verdict}");
@@ -151,7 +171,7 @@ pub fn render(t: &Tally) -> String {
     }
     if !t.equivocators.is_empty() {
         let names: Vec<String> = t.equivocators.iter().map(|d| d.label()).collect();
-        let _ = writeln!(s, "equivocated  {} (signed different outcomes; votes void)", names.join(", "));
+        let _ = writeln!(s, "equivocated  {} (signed different outcomes on one engine; votes void)", names.join(", "));
     }
     if !t.set_aside.is_empty() {
         let _ = writeln!(s, "set aside ({} of {} receipts):", t.set_aside.len(), t.receipts);

@@ -30,4 +30,4 @@ pub mod tally;
 
 pub use policy::{Policy, PolicyError, TrustedNode};
 pub use reputation::{Ledger, LedgerError, Record};
-pub use tally::{Group, SetAside, SetAsideReason, Tally, TallyOptions, Verdict, Vote, tally, tally_verified};
+pub use tally::{EngineVersion, Group, SetAside, SetAsideReason, Tally, TallyOptions, Verdict, Vote, tally, tally_verified};
