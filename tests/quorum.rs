@@ -410,8 +410,8 @@ fn ledger_records_once_and_credibility_weights_votes() {
         options.expected_job = Some(j);
         let t = run(rs, &options);
         assert_eq!(t.verdict, Verdict::Accepted);
-        assert!(ledger.record(&t));
-        assert!(!ledger.record(&t), "a job is recorded once");
+        assert_eq!(ledger.record(&t), Ok(3));
+        assert_eq!(ledger.record(&t), Ok(0), "a job is recorded once");
     }
     assert_eq!(ledger.record_of(&keys[0].node_id()).agreed, 5);
     assert_eq!(ledger.record_of(&keys[2].node_id()).dissented, 5);
@@ -429,6 +429,98 @@ fn ledger_records_once_and_credibility_weights_votes() {
     let path = dir.path().join("ledger.json");
     ledger.save(&path).expect("save");
     assert_eq!(Ledger::load(&path).expect("load"), ledger);
+}
+
+/// Issue 12: the ledger was updated under the implicit policy, where every
+/// key is a vote, so throwaway keys could out-vote honest nodes and record
+/// them as dissenters; and only the first tally of a job was recorded.
+#[test]
+fn the_ledger_cannot_be_gamed_by_key_count() {
+    let honest: Vec<NodeKey> = (1..=3).map(key).collect();
+    let named: Vec<(&NodeKey, &str)> = honest.iter().zip(["alice", "bob", "carol"]).collect();
+    let honest_receipts = || honest.iter().map(|k| receipt(k, job("j"), "x")).collect::<Vec<_>>();
+
+    // Under the implicit policy seven throwaway keys win the verdict, but nothing is recorded.
+    let mut rs = honest_receipts();
+    rs.extend((0..7u8).map(|i| receipt(&key(100 + i), job("j"), "y")));
+    let t = run(rs, &implicit());
+    assert_eq!((t.verdict, t.accepted), (Verdict::Accepted, Some(digest_of("y"))));
+    let mut ledger = Ledger::default();
+    assert_eq!(ledger.record(&t), Err(canon::quorum::NotRecorded::ImplicitPolicy));
+    assert_eq!(ledger, Ledger::default());
+
+    // Under a policy, any number of strangers, doing anything, records exactly what the honest nodes alone do.
+    let options = TallyOptions { policy: policy(&named), expected_job: Some(job("j")), ledger: None };
+    let mut alone = Ledger::default();
+    assert_eq!(alone.record(&run(honest_receipts(), &options)), Ok(3));
+    for strangers in [1u8, 10, 50] {
+        let mut rs = honest_receipts();
+        rs.extend((0..strangers).map(|i| receipt(&key(100 + i), job("j"), "y")));
+        rs.extend((0..strangers).map(|i| receipt(&key(150 + i), job("j"), "x")));
+        rs.extend((0..strangers).map(|i| receipt(&key(200 + i), job("other"), "x")));
+        let mut ledger = Ledger::default();
+        assert_eq!(ledger.record(&run(rs, &options)), Ok(3), "{strangers} strangers");
+        assert_eq!(ledger, alone, "{strangers} strangers");
+        assert_eq!(ledger.record_of(&key(100).node_id()), Default::default());
+        assert_eq!(ledger.record_of(&key(150).node_id()), Default::default(), "agreeing costs a stranger nothing and earns nothing");
+    }
+
+    // A policy that gives strangers weight lets key count decide: not recorded.
+    let mut weighted = options.clone();
+    weighted.policy.unknown_weight = 0.5;
+    let t = run(honest_receipts(), &weighted);
+    assert_eq!(t.verdict, Verdict::Accepted);
+    assert_eq!(Ledger::default().record(&t), Err(canon::quorum::NotRecorded::UnlistedWeight(0.5)));
+}
+
+#[test]
+fn the_ledger_records_late_receipts_and_not_the_order_of_tallies() {
+    let keys: Vec<NodeKey> = (1..=4).map(key).collect();
+    let named: Vec<(&NodeKey, &str)> = keys.iter().zip(["alice", "bob", "carol", "dave"]).collect();
+    let mut p = policy(&named);
+    p.threshold = 0.5;
+    let options = TallyOptions { policy: p, expected_job: Some(job("j")), ledger: None };
+    let early = run(vec![receipt(&keys[0], job("j"), "x"), receipt(&keys[1], job("j"), "x")], &options);
+    let all = run(
+        vec![receipt(&keys[0], job("j"), "x"), receipt(&keys[1], job("j"), "x"), receipt(&keys[2], job("j"), "y"), receipt(&keys[3], job("j"), "x")],
+        &options,
+    );
+    let mut first = Ledger::default();
+    assert_eq!(first.record(&early), Ok(2));
+    assert_eq!(first.record(&all), Ok(2), "carol's late dissent and dave's late agreement count");
+    let mut second = Ledger::default();
+    assert_eq!(second.record(&all), Ok(4));
+    assert_eq!(second.record(&early), Ok(0));
+    assert_eq!(first, second);
+    assert_eq!(first.record_of(&keys[2].node_id()), canon::quorum::Record { agreed: 0, dissented: 1 });
+    // A node that agreed and is later shown to have signed another outcome on the same engine dissented.
+    let liar = run(
+        vec![receipt(&keys[0], job("j"), "x"), receipt(&keys[1], job("j"), "x"), receipt(&keys[3], job("j"), "x"), receipt(&keys[3], job("j"), "z")],
+        &options,
+    );
+    assert_eq!(first.record(&liar), Ok(1));
+    assert_eq!(first.record_of(&keys[3].node_id()), canon::quorum::Record { agreed: 0, dissented: 1 });
+    // An upgraded node on another engine is recorded neither way.
+    let new = engine("0.2.0", 3);
+    let upgraded =
+        run(vec![receipt(&keys[0], job("k"), "x"), receipt(&keys[1], job("k"), "x"), receipt_on(&keys[2], job("k"), "y", new)], &options_for(&options, "k"));
+    let mut ledger = Ledger::default();
+    assert_eq!(ledger.record(&upgraded), Ok(2));
+    assert_eq!(ledger.record_of(&keys[2].node_id()), Default::default());
+    // Another outcome accepted for a recorded job is refused.
+    let other = run(vec![receipt(&keys[2], job("j"), "y"), receipt(&keys[3], job("j"), "y")], &options);
+    assert!(matches!(first.record(&other), Err(canon::quorum::NotRecorded::Conflict { .. })));
+    // Round trip, counts derived from the jobs; version 1 ledgers are refused.
+    let dir = util::scratch();
+    let path = dir.path().join("ledger.json");
+    first.save(&path).expect("save");
+    assert_eq!(Ledger::load(&path).expect("load"), first);
+    fs::write(&path, r#"{"version": 1, "nodes": {}, "jobs": []}"#).expect("write");
+    assert!(Ledger::load(&path).expect_err("v1").to_string().contains("version 1"));
+}
+
+fn options_for(options: &TallyOptions, name: &str) -> TallyOptions {
+    TallyOptions { expected_job: Some(job(name)), ..options.clone() }
 }
 
 #[test]
@@ -495,10 +587,18 @@ fn cli_quorum_reads_a_directory_and_shows_trust() {
     assert_eq!(v["groups"][0]["votes"][0]["name"], "alice");
     assert!(!d.join("ledger.json").exists(), "only accepted tallies are recorded");
 
+    // Accepted, but under the implicit policy: not recorded, and canon says why.
     let out = canon(d, &["quorum", "receipts", "--ledger", "ledger.json"]);
     assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("implicit policy"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!d.join("ledger.json").exists(), "no ledger under the implicit policy");
+
+    fs::write(d.join("policy.toml"), fs::read_to_string(d.join("policy.toml")).expect("policy").replace("threshold = 0.75\n", "")).expect("policy");
+    let out = canon(d, &["quorum", "receipts", "--policy", "policy.toml", "--ledger", "ledger.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let ledger = Ledger::load(&d.join("ledger.json")).expect("ledger");
     assert_eq!(ledger.record_of(&key(3).node_id()).dissented, 1);
+    assert_eq!(ledger.record_of(&key(1).node_id()).agreed, 1);
 
     let bad_policy = canon(d, &["quorum", "receipts", "--policy", "nope.toml"]);
     assert_eq!(bad_policy.status.code(), Some(125));

@@ -36,7 +36,8 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Reputation ledger (JSON): read for credibility weights when the policy
-    /// asks, and updated with this tally if it is accepted.
+    /// asks, and updated with this tally if it is accepted under a policy
+    /// that gives unlisted nodes no weight (only listed nodes are recorded).
     #[arg(long, value_name = "FILE")]
     ledger: Option<PathBuf>,
 }
@@ -85,10 +86,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = TallyOptions { policy, expected_job: args.job_digest, ledger };
     let tally = canon::quorum::tally(&receipts, &options);
 
-    if let (Some(path), Some(mut ledger)) = (&args.ledger, options.ledger)
-        && ledger.record(&tally)
-    {
-        ledger.save(path)?;
+    if let (Some(path), Some(mut ledger)) = (&args.ledger, options.ledger) {
+        match ledger.record(&tally) {
+            Ok(0) => {}
+            Ok(_) => ledger.save(path)?,
+            Err(why) => eprintln!("canon: ledger {} not updated: {why}", path.display()),
+        }
     }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&tally).context("cannot serialise the tally")?)?;

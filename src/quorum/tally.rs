@@ -209,6 +209,8 @@ pub struct NodeRef {
     pub node: NodeId,
     /// Its name in the policy.
     pub name: Option<String>,
+    /// Whether the policy lists it (always true under the implicit policy).
+    pub trusted: bool,
 }
 
 impl NodeRef {
@@ -452,7 +454,7 @@ pub fn tally_verified(results: Vec<(String, Result<VerifiedReceipt, ReceiptError
             .chunk_by(|(_, a), (_, b)| engine_of(a) == engine_of(b))
             .any(|same_engine| same_engine.iter().any(|(_, r)| r.outcome_digest() != same_engine[0].1.outcome_digest()));
         if equivocated {
-            equivocators.push(NodeRef { node, name: trusted(&node).and_then(|t| t.name.clone()) });
+            equivocators.push(NodeRef { node, name: trusted(&node).and_then(|t| t.name.clone()), trusted: trusted(&node).is_some() || policy.implicit });
             for (source, r) in receipts {
                 set_aside.push(SetAside { source: source.clone(), node: Some(node), reason: SetAsideReason::Equivocation { outcome: r.outcome_digest() } });
             }
@@ -542,7 +544,7 @@ pub fn tally_verified(results: Vec<(String, Result<VerifiedReceipt, ReceiptError
             .filter(|g| g.outcome != winner.outcome)
             .flat_map(|g| g.votes.iter())
             .filter(|v| v.has_say() && winner.engines.contains(&v.engine))
-            .map(|v| NodeRef { node: v.node, name: v.name.clone() })
+            .map(|v| NodeRef { node: v.node, name: v.name.clone(), trusted: v.trusted })
             .collect(),
         None => Vec::new(),
     };
