@@ -225,6 +225,62 @@ fn job_check_and_artifacts() {
     assert_eq!(v.check_artifacts(dir.path()).expect_err("missing").code(), "artifact_missing");
 }
 
+/// Issue 12: `canon verify --artifacts DIR` accepted files no subject names
+/// outside the mounts the manifest lists, and so under a writable mount the
+/// run left empty (the manifest cannot name an empty mount).
+#[test]
+fn artifacts_refuse_files_no_subject_names() {
+    let k = key(1);
+    let mut empty = outcome("hello\n");
+    empty.outputs = Tree::new();
+    empty.outputs.entries.insert("out".into(), Node::Dir(Tree::new()));
+    for (what, o) in [("outputs", outcome("hello\n")), ("an empty /out", empty)] {
+        let v = verify(&statement(&k, job("j"), o.summary()).sign(&k).expect("sign").to_json()).expect("valid");
+        let dir = util::scratch();
+        let d = dir.path();
+        fs::write(d.join("stdout"), &o.stdout).expect("stdout");
+        fs::write(d.join("stderr"), &o.stderr).expect("stderr");
+        o.outputs.write_to(d).expect("outputs");
+        // canon run's own records beside the artifacts are allowed.
+        for record in ["outcome.json", "receipt.json", "receipt-2.json"] {
+            fs::write(d.join(record), "{}").expect("record");
+        }
+        v.check_artifacts(d).unwrap_or_else(|e| panic!("{what}: {e}"));
+        for extra in ["out/evil.bin", "evil.bin", "logs/evil.bin", "receipt-x.json"] {
+            let path = d.join(extra);
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(&path, b"!").expect("extra");
+            let err = v.check_artifacts(d).expect_err(&format!("{what}: {extra} accepted"));
+            assert_eq!(err.code(), "artifact_tree_mismatch", "{what}: {extra}: {err}");
+            assert!(err.to_string().contains("evil.bin") || err.to_string().contains("receipt-x.json"), "{what}: {err}");
+            fs::remove_file(&path).expect("rm");
+        }
+        // An empty directory no manifest names (a writable mount left empty) is fine.
+        fs::create_dir_all(d.join("logs")).expect("mkdir");
+        v.check_artifacts(d).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+}
+
+#[test]
+fn cli_verify_artifacts_refuses_a_file_under_an_empty_mount() {
+    let tmp = util::scratch();
+    let key_path = tmp.path().join("node.key");
+    assert!(canon(tmp.path(), &["keygen", "--out", key_path.to_str().expect("utf-8")]).status.success());
+    let out = tmp.path().join("run");
+    let spec = util::fixture("jobs/hello.toml");
+    let run = canon(tmp.path(), &["run", spec.to_str().expect("utf-8"), "--key", key_path.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let receipt_path = out.join("receipt.json");
+    let args = ["verify", "--artifacts", out.to_str().expect("utf-8"), receipt_path.to_str().expect("utf-8")];
+    let ok = canon(tmp.path(), &args);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    fs::create_dir_all(out.join("out")).expect("mkdir");
+    fs::write(out.join("out/planted.bin"), b"not from the run").expect("plant");
+    let refused = canon(tmp.path(), &args);
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stdout));
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("/out/planted.bin"), "{}", String::from_utf8_lossy(&refused.stdout));
+}
+
 #[test]
 fn verify_many_agrees_with_verify_envelope() {
     let mut inputs = Vec::new();

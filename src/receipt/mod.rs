@@ -301,8 +301,12 @@ impl VerifiedReceipt {
     /// `canon run --out DIR` writes it: `DIR/stdout`, `DIR/stderr`, and each
     /// guest path with its leading `/` removed (`/out/a.txt` is
     /// `DIR/out/a.txt`). Every subject must exist and hash to its digest, and
-    /// each top-level output directory the manifest names must hold exactly
-    /// the manifest's entries (no extra files, same links and directories).
+    /// nothing else may be there: each top-level output directory the
+    /// manifest names must hold exactly the manifest's entries (no extra
+    /// files, same links and directories), any other directory must be empty
+    /// (a writable mount the run left empty, which a manifest cannot name),
+    /// and the only other files allowed are the records `canon run` writes
+    /// beside the artifacts ([`RUN_RECORDS`], `receipt-N.json`).
     pub fn check_artifacts(&self, dir: &Path) -> Result<(), ReceiptError> {
         for subject in &self.statement.subject {
             let rel = match subject.name.as_str() {
@@ -331,8 +335,41 @@ impl VerifiedReceipt {
         if let Some(reason) = first_manifest_difference(manifest, &on_disk) {
             return Err(ReceiptError::ArtifactTree { path: dir.to_path_buf(), reason });
         }
+        let io_err = |path: &Path, e: std::io::Error| ReceiptError::ArtifactIo { path: path.to_path_buf(), reason: e.to_string() };
+        let unnamed = |reason: String| Err(ReceiptError::ArtifactTree { path: dir.to_path_buf(), reason });
+        let mut entries: Vec<_> = fs::read_dir(dir).and_then(|d| d.collect::<Result<Vec<_>, _>>()).map_err(|e| io_err(dir, e))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "stdout" || name == "stderr" || mounts.contains(name.as_str()) {
+                continue;
+            }
+            let kind = entry.file_type().map_err(|e| io_err(&entry.path(), e))?;
+            if kind.is_file() && is_run_record(&name) {
+                continue;
+            }
+            if kind.is_dir() {
+                let mut inside: Vec<_> = fs::read_dir(entry.path()).and_then(|d| d.collect::<Result<Vec<_>, _>>()).map_err(|e| io_err(&entry.path(), e))?;
+                inside.sort_by_key(|e| e.file_name());
+                match inside.first() {
+                    None => continue,
+                    Some(e) => return unnamed(format!("/{name}/{} is not in the receipt's manifest", e.file_name().to_string_lossy())),
+                }
+            }
+            return unnamed(format!("{name} is named by no subject"));
+        }
         Ok(())
     }
+}
+
+/// Files `canon run --out DIR` writes beside the artifacts, which
+/// [`VerifiedReceipt::check_artifacts`] allows at the top of DIR (with
+/// `receipt-N.json`, a node's further receipts).
+pub const RUN_RECORDS: [&str; 2] = ["outcome.json", "receipt.json"];
+
+fn is_run_record(name: &str) -> bool {
+    RUN_RECORDS.contains(&name)
+        || name.strip_prefix("receipt-").and_then(|n| n.strip_suffix(".json")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The first difference between a receipt's manifest and one read from disk.
