@@ -130,6 +130,12 @@ fn an_upgraded_node_is_neither_voided_nor_a_dissenter() {
         assert_eq!((other.engines.as_slice(), other.votes[0].name.as_deref()), ([EngineVersion::of(&new)].as_slice(), Some("dave")), "{what}");
         assert!(t.set_aside.iter().all(|a| a.reason.code() == "superseded"), "{what}: {:?}", t.set_aside);
     }
+    // A stranger who signs the accepted outcome on the new engine does not make dave a dissenter.
+    let mut rs = honest();
+    rs.extend([receipt_on(&keys[3], job("j"), "y", new.clone()), receipt_on(&key(60), job("j"), "x", new.clone())]);
+    let t = run(rs, &options);
+    assert_eq!(t.verdict, Verdict::Accepted);
+    assert!(t.dissenters.is_empty(), "{:?}", t.dissenters);
     // An upgrade that does not change the outcome: one vote, both engines in the group.
     let mut rs = honest();
     rs.extend([receipt_on(&keys[3], job("j"), "x", old.clone()), receipt_on(&keys[3], job("j"), "x", new.clone())]);
@@ -544,6 +550,37 @@ fn tally_json_has_the_documented_fields() {
     assert_eq!(v["groups"][0]["votes"][0]["name"], "alice");
     assert_eq!(v["set_aside"][0]["code"], "wrong_job");
     assert_eq!(v["groups"][0]["outcome"], digest_of("good").to_string());
+}
+
+/// `fixtures/vectors/tally-v2.json`: the tally JSON of a fixed set of
+/// receipts (engines named explicitly, so a canon release does not move
+/// it): six listed nodes of which one upgraded, one equivocated and one
+/// dissented, a replay, a stranger and a forged receipt. `CANON_BLESS=1` rewrites it.
+#[test]
+fn vectors_tally_json() {
+    let keys: Vec<NodeKey> = (1..=6).map(key).collect();
+    let named: Vec<(&NodeKey, &str)> = keys.iter().zip(["alice", "bob", "carol", "dave", "erin", "frank"]).collect();
+    let options = TallyOptions { policy: Policy { threshold: 0.5, ..policy(&named) }, expected_job: Some(job("j")), ledger: None };
+    let (old, new) = (engine("0.1.0", 2), engine("0.2.0", 3));
+    let mut forged: Envelope = serde_json::from_slice(&receipt_on(&keys[4], job("j"), "y", old.clone())).expect("env");
+    forged.signatures[0].sig[0] ^= 1;
+    let rs = vec![
+        receipt_on(&keys[0], job("j"), "x", old.clone()),
+        receipt_on(&keys[1], job("j"), "x", Engine { backend: "winch".to_string(), ..old.clone() }),
+        receipt_on(&keys[2], job("j"), "x", old.clone()),
+        receipt_on(&keys[5], job("j"), "w", old.clone()),
+        receipt_on(&keys[3], job("j"), "x", old.clone()),
+        receipt_on(&keys[3], job("j"), "y", new.clone()),
+        receipt_on(&keys[4], job("j"), "x", old.clone()),
+        receipt_on(&keys[4], job("j"), "z", old.clone()),
+        receipt_on(&keys[0], job("other"), "x", old.clone()),
+        receipt_on(&key(9), job("j"), "y", old.clone()),
+        forged.to_json(),
+    ];
+    let t = run(rs, &options);
+    assert_eq!((t.verdict, t.accepted), (Verdict::Accepted, Some(digest_of("x"))));
+    let json = serde_json::to_string_pretty(&t).expect("json") + "\n";
+    crate::receipts::check_vector("tally-v2.json", json.as_bytes());
 }
 
 // ---------------------------------------------------------------- CLI

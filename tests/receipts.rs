@@ -311,7 +311,7 @@ fn vector_statement() -> Statement {
 }
 
 /// Compares `bytes` with the vector file, or writes it when `CANON_BLESS=1`.
-fn check_vector(name: &str, bytes: &[u8]) {
+pub fn check_vector(name: &str, bytes: &[u8]) {
     let path = util::fixture(&format!("vectors/{name}"));
     if std::env::var_os("CANON_BLESS").is_some() {
         fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");

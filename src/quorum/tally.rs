@@ -31,7 +31,7 @@
 //!    - `accepted`: exactly one group reaches `threshold` with at least
 //!      `min_quorum` counted votes. Its dissenters are named: the trusted
 //!      nodes, and those of positive weight, that voted for another outcome
-//!      on an engine the accepted group ran on.
+//!      on an engine on which such a node voted for the accepted one.
 //!    - `nondeterministic`: a node of positive weight signed different
 //!      outcomes for the job on one engine (an equivocator). Its own
 //!      receipts show the same job on the same engine giving two outcomes:
@@ -539,13 +539,18 @@ pub fn tally_verified(results: Vec<(String, Result<VerifiedReceipt, ReceiptError
         (Verdict::Insufficient, None)
     };
     let dissenters = match accepted.and_then(|a| groups.iter().find(|g| g.outcome == a)) {
-        Some(winner) => groups
-            .iter()
-            .filter(|g| g.outcome != winner.outcome)
-            .flat_map(|g| g.votes.iter())
-            .filter(|v| v.has_say() && winner.engines.contains(&v.engine))
-            .map(|v| NodeRef { node: v.node, name: v.name.clone(), trusted: v.trusted })
-            .collect(),
+        Some(winner) => {
+            // The engines the accepted outcome was seen on by nodes that have
+            // a say: a stranger's vote does not widen whom it contradicts.
+            let engines: BTreeSet<&EngineVersion> = winner.votes.iter().filter(|v| v.has_say()).map(|v| &v.engine).collect();
+            groups
+                .iter()
+                .filter(|g| g.outcome != winner.outcome)
+                .flat_map(|g| g.votes.iter())
+                .filter(|v| v.has_say() && engines.contains(&v.engine))
+                .map(|v| NodeRef { node: v.node, name: v.name.clone(), trusted: v.trusted })
+                .collect()
+        }
         None => Vec::new(),
     };
 
