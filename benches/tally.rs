@@ -1,5 +1,5 @@
 //! Benchmark: verify and tally 100,000 receipts, as `canon quorum` does
-//! (JSON parsing, base64, ed25519 batch verification, statement checks,
+//! (JSON parsing, base64, ed25519 `verify_strict` of each signature, statement checks,
 //! grouping), in parallel with rayon.
 //!
 //! Run with `cargo bench --bench tally`. The input is 100,000 receipts for

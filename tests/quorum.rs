@@ -9,10 +9,10 @@ use std::process::Command;
 use base64::Engine as _;
 use canon::digest::OutcomeDigest;
 use canon::node::NodeKey;
-use canon::quorum::{Ledger, Policy, SetAsideReason, Tally, TallyOptions, TrustedNode, Verdict, tally};
-use canon::receipt::Envelope;
+use canon::quorum::{EngineVersion, Ledger, Policy, SetAsideReason, Tally, TallyOptions, TrustedNode, Verdict, tally};
+use canon::receipt::{Engine, Envelope};
 
-use crate::receipts::{job, key, outcome, payload_of, receipt, sign_payload};
+use crate::receipts::{job, key, outcome, payload_of, receipt, sign_payload, statement};
 use crate::util;
 
 fn digest_of(stdout: &str) -> OutcomeDigest {
@@ -51,13 +51,121 @@ fn honest_nodes_agreeing_are_accepted() {
     assert!(t.dissenters.is_empty() && t.set_aside.is_empty());
 }
 
+/// Issue 12: one node against another was called `nondeterministic`, as if
+/// the job were to blame; it is evidence only that the nodes disagree.
 #[test]
-fn all_different_outcomes_are_nondeterministic_never_accepted() {
+fn one_node_against_another_is_disputed_not_nondeterministic() {
     for n in 2..=6u8 {
         let t = run((1..=n).map(|i| receipt(&key(i), job("j"), &format!("out{i}"))).collect(), &implicit());
-        assert_eq!(t.verdict, Verdict::Nondeterministic, "n={n}");
+        assert_eq!(t.verdict, Verdict::Disputed, "n={n}: every outcome different");
         assert_eq!(t.accepted, None);
     }
+}
+
+/// `nondeterministic` is kept for a node's own receipts showing the same job
+/// on the same engine giving two outcomes, and only for a node that counts.
+#[test]
+fn a_counted_node_signing_two_outcomes_on_one_engine_is_nondeterministic() {
+    let keys: Vec<NodeKey> = (1..=4).map(key).collect();
+    let named: Vec<(&NodeKey, &str)> = keys.iter().zip(["alice", "bob", "carol", "dave"]).collect();
+    let options = TallyOptions { policy: policy(&named), expected_job: Some(job("j")), ledger: None };
+    let split = || vec![receipt(&keys[0], job("j"), "x"), receipt(&keys[1], job("j"), "x"), receipt(&keys[3], job("j"), "y")];
+    assert_eq!(run(split(), &options).verdict, Verdict::Disputed);
+    let mut rs = split();
+    rs.extend([receipt(&keys[2], job("j"), "x"), receipt(&keys[2], job("j"), "z")]);
+    let t = run(rs, &options);
+    assert_eq!(t.verdict, Verdict::Nondeterministic);
+    assert_eq!(t.equivocators.iter().map(|e| e.label()).collect::<Vec<_>>(), ["carol"]);
+    // A stranger's two outcomes change nothing.
+    let mut rs = split();
+    rs.extend([receipt(&key(50), job("j"), "x"), receipt(&key(50), job("j"), "z")]);
+    assert_eq!(run(rs, &options).verdict, Verdict::Disputed);
+    // Nor does an equivocating trusted minority when the rest accept.
+    let k5 = key(5);
+    let mut five = named.clone();
+    five.push((&k5, "erin"));
+    let options = TallyOptions { policy: policy(&five), ..options };
+    let mut rs: Vec<Vec<u8>> = [&keys[0], &keys[1], &keys[2], &k5].iter().map(|k| receipt(k, job("j"), "x")).collect();
+    rs.extend([receipt(&keys[3], job("j"), "x"), receipt(&keys[3], job("j"), "y")]);
+    let t = run(rs, &options);
+    assert_eq!((t.verdict, t.accepted), (Verdict::Accepted, Some(digest_of("x"))), "dave's receipts are void, 4 of 5 remain");
+}
+
+fn engine(canon: &str, abi: u32) -> Engine {
+    Engine { canon: canon.to_string(), wasmtime: "48.0.8".to_string(), backend: "cranelift".to_string(), determinism_abi: abi }
+}
+
+/// A receipt like [`receipt`], made on `engine`.
+fn receipt_on(k: &NodeKey, j: canon::digest::JobDigest, stdout: &str, engine: Engine) -> Vec<u8> {
+    let mut s = statement(k, j, outcome(stdout).summary());
+    s.predicate.engine = engine;
+    s.sign(k).expect("sign").to_json()
+}
+
+/// Issue 12: a node that signed a job, upgraded canon, and signed it again
+/// with the new engine's outcome was voided as an equivocator and named a
+/// dissenter. Different engines are not equivocation.
+#[test]
+fn an_upgraded_node_is_neither_voided_nor_a_dissenter() {
+    let keys: Vec<NodeKey> = (1..=4).map(key).collect();
+    let named: Vec<(&NodeKey, &str)> = keys.iter().zip(["alice", "bob", "carol", "dave"]).collect();
+    let options = TallyOptions { policy: policy(&named), expected_job: Some(job("j")), ledger: None };
+    let (old, new) = (engine("0.1.0", 2), engine("0.2.0", 3));
+    let honest = || keys[..3].iter().map(|k| receipt_on(k, job("j"), "x", old.clone())).collect::<Vec<_>>();
+    // dave ran it on both engines (in either order), or only on the new one.
+    let both = vec![receipt_on(&keys[3], job("j"), "x", old.clone()), receipt_on(&keys[3], job("j"), "y", new.clone())];
+    let reversed: Vec<Vec<u8>> = both.iter().rev().cloned().collect();
+    for (what, dave) in
+        [("both engines", both), ("both engines, new first", reversed), ("only the new one", vec![receipt_on(&keys[3], job("j"), "y", new.clone())])]
+    {
+        let mut rs = honest();
+        rs.extend(dave);
+        let t = run(rs, &options);
+        assert_eq!((t.verdict, t.accepted), (Verdict::Accepted, Some(digest_of("x"))), "{what}");
+        assert!(t.equivocators.is_empty(), "{what}: {:?}", t.equivocators);
+        assert!(t.dissenters.is_empty(), "{what}: {:?}", t.dissenters);
+        let accepted = t.accepted_group().expect("accepted");
+        assert_eq!(accepted.engines, [EngineVersion::of(&old)], "{what}");
+        let other = t.groups.iter().find(|g| g.outcome == digest_of("y")).expect("dave's group");
+        assert_eq!((other.engines.as_slice(), other.votes[0].name.as_deref()), ([EngineVersion::of(&new)].as_slice(), Some("dave")), "{what}");
+        assert!(t.set_aside.iter().all(|a| a.reason.code() == "superseded"), "{what}: {:?}", t.set_aside);
+    }
+    // A stranger who signs the accepted outcome on the new engine does not make dave a dissenter.
+    let mut rs = honest();
+    rs.extend([receipt_on(&keys[3], job("j"), "y", new.clone()), receipt_on(&key(60), job("j"), "x", new.clone())]);
+    let t = run(rs, &options);
+    assert_eq!(t.verdict, Verdict::Accepted);
+    assert!(t.dissenters.is_empty(), "{:?}", t.dissenters);
+    // An upgrade that does not change the outcome: one vote, both engines in the group.
+    let mut rs = honest();
+    rs.extend([receipt_on(&keys[3], job("j"), "x", old.clone()), receipt_on(&keys[3], job("j"), "x", new.clone())]);
+    let t = run(rs, &options);
+    assert_eq!(t.accepted_group().map(|g| (g.votes.len(), g.engines.clone())), Some((4, vec![EngineVersion::of(&old), EngineVersion::of(&new)])));
+    assert_eq!(t.set_aside.iter().map(|a| a.reason.code()).collect::<Vec<_>>(), ["duplicate"]);
+    // Two outcomes on one engine, even from two backends, are equivocation:
+    // every backend of an engine must give the same bytes.
+    let winch = Engine { backend: "winch".to_string(), ..old.clone() };
+    let mut rs = honest();
+    rs.extend([receipt_on(&keys[3], job("j"), "x", old.clone()), receipt_on(&keys[3], job("j"), "y", winch)]);
+    let t = run(rs, &options);
+    assert_eq!(t.equivocators.iter().map(|e| e.label()).collect::<Vec<_>>(), ["dave"]);
+    // Nodes split between engines are not in dispute: no engine has two outcomes.
+    let split = vec![
+        receipt_on(&keys[0], job("j"), "x", old.clone()),
+        receipt_on(&keys[1], job("j"), "x", old.clone()),
+        receipt_on(&keys[2], job("j"), "y", new.clone()),
+        receipt_on(&keys[3], job("j"), "y", new.clone()),
+    ];
+    assert_eq!(run(split, &options).verdict, Verdict::Insufficient);
+}
+
+#[test]
+fn engines_are_ordered_by_abi_then_versions() {
+    let v = |canon: &str, abi: u32| EngineVersion::of(&engine(canon, abi));
+    assert!(v("0.10.0", 2) > v("0.9.0", 2), "semantic versions, not text");
+    assert!(v("0.1.0", 3) > v("9.0.0", 2), "the ABI first");
+    assert!(v("0.1.0", 2) > v("not a version", 2));
+    assert_eq!(v("0.1.0", 2).to_string(), "canon 0.1.0 (ABI 2, wasmtime 48.0.8)");
 }
 
 #[test]
@@ -252,8 +360,39 @@ fn colluding_majority_is_accepted_for_the_wrong_outcome_and_reported_as_such() {
     assert_eq!(t.dissenters.iter().map(|d| d.label()).collect::<Vec<_>>(), ["honest"]);
 }
 
+/// Issue 12: under a policy trusting three nodes, four fresh keys signing
+/// receipts for another job made that job the tallied one (it had more
+/// signers), and the trusted nodes' agreement was set aside as replays.
 #[test]
-fn job_is_the_plurality_when_not_given_and_replays_are_set_aside() {
+fn strangers_signing_another_job_never_change_the_verdict() {
+    let honest: Vec<NodeKey> = (1..=3).map(key).collect();
+    let named: Vec<(&NodeKey, &str)> = honest.iter().zip(["alice", "bob", "carol"]).collect();
+    let options = TallyOptions { policy: policy(&named), ..implicit() };
+    let honest_receipts = || honest.iter().map(|k| receipt(k, job("hello"), "good")).collect::<Vec<_>>();
+    let base = run(honest_receipts(), &options);
+    assert_eq!((base.verdict, base.job), (Verdict::Accepted, Some(job("hello"))));
+    for strangers in [1u8, 4, 10, 40] {
+        // All on one other job, each on its own job, and on the tallied job with another outcome.
+        let attacks: [(&str, Vec<Vec<u8>>); 3] = [
+            ("one other job", (0..strangers).map(|i| receipt(&key(100 + i), job("other"), "bad")).collect()),
+            ("many other jobs", (0..strangers).map(|i| receipt(&key(100 + i), job(&format!("other{i}")), "bad")).collect()),
+            ("the same job", (0..strangers).map(|i| receipt(&key(100 + i), job("hello"), "bad")).collect()),
+        ];
+        for (what, extra) in attacks {
+            let mut rs = honest_receipts();
+            rs.extend(extra);
+            shuffle(&mut rs, u64::from(strangers));
+            let t = run(rs, &options);
+            assert_eq!(t.job, Some(job("hello")), "{strangers} strangers, {what}");
+            assert_eq!((t.verdict, t.accepted), (base.verdict, base.accepted), "{strangers} strangers, {what}");
+            assert_eq!(t.total_weight, base.total_weight, "{strangers} strangers, {what}");
+            assert!(t.dissenters.is_empty(), "{strangers} strangers, {what}: strangers are no dissenters: {:?}", t.dissenters);
+        }
+    }
+}
+
+#[test]
+fn job_is_the_heaviest_when_not_given_and_replays_are_set_aside() {
     let mut rs: Vec<Vec<u8>> = (1..=3).map(|n| receipt(&key(n), job("j"), "a")).collect();
     rs.push(receipt(&key(4), job("old"), "a"));
     let t = run(rs, &implicit());
@@ -277,8 +416,8 @@ fn ledger_records_once_and_credibility_weights_votes() {
         options.expected_job = Some(j);
         let t = run(rs, &options);
         assert_eq!(t.verdict, Verdict::Accepted);
-        assert!(ledger.record(&t));
-        assert!(!ledger.record(&t), "a job is recorded once");
+        assert_eq!(ledger.record(&t), Ok(3));
+        assert_eq!(ledger.record(&t), Ok(0), "a job is recorded once");
     }
     assert_eq!(ledger.record_of(&keys[0].node_id()).agreed, 5);
     assert_eq!(ledger.record_of(&keys[2].node_id()).dissented, 5);
@@ -298,6 +437,98 @@ fn ledger_records_once_and_credibility_weights_votes() {
     assert_eq!(Ledger::load(&path).expect("load"), ledger);
 }
 
+/// Issue 12: the ledger was updated under the implicit policy, where every
+/// key is a vote, so throwaway keys could out-vote honest nodes and record
+/// them as dissenters; and only the first tally of a job was recorded.
+#[test]
+fn the_ledger_cannot_be_gamed_by_key_count() {
+    let honest: Vec<NodeKey> = (1..=3).map(key).collect();
+    let named: Vec<(&NodeKey, &str)> = honest.iter().zip(["alice", "bob", "carol"]).collect();
+    let honest_receipts = || honest.iter().map(|k| receipt(k, job("j"), "x")).collect::<Vec<_>>();
+
+    // Under the implicit policy seven throwaway keys win the verdict, but nothing is recorded.
+    let mut rs = honest_receipts();
+    rs.extend((0..7u8).map(|i| receipt(&key(100 + i), job("j"), "y")));
+    let t = run(rs, &implicit());
+    assert_eq!((t.verdict, t.accepted), (Verdict::Accepted, Some(digest_of("y"))));
+    let mut ledger = Ledger::default();
+    assert_eq!(ledger.record(&t), Err(canon::quorum::NotRecorded::ImplicitPolicy));
+    assert_eq!(ledger, Ledger::default());
+
+    // Under a policy, any number of strangers, doing anything, records exactly what the honest nodes alone do.
+    let options = TallyOptions { policy: policy(&named), expected_job: Some(job("j")), ledger: None };
+    let mut alone = Ledger::default();
+    assert_eq!(alone.record(&run(honest_receipts(), &options)), Ok(3));
+    for strangers in [1u8, 10, 50] {
+        let mut rs = honest_receipts();
+        rs.extend((0..strangers).map(|i| receipt(&key(100 + i), job("j"), "y")));
+        rs.extend((0..strangers).map(|i| receipt(&key(150 + i), job("j"), "x")));
+        rs.extend((0..strangers).map(|i| receipt(&key(200 + i), job("other"), "x")));
+        let mut ledger = Ledger::default();
+        assert_eq!(ledger.record(&run(rs, &options)), Ok(3), "{strangers} strangers");
+        assert_eq!(ledger, alone, "{strangers} strangers");
+        assert_eq!(ledger.record_of(&key(100).node_id()), Default::default());
+        assert_eq!(ledger.record_of(&key(150).node_id()), Default::default(), "agreeing costs a stranger nothing and earns nothing");
+    }
+
+    // A policy that gives strangers weight lets key count decide: not recorded.
+    let mut weighted = options.clone();
+    weighted.policy.unknown_weight = 0.5;
+    let t = run(honest_receipts(), &weighted);
+    assert_eq!(t.verdict, Verdict::Accepted);
+    assert_eq!(Ledger::default().record(&t), Err(canon::quorum::NotRecorded::UnlistedWeight(0.5)));
+}
+
+#[test]
+fn the_ledger_records_late_receipts_and_not_the_order_of_tallies() {
+    let keys: Vec<NodeKey> = (1..=4).map(key).collect();
+    let named: Vec<(&NodeKey, &str)> = keys.iter().zip(["alice", "bob", "carol", "dave"]).collect();
+    let mut p = policy(&named);
+    p.threshold = 0.5;
+    let options = TallyOptions { policy: p, expected_job: Some(job("j")), ledger: None };
+    let early = run(vec![receipt(&keys[0], job("j"), "x"), receipt(&keys[1], job("j"), "x")], &options);
+    let all = run(
+        vec![receipt(&keys[0], job("j"), "x"), receipt(&keys[1], job("j"), "x"), receipt(&keys[2], job("j"), "y"), receipt(&keys[3], job("j"), "x")],
+        &options,
+    );
+    let mut first = Ledger::default();
+    assert_eq!(first.record(&early), Ok(2));
+    assert_eq!(first.record(&all), Ok(2), "carol's late dissent and dave's late agreement count");
+    let mut second = Ledger::default();
+    assert_eq!(second.record(&all), Ok(4));
+    assert_eq!(second.record(&early), Ok(0));
+    assert_eq!(first, second);
+    assert_eq!(first.record_of(&keys[2].node_id()), canon::quorum::Record { agreed: 0, dissented: 1 });
+    // A node that agreed and is later shown to have signed another outcome on the same engine dissented.
+    let liar = run(
+        vec![receipt(&keys[0], job("j"), "x"), receipt(&keys[1], job("j"), "x"), receipt(&keys[3], job("j"), "x"), receipt(&keys[3], job("j"), "z")],
+        &options,
+    );
+    assert_eq!(first.record(&liar), Ok(1));
+    assert_eq!(first.record_of(&keys[3].node_id()), canon::quorum::Record { agreed: 0, dissented: 1 });
+    // An upgraded node on another engine is recorded neither way.
+    let new = engine("0.2.0", 3);
+    let upgraded =
+        run(vec![receipt(&keys[0], job("k"), "x"), receipt(&keys[1], job("k"), "x"), receipt_on(&keys[2], job("k"), "y", new)], &options_for(&options, "k"));
+    let mut ledger = Ledger::default();
+    assert_eq!(ledger.record(&upgraded), Ok(2));
+    assert_eq!(ledger.record_of(&keys[2].node_id()), Default::default());
+    // Another outcome accepted for a recorded job is refused.
+    let other = run(vec![receipt(&keys[2], job("j"), "y"), receipt(&keys[3], job("j"), "y")], &options);
+    assert!(matches!(first.record(&other), Err(canon::quorum::NotRecorded::Conflict { .. })));
+    // Round trip, counts derived from the jobs; version 1 ledgers are refused.
+    let dir = util::scratch();
+    let path = dir.path().join("ledger.json");
+    first.save(&path).expect("save");
+    assert_eq!(Ledger::load(&path).expect("load"), first);
+    fs::write(&path, r#"{"version": 1, "nodes": {}, "jobs": []}"#).expect("write");
+    assert!(Ledger::load(&path).expect_err("v1").to_string().contains("version 1"));
+}
+
+fn options_for(options: &TallyOptions, name: &str) -> TallyOptions {
+    TallyOptions { expected_job: Some(job(name)), ..options.clone() }
+}
+
 #[test]
 fn tally_json_has_the_documented_fields() {
     let s = scene();
@@ -311,9 +542,45 @@ fn tally_json_has_the_documented_fields() {
         assert!(v.get(field).is_some(), "missing {field}");
     }
     assert_eq!(v["verdict"], "accepted");
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["job_chosen_by"], "expected");
+    assert_eq!(v["groups"][0]["engines"][0]["determinism_abi"], canon::receipt::DETERMINISM_ABI);
+    assert_eq!(v["groups"][0]["votes"][0]["engine"]["canon"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["groups"][0]["votes"][0]["backend"], "cranelift");
     assert_eq!(v["groups"][0]["votes"][0]["name"], "alice");
     assert_eq!(v["set_aside"][0]["code"], "wrong_job");
     assert_eq!(v["groups"][0]["outcome"], digest_of("good").to_string());
+}
+
+/// `fixtures/vectors/tally-v2.json`: the tally JSON of a fixed set of
+/// receipts (engines named explicitly, so a canon release does not move
+/// it): six listed nodes of which one upgraded, one equivocated and one
+/// dissented, a replay, a stranger and a forged receipt. `CANON_BLESS=1` rewrites it.
+#[test]
+fn vectors_tally_json() {
+    let keys: Vec<NodeKey> = (1..=6).map(key).collect();
+    let named: Vec<(&NodeKey, &str)> = keys.iter().zip(["alice", "bob", "carol", "dave", "erin", "frank"]).collect();
+    let options = TallyOptions { policy: Policy { threshold: 0.5, ..policy(&named) }, expected_job: Some(job("j")), ledger: None };
+    let (old, new) = (engine("0.1.0", 2), engine("0.2.0", 3));
+    let mut forged: Envelope = serde_json::from_slice(&receipt_on(&keys[4], job("j"), "y", old.clone())).expect("env");
+    forged.signatures[0].sig[0] ^= 1;
+    let rs = vec![
+        receipt_on(&keys[0], job("j"), "x", old.clone()),
+        receipt_on(&keys[1], job("j"), "x", Engine { backend: "winch".to_string(), ..old.clone() }),
+        receipt_on(&keys[2], job("j"), "x", old.clone()),
+        receipt_on(&keys[5], job("j"), "w", old.clone()),
+        receipt_on(&keys[3], job("j"), "x", old.clone()),
+        receipt_on(&keys[3], job("j"), "y", new.clone()),
+        receipt_on(&keys[4], job("j"), "x", old.clone()),
+        receipt_on(&keys[4], job("j"), "z", old.clone()),
+        receipt_on(&keys[0], job("other"), "x", old.clone()),
+        receipt_on(&key(9), job("j"), "y", old.clone()),
+        forged.to_json(),
+    ];
+    let t = run(rs, &options);
+    assert_eq!((t.verdict, t.accepted), (Verdict::Accepted, Some(digest_of("x"))));
+    let json = serde_json::to_string_pretty(&t).expect("json") + "\n";
+    crate::receipts::check_vector("tally-v2.json", json.as_bytes());
 }
 
 // ---------------------------------------------------------------- CLI
@@ -338,6 +605,8 @@ fn cli_quorum_reads_a_directory_and_shows_trust() {
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("trusting every node that signed a valid receipt"), "{text}");
     assert!(text.contains("███████░░░ 0.67"), "{text}");
+    let engine = format!("canon {} ABI {}", env!("CARGO_PKG_VERSION"), canon::receipt::DETERMINISM_ABI);
+    assert!(text.lines().filter(|l| l.contains(&engine)).count() == 2, "each group names its engine: {text}");
     assert!(text.contains("ACCEPTED"), "{text}");
     assert!(text.contains("broken.json") && text.contains("malformed_envelope"), "{text}");
 
@@ -355,10 +624,18 @@ fn cli_quorum_reads_a_directory_and_shows_trust() {
     assert_eq!(v["groups"][0]["votes"][0]["name"], "alice");
     assert!(!d.join("ledger.json").exists(), "only accepted tallies are recorded");
 
+    // Accepted, but under the implicit policy: not recorded, and canon says why.
     let out = canon(d, &["quorum", "receipts", "--ledger", "ledger.json"]);
     assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("implicit policy"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!d.join("ledger.json").exists(), "no ledger under the implicit policy");
+
+    fs::write(d.join("policy.toml"), fs::read_to_string(d.join("policy.toml")).expect("policy").replace("threshold = 0.75\n", "")).expect("policy");
+    let out = canon(d, &["quorum", "receipts", "--policy", "policy.toml", "--ledger", "ledger.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let ledger = Ledger::load(&d.join("ledger.json")).expect("ledger");
     assert_eq!(ledger.record_of(&key(3).node_id()).dissented, 1);
+    assert_eq!(ledger.record_of(&key(1).node_id()).agreed, 1);
 
     let bad_policy = canon(d, &["quorum", "receipts", "--policy", "nope.toml"]);
     assert_eq!(bad_policy.status.code(), Some(125));

@@ -11,8 +11,11 @@ use base64::Engine as _;
 use canon::digest::{Digest, JobDigest};
 use canon::node::{KeyError, NodeKey};
 use canon::outcome::{Outcome, OutcomeSummary, Termination, TrapKind};
-use canon::receipt::{self, Engine, Envelope, ReceiptError, RunFacts, RunId, Statement, Timestamp, pae};
+use canon::receipt::{self, Engine, Envelope, EnvelopeSignature, ReceiptError, RunFacts, RunId, Statement, Timestamp, pae};
 use canon::tree::{Node, Tree};
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::{Scalar, clamp_integer};
+use sha2::{Digest as _, Sha512};
 
 use crate::util;
 
@@ -222,6 +225,62 @@ fn job_check_and_artifacts() {
     assert_eq!(v.check_artifacts(dir.path()).expect_err("missing").code(), "artifact_missing");
 }
 
+/// Issue 12: `canon verify --artifacts DIR` accepted files no subject names
+/// outside the mounts the manifest lists, and so under a writable mount the
+/// run left empty (the manifest cannot name an empty mount).
+#[test]
+fn artifacts_refuse_files_no_subject_names() {
+    let k = key(1);
+    let mut empty = outcome("hello\n");
+    empty.outputs = Tree::new();
+    empty.outputs.entries.insert("out".into(), Node::Dir(Tree::new()));
+    for (what, o) in [("outputs", outcome("hello\n")), ("an empty /out", empty)] {
+        let v = verify(&statement(&k, job("j"), o.summary()).sign(&k).expect("sign").to_json()).expect("valid");
+        let dir = util::scratch();
+        let d = dir.path();
+        fs::write(d.join("stdout"), &o.stdout).expect("stdout");
+        fs::write(d.join("stderr"), &o.stderr).expect("stderr");
+        o.outputs.write_to(d).expect("outputs");
+        // canon run's own records beside the artifacts are allowed.
+        for record in ["outcome.json", "receipt.json", "receipt-2.json"] {
+            fs::write(d.join(record), "{}").expect("record");
+        }
+        v.check_artifacts(d).unwrap_or_else(|e| panic!("{what}: {e}"));
+        for extra in ["out/evil.bin", "evil.bin", "logs/evil.bin", "receipt-x.json"] {
+            let path = d.join(extra);
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(&path, b"!").expect("extra");
+            let err = v.check_artifacts(d).expect_err(&format!("{what}: {extra} accepted"));
+            assert_eq!(err.code(), "artifact_tree_mismatch", "{what}: {extra}: {err}");
+            assert!(err.to_string().contains("evil.bin") || err.to_string().contains("receipt-x.json"), "{what}: {err}");
+            fs::remove_file(&path).expect("rm");
+        }
+        // An empty directory no manifest names (a writable mount left empty) is fine.
+        fs::create_dir_all(d.join("logs")).expect("mkdir");
+        v.check_artifacts(d).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+}
+
+#[test]
+fn cli_verify_artifacts_refuses_a_file_under_an_empty_mount() {
+    let tmp = util::scratch();
+    let key_path = tmp.path().join("node.key");
+    assert!(canon(tmp.path(), &["keygen", "--out", key_path.to_str().expect("utf-8")]).status.success());
+    let out = tmp.path().join("run");
+    let spec = util::fixture("jobs/hello.toml");
+    let run = canon(tmp.path(), &["run", spec.to_str().expect("utf-8"), "--key", key_path.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let receipt_path = out.join("receipt.json");
+    let args = ["verify", "--artifacts", out.to_str().expect("utf-8"), receipt_path.to_str().expect("utf-8")];
+    let ok = canon(tmp.path(), &args);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    fs::create_dir_all(out.join("out")).expect("mkdir");
+    fs::write(out.join("out/planted.bin"), b"not from the run").expect("plant");
+    let refused = canon(tmp.path(), &args);
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stdout));
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("/out/planted.bin"), "{}", String::from_utf8_lossy(&refused.stdout));
+}
+
 #[test]
 fn verify_many_agrees_with_verify_envelope() {
     let mut inputs = Vec::new();
@@ -252,7 +311,7 @@ fn vector_statement() -> Statement {
 }
 
 /// Compares `bytes` with the vector file, or writes it when `CANON_BLESS=1`.
-fn check_vector(name: &str, bytes: &[u8]) {
+pub fn check_vector(name: &str, bytes: &[u8]) {
     let path = util::fixture(&format!("vectors/{name}"));
     if std::env::var_os("CANON_BLESS").is_some() {
         fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -452,4 +511,261 @@ fn cli_verify_and_diff() {
     assert!(text.contains("files        same"), "{text}");
     let same = canon(d, &["diff", "a.json", "a.json"]);
     assert!(same.status.success());
+}
+
+// ---------------------------------------------------------------- crafted signatures
+
+/// A point of order 8 (the list of small-order points in Chalkias, Garillot
+/// and Nikolaenko, "Taming the many EdDSAs", 2020).
+const ORDER_8_POINT: &str = "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a";
+
+/// The identity point, the simplest small-order point.
+const IDENTITY_POINT: &str = "0100000000000000000000000000000000000000000000000000000000000000";
+
+/// The group order ℓ = 2^252 + 27742317777372353535851937790883648493, little-endian.
+const ELL: [u8; 32] =
+    [0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
+
+fn point(hex_text: &str) -> EdwardsPoint {
+    let bytes: [u8; 32] = hex::decode(hex_text).expect("hex").try_into().expect("32 bytes");
+    CompressedEdwardsY(bytes).decompress().expect("a curve point")
+}
+
+/// ed25519's challenge, SHA-512(R ‖ A ‖ M) mod ℓ (RFC 8032, 5.1.7).
+fn challenge(r: &[u8; 32], a: &[u8; 32], message: &[u8]) -> Scalar {
+    let mut h = Sha512::new();
+    h.update(r);
+    h.update(a);
+    h.update(message);
+    Scalar::from_bytes_mod_order_wide(&h.finalize().into())
+}
+
+/// The vector key's secret scalar: the clamped first half of SHA-512(seed) (RFC 8032, 5.1.5).
+fn vector_secret() -> Scalar {
+    let seed: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let h = Sha512::digest(seed);
+    Scalar::from_bytes_mod_order(clamp_integer(h[..32].try_into().expect("32 bytes")))
+}
+
+/// A nonce for crafted signatures, derived from the message (any scalar would do).
+fn nonce(message: &[u8]) -> Scalar {
+    Scalar::from_bytes_mod_order_wide(&Sha512::new().chain_update(b"canon crafted nonce").chain_update(message).finalize().into())
+}
+
+/// `s + ℓ`: the same scalar, non-canonically encoded (it still fits in 253 bits).
+fn plus_ell(s: [u8; 32]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = u16::from(s[i]) + u16::from(ELL[i]) + carry;
+        out[i] = sum as u8;
+        carry = sum >> 8;
+    }
+    assert_eq!(carry, 0);
+    out
+}
+
+/// An envelope of `payload` carrying the signature (R, S) under `keyid`.
+fn envelope_with(payload: &[u8], keyid: &str, r: [u8; 32], s: [u8; 32]) -> Envelope {
+    let mut sig = r.to_vec();
+    sig.extend_from_slice(&s);
+    Envelope {
+        payload: payload.to_vec(),
+        payload_type: receipt::IN_TOTO_PAYLOAD_TYPE.to_string(),
+        signatures: vec![EnvelopeSignature { keyid: keyid.to_string(), sig }],
+    }
+}
+
+/// The did:key of raw public key bytes, written without canon's checks.
+fn did_key_of(bytes: &[u8; 32]) -> String {
+    let mut b = vec![0xed, 0x01];
+    b.extend_from_slice(bytes);
+    format!("did:key:z{}", bs58::encode(b).into_string())
+}
+
+/// Receipts whose signatures are crafted: each case, what it covers, its envelope.
+fn crafted() -> Vec<(&'static str, &'static str, Envelope)> {
+    let key = vector_key();
+    let a = vector_secret();
+    let pk = *key.node_id().as_bytes();
+    assert_eq!(EdwardsPoint::mul_base(&a).compress().to_bytes(), pk, "the secret scalar is the vector key's");
+    let valid = vector_statement().sign(&key).expect("sign");
+    let payload = valid.payload.clone();
+    let message = valid.pae();
+    let keyid = key.node_id().to_string();
+    let small_order_r = |r: EdwardsPoint| {
+        // S = k·a, so [S]B = [k]A and the cofactored equation [8]([S]B − R − [k]A) = 0 holds.
+        let r = r.compress().to_bytes();
+        envelope_with(&payload, &keyid, r, (challenge(&r, &pk, &message) * a).to_bytes())
+    };
+    // R = [r]B + T, T of order 8, and S = r + k·a: only the torsion part is wrong.
+    let mixed_r = {
+        let r = nonce(&message);
+        let big_r = (EdwardsPoint::mul_base(&r) + point(ORDER_8_POINT)).compress().to_bytes();
+        envelope_with(&payload, &keyid, big_r, (r + challenge(&big_r, &pk, &message) * a).to_bytes())
+    };
+    let non_canonical_s = {
+        let sig = &valid.signatures[0].sig;
+        let (r, s): ([u8; 32], [u8; 32]) = (sig[..32].try_into().expect("R"), sig[32..].try_into().expect("S"));
+        envelope_with(&payload, &keyid, r, plus_ell(s))
+    };
+    // A public key that is the identity: R = identity and S = 0 satisfy every equation.
+    let small_order_key = {
+        let identity = point(IDENTITY_POINT).compress().to_bytes();
+        let mut s = vector_statement();
+        s.predicate.node = key.node_id();
+        envelope_with(&serde_json::to_vec(&s).expect("json"), &did_key_of(&identity), identity, [0; 32])
+    };
+    // A public key with a torsion component, A = [a]B + T: a node id canon
+    // accepts (not of small order), whose holder signs S = r + k·a. Then
+    // [S]B − [k]A = R − [k]T, which verify_strict accepts only when k ≡ 0
+    // (mod 8); the run id is chosen so that k is not.
+    let mixed_key = {
+        let mixed = EdwardsPoint::mul_base(&a) + point(ORDER_8_POINT);
+        let mixed_pk = mixed.compress().to_bytes();
+        let node = canon::node::NodeId::from_bytes(&mixed_pk).expect("a mixed-order key is a valid node id");
+        (0u128..)
+            .find_map(|n| {
+                let mut s = vector_statement();
+                s.predicate.node = node;
+                s.predicate.run_id = RunId::from_uuid(uuid::Uuid::from_u128(0x6f1c3c9e_2d4b_4c8a_9b7e_0123456789ab + n));
+                let payload = serde_json::to_vec(&s).expect("json");
+                let message = pae(receipt::IN_TOTO_PAYLOAD_TYPE, &payload);
+                let r = nonce(&message);
+                let big_r = EdwardsPoint::mul_base(&r).compress().to_bytes();
+                let k = challenge(&big_r, &mixed_pk, &message);
+                (!k.to_bytes()[0].is_multiple_of(8)).then(|| envelope_with(&payload, &node.to_string(), big_r, (r + k * a).to_bytes()))
+            })
+            .expect("some run id")
+    };
+    vec![
+        ("valid", "the vector receipt as canon signs it: the control", valid.clone()),
+        (
+            "small-order-r-identity",
+            "R is the identity (order 1), S = k·a: every check but verify_strict's small-order test passes, the batch equation too",
+            small_order_r(point(IDENTITY_POINT)),
+        ),
+        (
+            "small-order-r-order-8",
+            "R is a point of order 8, S = k·a: the batch equation holds when its random coefficient for this signature is a multiple of 8, so the rest of the batch decides",
+            small_order_r(point(ORDER_8_POINT)),
+        ),
+        (
+            "mixed-order-r",
+            "R = [r]B + T with T of order 8, S = r + k·a: right but for R's torsion component, which the batch equation misses for one coefficient in 8",
+            mixed_r,
+        ),
+        ("non-canonical-s", "the valid signature with S + ℓ in place of S (S ≥ ℓ)", non_canonical_s),
+        ("small-order-key", "keyid is the identity point (a small-order public key), R = identity, S = 0", small_order_key),
+        (
+            "mixed-order-key",
+            "public key [a]B + T with T of order 8 (a valid node id), S = r + k·a with k not a multiple of 8: verify_strict rejects, the batch equation misses the torsion for some coefficients",
+            mixed_key,
+        ),
+    ]
+}
+
+/// What ed25519-dalek's `verify_strict`, and its batch verification given
+/// this one signature, say of an envelope's signature (None: the keyid is
+/// not a curve point).
+fn dalek_says(env: &Envelope) -> (Option<bool>, Option<bool>) {
+    let sig = ed25519_dalek::Signature::from_slice(&env.signatures[0].sig).expect("64 bytes");
+    let b58 = env.signatures[0].keyid.strip_prefix("did:key:z").expect("did:key");
+    let bytes: [u8; 32] = bs58::decode(b58).into_vec().expect("base58")[2..].try_into().expect("32 bytes");
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&bytes) else { return (None, None) };
+    let message = env.pae();
+    let strict = key.verify_strict(&message, &sig).is_ok();
+    let batch = ed25519_dalek::verify_batch(&[message.as_slice()], &[sig], &[key]).is_ok();
+    (Some(strict), Some(batch))
+}
+
+fn verdict_of(result: &Result<receipt::VerifiedReceipt, ReceiptError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    }
+}
+
+/// `fixtures/vectors/receipt-signatures.json`: each crafted receipt, what
+/// ed25519-dalek's `verify_strict` and its batch verification (given only
+/// that signature) say of it, and what canon says. canon's answer is `ok`
+/// exactly when `verify_strict` accepts.
+#[test]
+fn vectors_crafted_signatures() {
+    let cases: Vec<serde_json::Value> = crafted()
+        .into_iter()
+        .map(|(name, covers, env)| {
+            let (strict, batch) = dalek_says(&env);
+            let canon_says = verdict_of(&verify(&env.to_json()));
+            assert_eq!(canon_says == "ok", strict == Some(true), "{name}: canon says {canon_says}, verify_strict {strict:?}");
+            serde_json::json!({
+                "name": name,
+                "covers": covers,
+                "envelope": serde_json::from_slice::<serde_json::Value>(&env.to_json()).expect("json"),
+                "verify_strict": strict,
+                "batch_of_one": batch,
+                "canon": canon_says,
+            })
+        })
+        .collect();
+    let v = serde_json::json!({
+        "description": "ed25519 signatures crafted against canon receipts (the vector key of keys.json, the vector statement of receipt-statement.json). verify_strict and batch_of_one: what ed25519-dalek 2.2's verify_strict, and its verify_batch given only this signature, say (null: the keyid is not a curve point); in a larger batch the batch answer for the small-order cases depends on the other signatures. canon: the verification code canon gives the receipt, 'ok' exactly when verify_strict accepts, alone or among any other receipts.",
+        "cases": cases,
+    });
+    check_vector("receipt-signatures.json", format!("{}\n", serde_json::to_string_pretty(&v).expect("json")).as_bytes());
+    // The stored envelopes get the stored answers.
+    let stored: serde_json::Value = serde_json::from_slice(&fs::read(util::fixture("vectors/receipt-signatures.json")).expect("vector")).expect("json");
+    for case in stored["cases"].as_array().expect("cases") {
+        let bytes = case["envelope"].to_string().into_bytes();
+        assert_eq!(verdict_of(&verify(&bytes)), case["canon"], "{}", case["name"]);
+    }
+}
+
+/// Issue 12: batch verification re-checked a signature strictly only when its
+/// batch failed, so a signature with a small-order component counted or not
+/// depending on which receipts were verified with it.
+#[test]
+fn a_receipt_is_valid_exactly_when_verify_strict_accepts_it_whatever_shares_its_batch() {
+    let valid: Vec<Vec<u8>> = (1..=255u8).map(|n| receipt(&key(n), job("j"), "hi")).collect();
+    let mut broken: Envelope = serde_json::from_slice(&valid[0]).expect("env");
+    broken.signatures[0].sig[7] ^= 1;
+    let mut with_broken = valid[..100].to_vec();
+    with_broken.push(broken.to_json());
+    let companies: [(&str, &[Vec<u8>]); 4] = [("alone", &[]), ("one valid", &valid[..1]), ("255 valid", &valid), ("valid and one forged", &with_broken)];
+    for (name, _, env) in crafted() {
+        let bytes = env.to_json();
+        let alone = verdict_of(&verify(&bytes));
+        for (company, others) in companies {
+            for at in [0, others.len()] {
+                let mut batch = others.to_vec();
+                batch.insert(at, bytes.clone());
+                let results = receipt::verify_many(&batch);
+                assert_eq!(verdict_of(&results[at]), alone, "{name}, {company}, at {at}");
+                for (i, (b, r)) in batch.iter().zip(&results).enumerate() {
+                    assert_eq!(verdict_of(r), verdict_of(&verify(b)), "{name}, {company}: receipt {i}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn verify_and_quorum_agree_on_crafted_signatures() {
+    let dir = util::scratch();
+    let d = dir.path();
+    for (name, _, env) in crafted() {
+        fs::create_dir(d.join(name)).expect("mkdir");
+        for n in 1..=3u8 {
+            fs::write(d.join(name).join(format!("honest-{n}.json")), receipt(&key(n), job("canon test vector job"), "hello\n")).expect("write");
+        }
+        let file = d.join(name).join("crafted.json");
+        fs::write(&file, env.to_json()).expect("write");
+        let verify = canon(d, &["verify", file.to_str().expect("utf-8")]);
+        let verified = verify.status.code() == Some(0);
+        let quorum = canon(d, &["quorum", "--json", d.join(name).to_str().expect("utf-8")]);
+        let t: serde_json::Value = serde_json::from_slice(&quorum.stdout).expect("tally json");
+        let set_aside = t["set_aside"].as_array().expect("set_aside").iter().any(|a| a["source"].as_str().is_some_and(|s| s.ends_with("crafted.json")));
+        assert_eq!(verified, !set_aside, "{name}: canon verify says {}, canon quorum {:#}", String::from_utf8_lossy(&verify.stdout), t["set_aside"]);
+        assert_eq!(verified, name == "valid", "{name}");
+    }
 }

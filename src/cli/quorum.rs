@@ -28,14 +28,16 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// The job the receipts must be for; others are set aside as replays.
-    /// Without it, the job most signers name.
+    /// Without it, the job with the most trusted weight behind it (nodes of
+    /// weight 0 have no say).
     #[arg(long, value_name = "HEX")]
     job_digest: Option<JobDigest>,
     /// Print the tally as JSON.
     #[arg(long)]
     json: bool,
     /// Reputation ledger (JSON): read for credibility weights when the policy
-    /// asks, and updated with this tally if it is accepted.
+    /// asks, and updated with this tally if it is accepted under a policy
+    /// that gives unlisted nodes no weight (only listed nodes are recorded).
     #[arg(long, value_name = "FILE")]
     ledger: Option<PathBuf>,
 }
@@ -84,10 +86,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = TallyOptions { policy, expected_job: args.job_digest, ledger };
     let tally = canon::quorum::tally(&receipts, &options);
 
-    if let (Some(path), Some(mut ledger)) = (&args.ledger, options.ledger)
-        && ledger.record(&tally)
-    {
-        ledger.save(path)?;
+    if let (Some(path), Some(mut ledger)) = (&args.ledger, options.ledger) {
+        match ledger.record(&tally) {
+            Ok(0) => {}
+            Ok(_) => ledger.save(path)?,
+            Err(why) => eprintln!("canon: ledger {} not updated: {why}", path.display()),
+        }
     }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&tally).context("cannot serialise the tally")?)?;
@@ -103,12 +107,17 @@ fn bar(score: f64) -> String {
     format!("{}{}", "█".repeat(filled), "░".repeat(10 - filled))
 }
 
+/// How many distinct engines the tally's votes ran on.
+fn engines(t: &Tally) -> usize {
+    t.groups.iter().flat_map(|g| &g.engines).collect::<std::collections::BTreeSet<_>>().len()
+}
+
 /// The table a person reads.
 pub fn render(t: &Tally) -> String {
     let mut s = String::new();
     let job = match (t.job, t.job_chosen_by) {
         (Some(j), canon::quorum::tally::JobChoice::Expected) => format!("{j}"),
-        (Some(j), _) => format!("{j} (named by most signers; pin it with --job-digest)"),
+        (Some(j), _) => format!("{j} (the most trusted weight names it; pin it with --job-digest)"),
         (None, _) => "none (no valid receipt)".to_string(),
     };
     let _ = writeln!(s, "job      {job}");
@@ -128,19 +137,34 @@ pub fn render(t: &Tally) -> String {
     if t.groups.is_empty() {
         let _ = writeln!(s, "  (no valid votes)");
     } else {
-        let _ = writeln!(s, "    {:<12}  {:<22}  {:<28}  trust", "outcome", "termination", "nodes");
+        let _ = writeln!(s, "    {:<12}  {:<22}  {:<18}  {:<28}  trust", "outcome", "termination", "engine", "nodes");
     }
     for g in &t.groups {
         let mark = if t.accepted == Some(g.outcome) { "✔" } else { " " };
+        let engines: Vec<String> = g.engines.iter().map(|e| format!("canon {} ABI {}", e.canon, e.determinism_abi)).collect();
         let nodes: Vec<String> = g.votes.iter().map(|v| if v.weight > 0.0 { v.label() } else { format!("{} (weight 0)", v.label()) }).collect();
-        let _ = writeln!(s, "  {mark} {:<12}  {:<22}  {:<28}  {} {:.2}", g.outcome.short(), g.termination, nodes.join(", "), bar(g.score), g.score);
+        let _ = writeln!(
+            s,
+            "  {mark} {:<12}  {:<22}  {:<18}  {:<28}  {} {:.2}",
+            g.outcome.short(),
+            g.termination,
+            engines.join(", "),
+            nodes.join(", "),
+            bar(g.score),
+            g.score
+        );
     }
     let _ = writeln!(s);
     let verdict = match (t.verdict, t.accepted_group()) {
         (Verdict::Accepted, Some(g)) => format!("ACCEPTED: outcome {} ({} agreeing, trust {:.2} >= {:.2})", g.outcome.short(), g.counted, g.score, p.threshold),
-        (Verdict::Disputed, _) => "DISPUTED: outcomes disagree and none reaches the threshold".to_string(),
-        (Verdict::Insufficient, _) => "INSUFFICIENT: not enough trusted receipts yet".to_string(),
-        (Verdict::Nondeterministic, _) => "NONDETERMINISTIC: every node got a different outcome".to_string(),
+        (Verdict::Disputed, _) => "DISPUTED: trusted nodes on the same engine got different outcomes, and none reaches the threshold".to_string(),
+        (Verdict::Insufficient, _) if engines(t) > 1 => {
+            "INSUFFICIENT: not enough trusted weight agrees yet (nodes ran different engines; outcomes are compared within one)".to_string()
+        }
+        (Verdict::Insufficient, _) => "INSUFFICIENT: not enough trusted weight agrees yet".to_string(),
+        (Verdict::Nondeterministic, _) => {
+            "NONDETERMINISTIC: a trusted node signed different outcomes for this job on one engine, and no outcome is accepted".to_string()
+        }
         (Verdict::Accepted, None) => "ACCEPTED".to_string(),
     };
     let _ = writeln!(s, "verdict  {verdict}");
@@ -150,7 +174,7 @@ pub fn render(t: &Tally) -> String {
     }
     if !t.equivocators.is_empty() {
         let names: Vec<String> = t.equivocators.iter().map(|d| d.label()).collect();
-        let _ = writeln!(s, "equivocated  {} (signed different outcomes; votes void)", names.join(", "));
+        let _ = writeln!(s, "equivocated  {} (signed different outcomes on one engine; votes void)", names.join(", "));
     }
     if !t.set_aside.is_empty() {
         let _ = writeln!(s, "set aside ({} of {} receipts):", t.set_aside.len(), t.receipts);

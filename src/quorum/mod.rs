@@ -29,5 +29,5 @@ pub mod reputation;
 pub mod tally;
 
 pub use policy::{Policy, PolicyError, TrustedNode};
-pub use reputation::{Ledger, LedgerError, Record};
-pub use tally::{Group, SetAside, SetAsideReason, Tally, TallyOptions, Verdict, Vote, tally, tally_verified};
+pub use reputation::{JobRecord, Ledger, LedgerError, NotRecorded, Record};
+pub use tally::{EngineVersion, Group, SetAside, SetAsideReason, Tally, TallyOptions, Verdict, Vote, tally, tally_verified};

@@ -21,16 +21,36 @@
 //! and below. A vote then counts `weight · credibility`, and the total
 //! trusted weight is computed the same way, so trust scores stay in [0, 1].
 //!
-//! The ledger is a JSON file:
+//! # What is recorded
+//!
+//! A ledger that throwaway keys could write would let anyone lower an
+//! honest node's credibility, so [`Ledger::record`] takes a tally only when
+//! its verdict is a function of the listed nodes' receipts alone, however
+//! many keys others make:
+//!
+//! - the tally is accepted, under an explicit policy (under the implicit
+//!   one every key is a vote) that gives unlisted nodes no weight
+//!   (`unknown_weight = 0`);
+//! - only nodes the policy lists are recorded (weight 0 included, so a node
+//!   on probation builds a record): those in the accepted group agreed,
+//!   dissenters and equivocators dissented. A node on another engine than
+//!   the accepted group is neither. Unlisted nodes never enter the ledger,
+//!   so a fresh key and an old one always weigh the same.
+//! - per job and node, once: a later tally of the same job records the
+//!   listed nodes not recorded yet (a late receipt still counts), and a
+//!   node that agreed and is later shown to dissent or equivocate is moved
+//!   to dissented; a tally accepting another outcome than the one recorded
+//!   for the job is refused. The result does not depend on the order in
+//!   which tallies of a job are recorded.
+//!
+//! The ledger is a JSON file, version 2; each node's counts are derived
+//! from `jobs`:
 //!
 //! ```json
-//! {"version": 1,
-//!  "nodes": {"did:key:z6Mk…": {"agreed": 3, "dissented": 0}},
-//!  "jobs": ["<job digest>", …]}
+//! {"version": 2,
+//!  "jobs": {"<job digest>": {"outcome": "<accepted outcome digest>",
+//!                            "agreed": ["did:key:z6Mk…"], "dissented": []}}}
 //! ```
-//!
-//! `jobs` lists the jobs already recorded, so tallying the same job twice
-//! never counts twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -39,12 +59,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::JobDigest;
+use crate::digest::{JobDigest, OutcomeDigest};
 use crate::node::NodeId;
 use crate::quorum::tally::{Tally, Verdict};
 
-/// The ledger format's version.
-pub const LEDGER_VERSION: u32 = 1;
+/// The ledger format's version. Version 1 was written under rules that let
+/// throwaway keys record dissent; canon does not read it.
+pub const LEDGER_VERSION: u32 = 2;
 
 /// One node's history.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,21 +76,82 @@ pub struct Record {
     pub dissented: u64,
 }
 
-/// Per-node agreement counts over accepted verdicts.
+/// What the ledger recorded of one job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The accepted outcome.
+    pub outcome: OutcomeDigest,
+    /// Listed nodes that voted for it.
+    pub agreed: BTreeSet<NodeId>,
+    /// Listed nodes that voted against it on its engine, or equivocated.
+    pub dissented: BTreeSet<NodeId>,
+}
+
+/// Per-node agreement counts over accepted verdicts, derived from per-job
+/// records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "LedgerFile")]
 pub struct Ledger {
-    /// Always [`LEDGER_VERSION`].
-    pub version: u32,
-    /// Each node's record.
-    pub nodes: BTreeMap<NodeId, Record>,
-    /// Jobs already recorded.
-    pub jobs: BTreeSet<JobDigest>,
+    version: u32,
+    jobs: BTreeMap<JobDigest, JobRecord>,
+    /// Each node's counts, derived from `jobs`.
+    #[serde(skip)]
+    counts: BTreeMap<NodeId, Record>,
+}
+
+/// The ledger as stored; [`Ledger`] adds the derived counts.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LedgerFile {
+    version: u32,
+    jobs: BTreeMap<JobDigest, JobRecord>,
+}
+
+impl From<LedgerFile> for Ledger {
+    fn from(file: LedgerFile) -> Ledger {
+        let mut counts: BTreeMap<NodeId, Record> = BTreeMap::new();
+        for job in file.jobs.values() {
+            for node in &job.agreed {
+                counts.entry(*node).or_default().agreed += 1;
+            }
+            for node in &job.dissented {
+                counts.entry(*node).or_default().dissented += 1;
+            }
+        }
+        Ledger { version: file.version, jobs: file.jobs, counts }
+    }
 }
 
 impl Default for Ledger {
     fn default() -> Ledger {
-        Ledger { version: LEDGER_VERSION, nodes: BTreeMap::new(), jobs: BTreeSet::new() }
+        Ledger { version: LEDGER_VERSION, jobs: BTreeMap::new(), counts: BTreeMap::new() }
     }
+}
+
+/// Why [`Ledger::record`] left the ledger as it was.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum NotRecorded {
+    /// Only accepted verdicts are recorded.
+    #[error("the verdict is {0}, not accepted")]
+    NotAccepted(Verdict),
+    /// Under the implicit policy every key is a vote, so whoever makes the
+    /// most keys decides who dissents.
+    #[error("no trust policy: under the implicit policy every key is a vote, so its verdicts are not recorded")]
+    ImplicitPolicy,
+    /// The policy gives unlisted nodes weight, so the verdict depends on how
+    /// many keys strangers make.
+    #[error("the policy gives unlisted nodes weight (unknown_weight = {0}), so its verdicts depend on how many keys strangers make and are not recorded")]
+    UnlistedWeight(f64),
+    /// The job was recorded with another accepted outcome.
+    #[error("job {job} was recorded with outcome {recorded}; this tally accepts {accepted}")]
+    Conflict {
+        /// The job.
+        job: JobDigest,
+        /// The outcome recorded for it.
+        recorded: OutcomeDigest,
+        /// The outcome this tally accepts.
+        accepted: OutcomeDigest,
+    },
 }
 
 /// Why a ledger could not be read or written.
@@ -108,13 +190,16 @@ impl Ledger {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ledger::default()),
             Err(source) => return Err(LedgerError::Io { path: path.to_path_buf(), source }),
         };
-        let ledger: Ledger = serde_json::from_slice(&bytes).map_err(|e| LedgerError::Format { path: path.to_path_buf(), message: e.to_string() })?;
-        if ledger.version != LEDGER_VERSION {
-            return Err(LedgerError::Format {
-                path: path.to_path_buf(),
-                message: format!("version {} (this canon reads version {LEDGER_VERSION})", ledger.version),
-            });
+        let format_err = |message: String| LedgerError::Format { path: path.to_path_buf(), message };
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
         }
+        let Version { version } = serde_json::from_slice(&bytes).map_err(|e| format_err(e.to_string()))?;
+        if version != LEDGER_VERSION {
+            return Err(format_err(format!("version {version} (this canon reads version {LEDGER_VERSION})")));
+        }
+        let ledger: Ledger = serde_json::from_slice(&bytes).map_err(|e| format_err(e.to_string()))?;
         Ok(ledger)
     }
 
@@ -137,7 +222,7 @@ impl Ledger {
 
     /// This node's record (zeros if unseen).
     pub fn record_of(&self, node: &NodeId) -> Record {
-        self.nodes.get(node).copied().unwrap_or_default()
+        self.counts.get(node).copied().unwrap_or_default()
     }
 
     /// The node's credibility under fault rate `fault_rate`.
@@ -145,30 +230,46 @@ impl Ledger {
         credibility(self.record_of(node), fault_rate)
     }
 
-    /// Records an accepted tally: its group's nodes agreed, dissenters and
-    /// equivocators dissented. Returns false (and changes nothing) if the
-    /// tally is not accepted or its job was already recorded.
-    pub fn record(&mut self, tally: &Tally) -> bool {
-        let (Verdict::Accepted, Some(job), Some(accepted)) = (tally.verdict, tally.job, tally.accepted) else {
-            return false;
+    /// What was recorded of `job`, if anything.
+    pub fn job(&self, job: &JobDigest) -> Option<&JobRecord> {
+        self.jobs.get(job)
+    }
+
+    /// Records an accepted tally by the rules of the module doc. Returns how
+    /// many nodes' records changed (0 when the tally adds nothing new), or
+    /// why nothing was recorded.
+    pub fn record(&mut self, tally: &Tally) -> Result<usize, NotRecorded> {
+        let (Verdict::Accepted, Some(job), Some(group)) = (tally.verdict, tally.job, tally.accepted_group()) else {
+            return Err(NotRecorded::NotAccepted(tally.verdict));
         };
-        if !self.jobs.insert(job) {
-            return false;
+        if tally.policy.implicit {
+            return Err(NotRecorded::ImplicitPolicy);
         }
-        for group in &tally.groups {
-            for vote in &group.votes {
-                let r = self.nodes.entry(vote.node).or_default();
-                if group.outcome == accepted {
-                    r.agreed += 1;
-                } else {
-                    r.dissented += 1;
-                }
+        if tally.policy.unknown_weight != 0.0 {
+            return Err(NotRecorded::UnlistedWeight(tally.policy.unknown_weight));
+        }
+        let entry = self.jobs.entry(job).or_insert_with(|| JobRecord { outcome: group.outcome, agreed: BTreeSet::new(), dissented: BTreeSet::new() });
+        if entry.outcome != group.outcome {
+            return Err(NotRecorded::Conflict { job, recorded: entry.outcome, accepted: group.outcome });
+        }
+        let mut changed = 0;
+        for vote in group.votes.iter().filter(|v| v.trusted) {
+            if !entry.dissented.contains(&vote.node) && entry.agreed.insert(vote.node) {
+                self.counts.entry(vote.node).or_default().agreed += 1;
+                changed += 1;
             }
         }
-        for e in &tally.equivocators {
-            self.nodes.entry(e.node).or_default().dissented += 1;
+        for node in tally.dissenters.iter().chain(&tally.equivocators).filter(|n| n.trusted).map(|n| n.node) {
+            if entry.dissented.insert(node) {
+                let record = self.counts.entry(node).or_default();
+                if entry.agreed.remove(&node) {
+                    record.agreed -= 1;
+                }
+                record.dissented += 1;
+                changed += 1;
+            }
         }
-        true
+        Ok(changed)
     }
 }
 

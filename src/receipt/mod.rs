@@ -53,8 +53,8 @@
 //! ([`VerifiedReceipt::check_job`]) and artifacts on disk hash to the
 //! subjects ([`VerifiedReceipt::check_artifacts`]).
 //!
-//! [`verify_many`] does the same for many receipts at once, in parallel, with
-//! ed25519 batch verification (see its doc for the one, harmless, difference).
+//! [`verify_many`] does the same for many receipts at once, in parallel, and
+//! gives each receipt the answer [`verify_envelope`] gives it.
 
 pub mod dsse;
 pub mod statement;
@@ -301,8 +301,12 @@ impl VerifiedReceipt {
     /// `canon run --out DIR` writes it: `DIR/stdout`, `DIR/stderr`, and each
     /// guest path with its leading `/` removed (`/out/a.txt` is
     /// `DIR/out/a.txt`). Every subject must exist and hash to its digest, and
-    /// each top-level output directory the manifest names must hold exactly
-    /// the manifest's entries (no extra files, same links and directories).
+    /// nothing else may be there: each top-level output directory the
+    /// manifest names must hold exactly the manifest's entries (no extra
+    /// files, same links and directories), any other directory must be empty
+    /// (a writable mount the run left empty, which a manifest cannot name),
+    /// and the only other files allowed are the records `canon run` writes
+    /// beside the artifacts ([`RUN_RECORDS`], `receipt-N.json`).
     pub fn check_artifacts(&self, dir: &Path) -> Result<(), ReceiptError> {
         for subject in &self.statement.subject {
             let rel = match subject.name.as_str() {
@@ -331,8 +335,41 @@ impl VerifiedReceipt {
         if let Some(reason) = first_manifest_difference(manifest, &on_disk) {
             return Err(ReceiptError::ArtifactTree { path: dir.to_path_buf(), reason });
         }
+        let io_err = |path: &Path, e: std::io::Error| ReceiptError::ArtifactIo { path: path.to_path_buf(), reason: e.to_string() };
+        let unnamed = |reason: String| Err(ReceiptError::ArtifactTree { path: dir.to_path_buf(), reason });
+        let mut entries: Vec<_> = fs::read_dir(dir).and_then(|d| d.collect::<Result<Vec<_>, _>>()).map_err(|e| io_err(dir, e))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "stdout" || name == "stderr" || mounts.contains(name.as_str()) {
+                continue;
+            }
+            let kind = entry.file_type().map_err(|e| io_err(&entry.path(), e))?;
+            if kind.is_file() && is_run_record(&name) {
+                continue;
+            }
+            if kind.is_dir() {
+                let mut inside: Vec<_> = fs::read_dir(entry.path()).and_then(|d| d.collect::<Result<Vec<_>, _>>()).map_err(|e| io_err(&entry.path(), e))?;
+                inside.sort_by_key(|e| e.file_name());
+                match inside.first() {
+                    None => continue,
+                    Some(e) => return unnamed(format!("/{name}/{} is not in the receipt's manifest", e.file_name().to_string_lossy())),
+                }
+            }
+            return unnamed(format!("{name} is named by no subject"));
+        }
         Ok(())
     }
+}
+
+/// Files `canon run --out DIR` writes beside the artifacts, which
+/// [`VerifiedReceipt::check_artifacts`] allows at the top of DIR (with
+/// `receipt-N.json`, a node's further receipts).
+pub const RUN_RECORDS: [&str; 2] = ["outcome.json", "receipt.json"];
+
+fn is_run_record(name: &str) -> bool {
+    RUN_RECORDS.contains(&name)
+        || name.strip_prefix("receipt-").and_then(|n| n.strip_suffix(".json")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The first difference between a receipt's manifest and one read from disk.
@@ -456,41 +493,19 @@ pub fn verify_envelope(bytes: &[u8]) -> Result<VerifiedReceipt, ReceiptError> {
     check_statement(p.signer, &p.payload)
 }
 
-/// How many signatures one ed25519 batch verifies together.
-const BATCH: usize = 256;
-
-/// Verifies many envelopes in parallel; result `i` is for `envelopes[i]`.
+/// Verifies many envelopes in parallel; result `i` is for `envelopes[i]` and
+/// is exactly [`verify_envelope`]`(envelopes[i])`.
 ///
-/// Signatures are checked with ed25519 batch verification, 256 at a time; a
-/// batch that fails is re-checked one by one with `verify_strict` to find
-/// the culprits. Batch verification accepts a signature exactly when the
-/// single check does, except for signatures whose `R` has a small-order
-/// component, which `verify_strict` rejects and the batch equation may
-/// accept. Such a signature can only be made by the key's holder or by
-/// altering a valid signature over the same payload, so it never adds a vote
-/// the node did not sign; at worst a re-encoded copy of a real receipt is
-/// counted (once, like any duplicate) where `canon verify` would refuse it.
+/// Each signature is checked on its own with `verify_strict`, so whether a
+/// receipt is valid never depends on which other receipts are verified with
+/// it. ed25519 batch verification is not used: its equation weighs each
+/// signature by a coefficient drawn from the whole batch, and a signature
+/// with a small-order component (in `R` or in the key) that `verify_strict`
+/// rejects passes it for some coefficients. Re-checking only the batches that
+/// failed made the same receipt count in one set of receipts and not in
+/// another, and `canon quorum` disagree with `canon verify`.
 pub fn verify_many<B: AsRef<[u8]> + Sync>(envelopes: &[B]) -> Vec<Result<VerifiedReceipt, ReceiptError>> {
-    envelopes.par_chunks(BATCH).flat_map_iter(verify_chunk).collect()
-}
-
-fn verify_chunk<B: AsRef<[u8]>>(chunk: &[B]) -> Vec<Result<VerifiedReceipt, ReceiptError>> {
-    let parsed: Vec<Result<Parsed, ReceiptError>> = chunk.iter().map(|b| parse_envelope(b.as_ref())).collect();
-    let ok: Vec<&Parsed> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
-    let messages: Vec<&[u8]> = ok.iter().map(|p| p.pae.as_slice()).collect();
-    let signatures: Vec<Signature> = ok.iter().map(|p| p.signature).collect();
-    let keys: Vec<_> = ok.iter().map(|p| p.key).collect();
-    let batch_ok = !ok.is_empty() && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
-    parsed
-        .into_iter()
-        .map(|p| {
-            let p = p?;
-            if !batch_ok {
-                p.key.verify_strict(&p.pae, &p.signature).map_err(|_| ReceiptError::BadSignature(p.signer))?;
-            }
-            check_statement(p.signer, &p.payload)
-        })
-        .collect()
+    envelopes.par_iter().map(|b| verify_envelope(b.as_ref())).collect()
 }
 
 /// A verification result for JSON output: the reason's code and message.
