@@ -55,6 +55,9 @@ fi
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+# The verifying side (digests, jobs, node keys, receipts, quorum) builds
+# without wasmtime, for clients that only check receipts.
+cargo clippy --locked --no-default-features -- -D warnings
 cargo test --locked "$@"
 
 # The WASI-call fuzzer (examples/wasi_fuzz.rs) in a debug and a release

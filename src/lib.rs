@@ -44,20 +44,33 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules, from the bottom up (nothing depends on anything above it):
+//! Modules, from the bottom up; nothing depends on anything above it, and
+//! the verifying side and the running side do not depend on each other:
+//!
+//! - shared: [`abi`] (versions and names every layer uses, the WASI
+//!   surface), [`digest`], [`encoding`], [`tree`], [`outcome`], [`job`];
+//! - verifying: [`node`], [`receipt`], [`quorum`] — all a client needs to
+//!   check receipts and tally them, with no WebAssembly runtime;
+//! - running: [`instrument`] (load-time rewrites), and `sandbox` (on
+//!   wasmtime; cargo feature `sandbox`, on by default).
 
+pub mod abi;
 pub mod digest;
 pub mod encoding;
 pub mod tree;
 
-pub mod instrument;
-pub mod job;
 pub mod outcome;
-pub mod sandbox;
+
+pub mod job;
 
 pub mod node;
-pub mod quorum;
 pub mod receipt;
+
+pub mod quorum;
+
+pub mod instrument;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -186,7 +186,7 @@ fn wall_time_per_unit_of_fuel_is_bounded_for_every_wasi_function() {
     assert!(over.is_empty(), "past {BOUND}x sched_yield per unit of fuel: {over:?}\n{}", report.join("\n"));
     // Every function but proc_exit is probed.
     let probed: std::collections::BTreeSet<&str> = cost_probes().iter().map(|(n, _)| n.split(' ').next().unwrap_or(n)).collect();
-    let all: std::collections::BTreeSet<&str> = canon::sandbox::abi::WASI_FUNCTIONS.iter().map(|s| s.0).filter(|n| *n != "proc_exit").collect();
+    let all: std::collections::BTreeSet<&str> = canon::abi::WASI_FUNCTIONS.iter().map(|s| s.0).filter(|n| *n != "proc_exit").collect();
     assert_eq!(probed, all);
 }
 

@@ -15,6 +15,7 @@ mod host_calls;
 mod hostile;
 mod instrument;
 mod job_spec;
+mod layering;
 mod limits;
 mod linking;
 mod nan;

@@ -31,8 +31,8 @@ use wasm_encoder::{
     MemorySection, MemoryType, Module, TypeSection, ValType,
 };
 
+use crate::abi::WASI_MODULE;
 use crate::instrument::nan::{CANONICAL_F32, CANONICAL_F64};
-use crate::sandbox::abi::WASI_MODULE;
 
 /// The f64 inputs, loaded from memory at [`POOL_F64_AT`].
 pub const F64_POOL: [u64; 12] = [

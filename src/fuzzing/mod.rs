@@ -7,7 +7,7 @@
 //! good (the bounded test uses a fixed list of seeds).
 //!
 //! Every module:
-//! - imports every function of canon's WASI ([`crate::sandbox::abi::WASI_FUNCTIONS`]),
+//! - imports every function of canon's WASI ([`crate::abi::WASI_FUNCTIONS`]),
 //!   with canon's signatures, so generated code calls the real host;
 //! - uses only the proposals of [`crate::job::CORE_FEATURES`]: wasm-smith's
 //!   switches are derived from that one constant ([`smith_config`]), so
@@ -33,8 +33,8 @@ use wasm_encoder::{
 };
 use wasmparser::{ExternalKind, Parser, Payload, TypeRef, WasmFeatures};
 
+use crate::abi::{self, WASI_FUNCTIONS, WASI_MODULE};
 use crate::job::CORE_FEATURES;
-use crate::sandbox::abi::{self, WASI_FUNCTIONS, WASI_MODULE};
 use crate::sandbox::differential::{DiffJob, Report};
 
 pub mod float;

@@ -20,7 +20,7 @@ use wasm_encoder::{
     TypeSection, ValType as WasmVal,
 };
 
-use crate::sandbox::abi::{self, ValType, WASI_FUNCTIONS, WASI_MODULE};
+use crate::abi::{self, ValType, WASI_FUNCTIONS, WASI_MODULE};
 
 /// Pages of memory the program starts with (128 KiB): the scratch area,
 /// the errnos, and room past them for large buffers.

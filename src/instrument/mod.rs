@@ -6,7 +6,7 @@
 //! the previous one produced. It runs once per module on a cache miss; the
 //! instrumented module is what gets compiled and cached, under an engine
 //! fingerprint that includes [`VERSION`] (through
-//! [`crate::sandbox::engine::DETERMINISM_ABI`]), so a warm run never
+//! [`crate::abi::DETERMINISM_ABI`]), so a warm run never
 //! instruments again.
 //!
 //! The passes:
@@ -33,12 +33,12 @@ use std::borrow::Cow;
 
 /// Version of the instrumentation as a whole: the passes, their order and
 /// their cost table. Any change that can alter an outcome (a cost, where a
-/// check goes) bumps it, and with it [`crate::sandbox::engine::DETERMINISM_ABI`].
+/// check goes) bumps it, and with it [`crate::abi::DETERMINISM_ABI`].
 pub const VERSION: u32 = 5;
 
 /// The reserved import module through which instrumented code reaches the
 /// host's counters. Guest modules may not import from it.
-pub const CANON_MODULE: &str = "canon";
+pub use crate::abi::CANON_MODULE;
 
 /// `canon.fuel`: mutable `i64` global, the job's fuel not yet used. The
 /// host sets it to the job's budget before the module runs. Instrumented

@@ -51,7 +51,7 @@
 //!    operations read the bits — canonicalised (see vectors below);
 //! 5. crossing to the host: an import's float parameter, an export's float
 //!    result, an exported float global. canon's host functions (its WASI
-//!    preview 1 set, [`crate::sandbox::abi`]) take and return only `i32`
+//!    preview 1 set, [`crate::abi`]) take and return only `i32`
 //!    and `i64`; other imports are either exports of preloaded modules
 //!    (wasm to wasm, instrumented alike) or, with `unknown_imports =
 //!    "trap"`, stubs that trap without reading their arguments; canon calls

@@ -140,7 +140,7 @@ pub const MIN_FUEL: u64 = 1;
 pub const MIN_CALL_DEPTH: u64 = 1;
 
 /// Largest call-depth limit: 100 000 nested calls. The native stack given to
-/// wasm ([`crate::sandbox::engine::MAX_WASM_STACK`], 64 MiB) holds that many
+/// wasm (`sandbox::engine::MAX_WASM_STACK`, 64 MiB) holds that many
 /// frames of up to about 670 bytes each; deeper recursion of ordinary frames
 /// could overflow the native stack first, which yields no result.
 pub const MAX_CALL_DEPTH: u64 = 100_000;
@@ -182,7 +182,7 @@ pub const PRELOAD_NAME_RULE: &str = "a non-empty module name other than \"wasi_s
 /// Whether `name` may name a preload: not empty, and neither the WASI module
 /// nor `canon`, which are canon's own import modules.
 pub fn is_preload_name(name: &str) -> bool {
-    !name.is_empty() && name != crate::sandbox::abi::WASI_MODULE && name != crate::instrument::CANON_MODULE
+    !name.is_empty() && name != crate::abi::WASI_MODULE && name != crate::abi::CANON_MODULE
 }
 
 /// The argument or variable with which argv and the environment cross

@@ -5,7 +5,7 @@
 //! are a core module, not a component; full validation by wasmparser with
 //! [`CORE_FEATURES`]; that nothing is imported from the reserved module
 //! `canon`; that every import is a function canon provides (see
-//! [`crate::sandbox::abi`]) with the signature canon provides it with; that
+//! [`crate::abi`]) with the signature canon provides it with; that
 //! `_start: () -> ()` and a 32-bit unshared `memory` are exported.
 //!
 //! [`validate_module_for`] does the same under a [`Linking`] context: the
@@ -21,8 +21,8 @@ use wasmparser::{CompositeInnerType, ExternalKind, FuncType, Parser, Payload, Ty
 
 use super::UnknownImports;
 use super::error::ModuleError;
+use crate::abi;
 use crate::digest::Digest;
-use crate::sandbox::abi;
 
 /// The WebAssembly proposals a job's module may use: exactly those the
 /// engine enables (`deterministic_config`): WebAssembly 3.0 with exception
@@ -165,7 +165,7 @@ fn memo_key(sha256: &Digest, role: Role, linking: &Linking<'_>) -> Digest {
 /// Used for job specs and for ad-hoc modules given to `canon exec`. Checks,
 /// in order, returning the first failure: the `\0asm` magic; a core module,
 /// not a component; full validation with [`CORE_FEATURES`]; every import a
-/// function of [`crate::sandbox::abi::WASI_FUNCTIONS`] with its signature;
+/// function of [`crate::abi::WASI_FUNCTIONS`] with its signature;
 /// `_start: () -> ()` exported; a 32-bit unshared `memory` exported.
 pub fn validate_module(bytes: &[u8]) -> Result<(), ModuleError> {
     validate_module_for(bytes, Role::Command, &Linking::default()).map(drop)
@@ -259,7 +259,7 @@ fn invalid(e: wasmparser::BinaryReaderError) -> ModuleError {
 
 fn check_import(types: &TypesRef<'_>, import: wasmparser::Import<'_>, linking: &Linking<'_>) -> Result<ImportSource, ModuleError> {
     let (module, name) = (import.module.to_string(), import.name.to_string());
-    if import.module == crate::instrument::CANON_MODULE {
+    if import.module == crate::abi::CANON_MODULE {
         return Err(ModuleError::ReservedImport { module, name });
     }
     let (kind, type_index) = match import.ty {

@@ -78,7 +78,7 @@ pub use statement::{
 
 /// The determinism ABI version and wasmtime version receipts record; the
 /// sandbox owns both.
-pub use crate::sandbox::engine::{DETERMINISM_ABI, WASMTIME_VERSION};
+pub use crate::abi::{DETERMINISM_ABI, WASMTIME_VERSION};
 
 /// This crate's version, as written into receipts.
 pub const CANON_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -22,23 +22,7 @@ pub const HOST_THREAD_STACK: usize = MAX_WASM_STACK + (8 << 20);
 /// Most table elements a guest may hold (a table-growth bomb stops here).
 pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
-/// Version of canon's determinism ABI: the rules of this file, of the WASI
-/// host and of the load-time instrumentation ([`crate::instrument::VERSION`]).
-/// Any change that can alter an outcome bumps it; it is recorded in receipts.
-///
-/// - 1: wasmtime's fuel and global NaN canonicalisation.
-/// - 2: canon's own fuel metering and the job's call-depth limit; NaNs
-///   canonicalised only where their bits escape (a NaN made by
-///   `neg`/`abs`/`copysign` and then stored reads back as the positive
-///   canonical NaN; see `docs/FLOATS.md`).
-/// - 3: WASI calls charge fuel for the work they do (`sandbox::wasi::cost`,
-///   docs/FUEL.md); guest sizes, offsets and counts checked the same way on
-///   every build (`EINVAL`/`EFBIG` past 2^63 - 1, at most 1024 iovecs and
-///   2^31 - 4096 bytes per read or write, as on Linux).
-pub const DETERMINISM_ABI: u32 = 3;
-
-/// The wasmtime version canon is built against.
-pub const WASMTIME_VERSION: &str = "48.0.8";
+pub use crate::abi::{DETERMINISM_ABI, WASMTIME_VERSION};
 
 /// How a node turns wasm into something that runs. Every backend gets the
 /// same determinism configuration ([`deterministic_config`]); only the code

@@ -11,7 +11,6 @@
 //! # Ok(()) }
 //! ```
 
-pub mod abi;
 pub mod cache;
 // The differential harness serves the fuzzers and their tests only.
 #[cfg(feature = "fuzzing")]

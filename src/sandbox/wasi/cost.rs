@@ -13,7 +13,7 @@
 //!
 //! Every figure here is part of the determinism ABI: changing one changes
 //! the fuel an outcome reports, and bumps
-//! [`crate::sandbox::engine::DETERMINISM_ABI`].
+//! [`crate::abi::DETERMINISM_ABI`].
 
 /// Every WASI call, whatever it does: the trampoline into the host, the
 /// memory lookup, the fuel handed over and back, and the errno: what a

@@ -1,11 +1,11 @@
 //! Binds every `wasi_snapshot_preview1` function to its method on
-//! [`WasiHost`], with the signature listed in [`crate::sandbox::abi`].
+//! [`WasiHost`], with the signature listed in [`crate::abi`].
 
 use wasmtime::{Caller, Global, Linker, Memory};
 
 use super::host::{Fault, WasiHost};
 use super::mem::Mem;
-use crate::sandbox::abi::WASI_MODULE;
+use crate::abi::WASI_MODULE;
 use crate::sandbox::limiter::Limiter;
 
 /// What a store holds for one run.

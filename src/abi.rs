@@ -1,9 +1,37 @@
-//! The import surface canon offers a guest: every function of WASI preview 1
+//! The versions and names every layer shares, and the import surface canon
+//! offers a guest: every function of WASI preview 1
 //! (`wasi_snapshot_preview1`) with its core-wasm signature.
 //!
-//! Job validation checks a module's imports against this table before
-//! anything runs, so an unknown import is a clear error naming it rather than
-//! a link failure; a test checks that the host defines exactly these.
+//! This is the bottom of the crate: it depends on nothing, so the verifying
+//! side (receipts name the ABI and runtime versions) and the running side
+//! (the sandbox implements these functions) can share it without either
+//! depending on the other. Job validation checks a module's imports against
+//! the table before anything runs, so an unknown import is a clear error
+//! naming it rather than a link failure; a test checks that the host
+//! defines exactly these.
+
+/// Version of canon's determinism ABI: the rules of this file, of the WASI
+/// host and of the load-time instrumentation (`instrument::VERSION`).
+/// Any change that can alter an outcome bumps it; it is recorded in receipts.
+///
+/// - 1: wasmtime's fuel and global NaN canonicalisation.
+/// - 2: canon's own fuel metering and the job's call-depth limit; NaNs
+///   canonicalised only where their bits escape (a NaN made by
+///   `neg`/`abs`/`copysign` and then stored reads back as the positive
+///   canonical NaN; see `docs/FLOATS.md`).
+/// - 3: WASI calls charge fuel for the work they do (`sandbox::wasi::cost`,
+///   docs/FUEL.md); guest sizes, offsets and counts checked the same way on
+///   every build (`EINVAL`/`EFBIG` past 2^63 - 1, at most 1024 iovecs and
+///   2^31 - 4096 bytes per read or write, as on Linux).
+pub const DETERMINISM_ABI: u32 = 3;
+
+/// The wasmtime version canon is built against.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// The module name of canon's own imports (the instrumentation's fuel and
+/// depth counters and the watchdog's page): reserved, so a guest may not
+/// import from it nor a preload be registered under it.
+pub const CANON_MODULE: &str = "canon";
 
 /// The WASI preview 1 import module name.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
