@@ -114,6 +114,28 @@ fn offsets_and_lengths_past_off_t_are_errnos_on_every_path() {
     assert_eq!(errnos(&run(&p), 1), [ENAMETOOLONG]);
 }
 
+/// Flags, `whence` and `advice` are narrower than the `i32` the guest
+/// passes: a value that does not fit is EINVAL, never truncated into a
+/// valid one (256 is not `SEEK_SET`).
+#[test]
+fn narrow_arguments_out_of_range_are_einval_not_truncated() {
+    let out = i64::from(at::OUT);
+    let calls = vec![
+        create_new(),
+        Call::new("fd_seek", &[FIRST_FD, 0, 256, out]),
+        Call::new("fd_seek", &[FIRST_FD, 0, -256, out]),
+        Call::new("fd_advise", &[FIRST_FD, 0, 0, 256]),
+        Call::new("fd_fdstat_set_flags", &[FIRST_FD, 0x10000]),
+        Call::new("fd_filestat_set_times", &[FIRST_FD, 0, 0, 0x10000]),
+        Call::new("path_open", &[OUT, 0, 32 * 7, 3, 0x10000, 0, 0, 0, out]),
+        Call::new("path_open", &[OUT, 0, 32 * 7, 3, 0, 0, 0, 0x10000, out]),
+        Call::new("path_filestat_set_times", &[OUT, 0, 32 * 7, 3, 0, 0, 0x10000]),
+        Call::new("fd_seek", &[FIRST_FD, 0, 0, out]),
+    ];
+    let n = calls.len();
+    assert_eq!(errnos(&run(&Program { calls, patches: vec![], forever: false }), n), [0, EINVAL, EINVAL, EINVAL, EINVAL, EINVAL, EINVAL, EINVAL, EINVAL, 0]);
+}
+
 /// The fuel a program uses, run to its end.
 fn fuel(calls: Vec<Call>) -> u64 {
     let o = run(&Program { calls, patches: vec![], forever: false });

@@ -77,6 +77,13 @@ fn call(caller: &mut Caller<'_, StoreData>, f: impl FnOnce(&mut Mem, &mut WasiHo
     }
 }
 
+/// A guest's `i32` argument for a parameter the ABI declares narrower
+/// (flags `u16`, `whence` and `advice` `u8`): a value that does not fit is
+/// `EINVAL`, as an out-of-range flag or enum is, never silently truncated.
+fn narrow<T: TryFrom<i32>>(v: i32) -> Result<T, Fault> {
+    T::try_from(v).map_err(|_| Fault::Errno(super::errno::Errno::Inval))
+}
+
 macro_rules! wasi {
     ($linker:ident, $name:literal, |$h:ident, $m:ident $(, $arg:ident : $ty:ty)*| $body:expr) => {
         $linker.func_wrap(WASI_MODULE, $name, |mut caller: Caller<'_, StoreData>, $($arg: $ty),*| -> wasmtime::Result<i32> {
@@ -93,16 +100,16 @@ pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     wasi!(linker, "environ_sizes_get", |h, m, a: i32, b: i32| h.environ_sizes_get(m, a as u32, b as u32));
     wasi!(linker, "clock_res_get", |h, m, id: i32, out: i32| h.clock_res_get(m, id as u32, out as u32));
     wasi!(linker, "clock_time_get", |h, m, id: i32, p: i64, out: i32| h.clock_time_get(m, id as u32, p as u64, out as u32));
-    wasi!(linker, "fd_advise", |h, m, fd: i32, off: i64, len: i64, adv: i32| h.fd_advise(fd as u32, off as u64, len as u64, adv as u8));
+    wasi!(linker, "fd_advise", |h, m, fd: i32, off: i64, len: i64, adv: i32| h.fd_advise(fd as u32, off as u64, len as u64, narrow(adv)?));
     wasi!(linker, "fd_allocate", |h, m, fd: i32, off: i64, len: i64| h.fd_allocate(fd as u32, off as u64, len as u64));
     wasi!(linker, "fd_close", |h, m, fd: i32| h.fd_close(fd as u32));
     wasi!(linker, "fd_datasync", |h, m, fd: i32| h.fd_sync(fd as u32));
     wasi!(linker, "fd_fdstat_get", |h, m, fd: i32, out: i32| h.fd_fdstat_get(m, fd as u32, out as u32));
-    wasi!(linker, "fd_fdstat_set_flags", |h, m, fd: i32, fl: i32| h.fd_fdstat_set_flags(fd as u32, fl as u16));
+    wasi!(linker, "fd_fdstat_set_flags", |h, m, fd: i32, fl: i32| h.fd_fdstat_set_flags(fd as u32, narrow(fl)?));
     wasi!(linker, "fd_fdstat_set_rights", |h, m, fd: i32, b: i64, i: i64| h.fd_fdstat_set_rights(fd as u32, b as u64, i as u64));
     wasi!(linker, "fd_filestat_get", |h, m, fd: i32, out: i32| h.fd_filestat_get(m, fd as u32, out as u32));
     wasi!(linker, "fd_filestat_set_size", |h, m, fd: i32, size: i64| h.fd_filestat_set_size(fd as u32, size as u64));
-    wasi!(linker, "fd_filestat_set_times", |h, m, fd: i32, a: i64, mt: i64, fl: i32| h.fd_filestat_set_times(fd as u32, a as u64, mt as u64, fl as u16));
+    wasi!(linker, "fd_filestat_set_times", |h, m, fd: i32, a: i64, mt: i64, fl: i32| h.fd_filestat_set_times(fd as u32, a as u64, mt as u64, narrow(fl)?));
     wasi!(linker, "fd_pread", |h, m, fd: i32, iov: i32, n: i32, off: i64, out: i32| h.fd_pread(m, fd as u32, iov as u32, n as u32, off as u64, out as u32));
     wasi!(linker, "fd_prestat_get", |h, m, fd: i32, out: i32| h.fd_prestat_get(m, fd as u32, out as u32));
     wasi!(linker, "fd_prestat_dir_name", |h, m, fd: i32, p: i32, l: i32| h.fd_prestat_dir_name(m, fd as u32, p as u32, l as u32));
@@ -117,19 +124,37 @@ pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
         out as u32
     ));
     wasi!(linker, "fd_renumber", |h, m, from: i32, to: i32| h.fd_renumber(from as u32, to as u32));
-    wasi!(linker, "fd_seek", |h, m, fd: i32, d: i64, wh: i32, out: i32| h.fd_seek(m, fd as u32, d, wh as u8, out as u32));
+    wasi!(linker, "fd_seek", |h, m, fd: i32, d: i64, wh: i32, out: i32| h.fd_seek(m, fd as u32, d, narrow(wh)?, out as u32));
     wasi!(linker, "fd_sync", |h, m, fd: i32| h.fd_sync(fd as u32));
     wasi!(linker, "fd_tell", |h, m, fd: i32, out: i32| h.fd_tell(m, fd as u32, out as u32));
     wasi!(linker, "fd_write", |h, m, fd: i32, iov: i32, n: i32, out: i32| h.fd_write(m, fd as u32, iov as u32, n as u32, out as u32));
     wasi!(linker, "path_create_directory", |h, m, fd: i32, p: i32, l: i32| h.path_create_directory(m, fd as u32, p as u32, l as u32));
     wasi!(linker, "path_filestat_get", |h, m, fd: i32, fl: i32, p: i32, l: i32, out: i32| h
         .path_filestat_get(m, fd as u32, fl as u32, p as u32, l as u32, out as u32));
-    wasi!(linker, "path_filestat_set_times", |h, m, fd: i32, fl: i32, p: i32, l: i32, a: i64, mt: i64, fst: i32| h
-        .path_filestat_set_times(m, fd as u32, fl as u32, p as u32, l as u32, a as u64, mt as u64, fst as u16));
+    wasi!(linker, "path_filestat_set_times", |h, m, fd: i32, fl: i32, p: i32, l: i32, a: i64, mt: i64, fst: i32| h.path_filestat_set_times(
+        m,
+        fd as u32,
+        fl as u32,
+        p as u32,
+        l as u32,
+        a as u64,
+        mt as u64,
+        narrow(fst)?
+    ));
     wasi!(linker, "path_link", |h, m, ofd: i32, ofl: i32, op: i32, ol: i32, nfd: i32, np: i32, nl: i32| h
         .path_link(m, ofd as u32, ofl as u32, op as u32, ol as u32, nfd as u32, np as u32, nl as u32));
-    wasi!(linker, "path_open", |h, m, fd: i32, dfl: i32, p: i32, l: i32, of: i32, rb: i64, ri: i64, ff: i32, out: i32| h
-        .path_open(m, fd as u32, dfl as u32, p as u32, l as u32, of as u16, rb as u64, ri as u64, ff as u16, out as u32));
+    wasi!(linker, "path_open", |h, m, fd: i32, dfl: i32, p: i32, l: i32, of: i32, rb: i64, ri: i64, ff: i32, out: i32| h.path_open(
+        m,
+        fd as u32,
+        dfl as u32,
+        p as u32,
+        l as u32,
+        narrow(of)?,
+        rb as u64,
+        ri as u64,
+        narrow(ff)?,
+        out as u32
+    ));
     wasi!(linker, "path_readlink", |h, m, fd: i32, p: i32, l: i32, buf: i32, bl: i32, out: i32| h
         .path_readlink(m, fd as u32, p as u32, l as u32, buf as u32, bl as u32, out as u32));
     wasi!(linker, "path_remove_directory", |h, m, fd: i32, p: i32, l: i32| h.path_remove_directory(m, fd as u32, p as u32, l as u32));
