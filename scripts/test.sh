@@ -53,6 +53,8 @@ if [ "${CANON_WASMTIME_CLI:-}" = 1 ] && ! target/wasmtime-cli/bin/wasmtime --ver
         --no-default-features --features run,cranelift,cache,parallel-compilation,gc,gc-drc,pulley
 fi
 
+# Every relative link in README.md and docs/ names a file in the repository.
+scripts/check-links.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 # The verifying side (digests, jobs, node keys, receipts, quorum) builds

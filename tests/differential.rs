@@ -1,5 +1,5 @@
 //! The bounded differential fuzz test: a fixed list of seeds, each a
-//! generated WASI module and job (`canon::fuzzing`, both profiles), run by
+//! generated WASI module and job (`canon::fuzzing`, every profile), run by
 //! `canon::sandbox::differential` twice on native Cranelift and once each on
 //! baseline Cranelift and Pulley. Any finding fails the test with the
 //! seed, the profile and every run; `cargo test differential -- --nocapture`
