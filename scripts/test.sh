@@ -56,3 +56,21 @@ fi
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked "$@"
+
+# The WASI-call fuzzer (examples/wasi_fuzz.rs) in a debug and a release
+# build of canon: every seed must end the same way in both, so no guest
+# integer overflows in one build and wraps in the other. The release build
+# is the one README's first command makes.
+seeds=(0 200)
+cargo run --locked --quiet --example wasi_fuzz -- "${seeds[@]}" > target/wasi-fuzz-debug.txt
+cargo run --locked --quiet --release --example wasi_fuzz -- "${seeds[@]}" > target/wasi-fuzz-release.txt
+if ! cmp -s target/wasi-fuzz-debug.txt target/wasi-fuzz-release.txt; then
+    echo "wasi_fuzz: the debug and the release build of canon disagree:" >&2
+    diff target/wasi-fuzz-debug.txt target/wasi-fuzz-release.txt | head -20 >&2
+    exit 1
+fi
+echo "wasi_fuzz: debug and release agree on seeds ${seeds[0]}..${seeds[1]}"
+
+# What each WASI call costs in wall time per unit of fuel, against compute,
+# in the release build a node runs (docs/FUEL.md, "Host calls").
+cargo run --locked --quiet --release --example host_costs

@@ -351,8 +351,8 @@ fn args_and_env_past_the_bound_are_refused_naming_the_field() {
 // ------------------------------------------------ regressions found here
 
 /// Regression: `fd_write` gathered every iovec into one host buffer before
-/// checking any cap, so 4096 iovecs each naming the guest's whole 64 MiB
-/// memory asked the host for 256 GiB and aborted the process.
+/// checking any cap, so 1024 iovecs (IOV_MAX) each naming the guest's whole 64 MiB
+/// memory asked the host for 64 GiB and aborted the process.
 #[test]
 fn overlapping_iovecs_do_not_allocate_past_the_caps() {
     let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
@@ -482,7 +482,7 @@ fn iovecs(count: u32, len: u32) -> Vec<u8> {
 fn raw_modules() -> Vec<(&'static str, Vec<u8>)> {
     let exit = [(WASI, "proc_exit", 1)];
     let write = [(WASI, "proc_exit", 1), (WASI, "fd_write", 2), (WASI, "path_open", 3)];
-    const IOVECS: u32 = 4096;
+    const IOVECS: u32 = 1024;
     const PAGES: u64 = 1024; // 64 MiB
     let whole = (PAGES * 65536) as u32;
     vec![
@@ -577,8 +577,8 @@ fn raw_modules() -> Vec<(&'static str, Vec<u8>)> {
             "table-huge.wasm",
             Raw { imports: &[], pages: 1, funcs: vec![(0, empty())], export: true, start: None, table: Some(100_000_000), data: vec![] }.encode(),
         ),
-        // fd_write to stdout of 4096 iovecs, each the whole 64 MiB memory:
-        // 256 GiB if gathered. Exits with the errno if the call returns.
+        // fd_write to stdout of 1024 iovecs (IOV_MAX), each the whole 64 MiB memory:
+        // 64 GiB if gathered. Exits with the errno if the call returns.
         (
             "iovec-stdout.wasm",
             Raw {

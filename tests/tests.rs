@@ -11,6 +11,7 @@ mod differential;
 mod examples;
 mod exec;
 mod guests;
+mod host_calls;
 mod hostile;
 mod instrument;
 mod job_spec;

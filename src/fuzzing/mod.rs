@@ -38,6 +38,7 @@ use crate::sandbox::abi::{self, WASI_FUNCTIONS, WASI_MODULE};
 use crate::sandbox::differential::{DiffJob, Report};
 
 pub mod float;
+pub mod wasi;
 
 /// Bytes of memory `_start` writes to stdout after `body` returns (from
 /// offset 16: offsets 0..16 hold its iovec and the count written).
@@ -57,11 +58,15 @@ pub enum Profile {
     /// (relaxed SIMD included), each observed through an escape route and
     /// printed ([`float`]).
     FloatHeavy,
+    /// Sequences of WASI calls with boundary arguments over prepared
+    /// memory and mounted inputs, everything the host wrote printed
+    /// ([`wasi`]).
+    Wasi,
 }
 
 impl Profile {
-    /// Both profiles.
-    pub const ALL: [Profile; 2] = [Profile::General, Profile::FloatHeavy];
+    /// Every profile.
+    pub const ALL: [Profile; 3] = [Profile::General, Profile::FloatHeavy, Profile::Wasi];
 }
 
 /// A generated module and the job it runs as.
@@ -81,6 +86,20 @@ pub struct Case {
 impl Case {
     /// A case from fuzzer bytes.
     pub fn generate(u: &mut Unstructured<'_>, profile: Profile) -> arbitrary::Result<Case> {
+        if profile == Profile::Wasi {
+            let program = wasi::Program::generate(u)?;
+            // Generated programs name only WASI functions with their arities.
+            let module = program.encode().map_err(|_| arbitrary::Error::IncorrectFormat)?;
+            let job = DiffJob {
+                args: (0..u.int_in_range(0..=2)?).map(|_| short_string(u)).collect::<arbitrary::Result<_>>()?,
+                env: (0..u.int_in_range(0..=2)?).map(|_| Ok((short_string(u)?, short_string(u)?))).collect::<arbitrary::Result<_>>()?,
+                stdin: (0..u.int_in_range(0..=64)?).map(|_| u.arbitrary()).collect::<arbitrary::Result<_>>()?,
+                seed: u.arbitrary()?,
+                inputs: true,
+                ..DiffJob::default()
+            };
+            return Ok(Case { profile, module, job, layout: None });
+        }
         if profile == Profile::FloatHeavy {
             let m = float::FloatModule::generate(u)?;
             let job = DiffJob { seed: u.arbitrary()?, ..DiffJob::default() };
@@ -108,6 +127,7 @@ impl Case {
             memory_bytes: u64::from(u.int_in_range(1u32..=256)?) << 16,
             call_depth: u.int_in_range(1..=DiffJob::DEFAULT_CALL_DEPTH)?,
             timeout: DiffJob::DEFAULT_TIMEOUT,
+            inputs: false,
         };
         Ok(Case { profile, module, job, layout: None })
     }

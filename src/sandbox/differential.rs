@@ -50,8 +50,9 @@ use std::time::{Duration, Instant};
 use super::engine::HOST_THREAD_STACK;
 use super::{Backend, RunError, Sandbox};
 use crate::digest::Digest;
-use crate::job::{DEFAULT_EPOCH, Job, Limits, ModuleError, UnknownImports, validate_module};
+use crate::job::{DEFAULT_EPOCH, Job, Limits, ModuleError, Mount, UnknownImports, validate_module};
 use crate::outcome::{OutcomeSummary, Termination};
+use crate::tree::{Node, Tree};
 
 /// Checks made on a fresh set of sandboxes before they are rebuilt: each
 /// sandbox keeps every compiled module in memory, so a long fuzzing run
@@ -79,6 +80,11 @@ pub struct DiffJob {
     /// The wall-clock safety net: reaching it is a finding (see the module
     /// documentation). Default: [`DiffJob::DEFAULT_TIMEOUT`].
     pub timeout: Duration,
+    /// Mount [`DiffJob::input_tree`] read-only at `/in` and writable at
+    /// `/w`, so that file-system calls find files, directories and a
+    /// symbolic link (preopens `/in` 3, `/w` 4, `/out` 5, `/tmp` 6; without
+    /// inputs `/out` is 3 and `/tmp` 4). Default: false.
+    pub inputs: bool,
 }
 
 impl DiffJob {
@@ -97,6 +103,18 @@ impl DiffJob {
     /// well under a second, so this only fires on unmetered work.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+    /// What [`DiffJob::inputs`] mounts: a file `f` (64 bytes), a directory
+    /// `d` holding a file `e`, and a symbolic link `l` to `f`.
+    pub fn input_tree() -> Tree {
+        let mut d = Tree::new();
+        d.entries.insert("e".into(), Node::File(Arc::new(b"e\n".to_vec())));
+        let mut t = Tree::new();
+        t.entries.insert("d".into(), Node::Dir(d));
+        t.entries.insert("f".into(), Node::File(Arc::new((0..64u8).collect())));
+        t.entries.insert("l".into(), Node::Symlink("f".into()));
+        t
+    }
+
     /// The job running `module`, with small caps on everything it writes.
     pub fn to_job(&self, module: &[u8]) -> Job {
         let mut env = self.env.clone();
@@ -111,7 +129,11 @@ impl DiffJob {
             args: self.args.clone(),
             env,
             stdin: self.stdin.clone(),
-            mounts: Vec::new(),
+            mounts: if self.inputs {
+                vec![Mount::new("/in".into(), false, DiffJob::input_tree(), None), Mount::new("/w".into(), true, DiffJob::input_tree(), None)]
+            } else {
+                Vec::new()
+            },
             seed: self.seed,
             epoch: DEFAULT_EPOCH,
             limits: Limits {
@@ -142,6 +164,7 @@ impl Default for DiffJob {
             memory_bytes: DiffJob::DEFAULT_MEMORY,
             call_depth: DiffJob::DEFAULT_CALL_DEPTH,
             timeout: DiffJob::DEFAULT_TIMEOUT,
+            inputs: false,
         }
     }
 }
@@ -169,6 +192,7 @@ impl RunResult {
             RunError::Compile { message, .. } => RunResult::Compile(message),
             RunError::Timeout(_) => RunResult::Timeout,
             RunError::NativeStackOverflow(_) => RunResult::NativeStackOverflow,
+            RunError::Panicked(message) => RunResult::Panic(message),
             e @ (RunError::Host(_) | RunError::Engine(_) | RunError::Cache(_)) => RunResult::Host(e.to_string()),
         }
     }

@@ -31,7 +31,11 @@ pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 ///   canonicalised only where their bits escape (a NaN made by
 ///   `neg`/`abs`/`copysign` and then stored reads back as the positive
 ///   canonical NaN; see `docs/FLOATS.md`).
-pub const DETERMINISM_ABI: u32 = 2;
+/// - 3: WASI calls charge fuel for the work they do (`sandbox::wasi::cost`,
+///   docs/FUEL.md); guest sizes, offsets and counts checked the same way on
+///   every build (`EINVAL`/`EFBIG` past 2^63 - 1, at most 1024 iovecs and
+///   2^31 - 4096 bytes per read or write, as on Linux).
+pub const DETERMINISM_ABI: u32 = 3;
 
 /// The wasmtime version canon is built against.
 pub const WASMTIME_VERSION: &str = "48.0.8";

@@ -13,6 +13,8 @@
 
 pub mod abi;
 pub mod cache;
+// The differential harness serves the fuzzers and their tests only.
+#[cfg(feature = "fuzzing")]
 pub mod differential;
 pub mod engine;
 pub mod limiter;
@@ -64,6 +66,10 @@ pub enum RunError {
     /// The host failed in a way that is not a property of the job.
     #[error("the host failed while running the guest: {0}")]
     Host(String),
+    /// canon itself panicked while running the guest: a bug in canon, never
+    /// an outcome (the message is the panic's).
+    #[error("canon panicked while running the guest (a bug in canon; no result): {0}")]
+    Panicked(String),
 }
 
 /// Options for one run that do not change its outcome.
@@ -219,7 +225,7 @@ impl Sandbox {
                 .spawn_scoped(scope, || self.run_modules(job, &modules, options))
                 .map_err(|e| RunError::Host(format!("cannot start the guest thread: {e}")))?
                 .join()
-                .map_err(|_| RunError::Host("the guest thread panicked".into()))?
+                .map_err(|payload| RunError::Panicked(panic_message(payload.as_ref())))?
         })
     }
 
@@ -326,6 +332,15 @@ impl Sandbox {
             linker.instance(&mut *store, name, instance).map_err(|e| RunError::Compile { module: *sha, message: format!("{e:#}") })?;
         }
         Err(RunError::Host("internal: a job without a main module".into()))
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => (*s).to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "a panic without a message".to_string(),
     }
 }
 

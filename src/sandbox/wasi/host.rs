@@ -13,6 +13,7 @@ use std::sync::Arc;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
+use super::cost;
 use super::errno::Errno;
 use super::mem::{IoVec, Mem};
 use super::vfs::{Content, Ino, MAX_PATH_LEN, OverLimit, Resolved, Vfs};
@@ -35,6 +36,20 @@ pub const MAX_OPEN_FDS: usize = 1024;
 
 /// Most subscriptions one `poll_oneoff` call may pass.
 pub const MAX_POLL_SUBSCRIPTIONS: u32 = 4096;
+
+/// Largest file size and offset: 2^63 - 1, what wasi-libc's `off_t` (an
+/// `i64`) can hold. A size or offset above it is `EINVAL` (a negative
+/// `off_t` to the guest's libc, as Linux answers for one); a write or
+/// allocation that would end past it is `EFBIG`. Below it, growth is bounded
+/// by the job's `output_bytes` cap (the trap `output_limit`).
+pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+
+/// Most bytes one read or write moves: Linux's `MAX_RW_COUNT`
+/// (`INT_MAX` rounded down to a page). Iovecs may overlap, so the buffers
+/// of one call can name far more than the guest's memory; past this the
+/// call is a short read or write, as on Linux, and the count returned
+/// always fits the guest's `size_t` and `ssize_t`.
+pub const MAX_IO_BYTES: u64 = 0x7fff_f000;
 
 // Rights (WASI preview 1 `rights` bit positions).
 const RIGHT_FD_READ: u64 = 1 << 1;
@@ -97,6 +112,21 @@ impl From<OverLimit> for Fault {
 }
 
 type R<T = ()> = Result<T, Fault>;
+
+/// Takes `units` from `fuel`, or stops the job `out_of_fuel` (leaving none)
+/// if it holds fewer.
+fn pay(fuel: &mut u64, units: u64) -> R {
+    match fuel.checked_sub(units) {
+        Some(left) => {
+            *fuel = left;
+            Ok(())
+        }
+        None => {
+            *fuel = 0;
+            Err(Fault::Stop(Stop::Trap(TrapKind::OutOfFuel)))
+        }
+    }
+}
 
 /// An open descriptor.
 #[derive(Clone, Debug)]
@@ -264,6 +294,28 @@ impl WasiHost {
         out
     }
 
+    // ---- fuel -------------------------------------------------------------
+
+    /// Charges `units` of fuel for host work about to be done; a job that
+    /// cannot pay stops `out_of_fuel` before the work starts.
+    fn charge(&mut self, units: u64) -> R {
+        pay(&mut self.fuel_remaining, units)
+    }
+
+    /// Starts a host call: charges [`cost::CALL`].
+    pub fn begin_call(&mut self) -> R {
+        self.charge(cost::CALL)
+    }
+
+    /// Ends a host call: charges the walks counted while it ran (see
+    /// [`cost`]). A call that cannot pay for them stops the job
+    /// `out_of_fuel`, whatever it returned.
+    pub fn end_call(&mut self, result: R) -> R {
+        let walked = self.vfs.take_steps();
+        self.charge(cost::steps(walked))?;
+        result
+    }
+
     // ---- clocks ----------------------------------------------------------
 
     /// Logical nanoseconds since the start of the run.
@@ -301,47 +353,69 @@ impl WasiHost {
 
     // ---- args, environ, random, proc ------------------------------------
 
-    fn strings_sizes(strings: &[String], mem: &mut Mem, count_ptr: u32, size_ptr: u32) -> R {
+    fn strings_sizes(&mut self, env: bool, mem: &mut Mem, count_ptr: u32, size_ptr: u32) -> R {
+        let strings = if env { &self.env } else { &self.argv };
+        // Summing the lengths is a walk over the strings: charged as one.
+        let n = strings.len() as u64;
         let size: usize = strings.iter().map(|s| s.len() + 1).sum();
-        mem.put_u32(count_ptr, u32::try_from(strings.len()).map_err(|_| Errno::Overflow)?)?;
+        let count = strings.len();
+        self.charge(cost::steps(n))?;
+        mem.put_u32(count_ptr, u32::try_from(count).map_err(|_| Errno::Overflow)?)?;
         mem.put_u32(size_ptr, u32::try_from(size).map_err(|_| Errno::Overflow)?)?;
         Ok(())
     }
 
-    fn strings_get(strings: &[String], mem: &mut Mem, ptrs: u32, buf: u32) -> R {
-        let mut at = buf;
-        for (i, s) in strings.iter().enumerate() {
-            mem.put_u32(ptrs.checked_add(4 * i as u32).ok_or(Errno::Fault)?, at)?;
-            mem.write(at, s.as_bytes())?;
-            let end = at.checked_add(s.len() as u32).ok_or(Errno::Fault)?;
-            mem.put_u8(end, 0)?;
-            at = end + 1;
+    /// Writes the pointer array at `ptrs` and the NUL-terminated strings at
+    /// `buf`, each checked whole before anything is written.
+    fn strings_get(&mut self, env: bool, mem: &mut Mem, ptrs: u32, buf: u32) -> R {
+        let strings = if env { &self.env } else { &self.argv };
+        let count = u32::try_from(strings.len()).map_err(|_| Errno::Overflow)?;
+        let size = u32::try_from(strings.iter().map(|s| s.len() + 1).sum::<usize>()).map_err(|_| Errno::Overflow)?;
+        self.charge(cost::bytes(u64::from(size) + 4 * u64::from(count)))?;
+        let strings = if env { &self.env } else { &self.argv };
+        mem.slice(ptrs, count.checked_mul(4).ok_or(Errno::Fault)?)?;
+        let area = mem.slice_mut(buf, size)?;
+        let mut offsets = Vec::with_capacity(strings.len());
+        let mut at = 0usize;
+        for s in strings {
+            offsets.push(at);
+            area[at..at + s.len()].copy_from_slice(s.as_bytes());
+            area[at + s.len()] = 0;
+            at += s.len() + 1;
+        }
+        // `buf + offset` stays below `buf + size`, which the check above
+        // proved lies inside the memory, so it is a valid u32.
+        let mut array = mem.record_mut(ptrs, count * 4)?;
+        for (i, off) in offsets.into_iter().enumerate() {
+            array.u32(4 * i, (u64::from(buf) + off as u64) as u32);
         }
         Ok(())
     }
 
     /// `args_sizes_get`
     pub fn args_sizes_get(&mut self, mem: &mut Mem, count: u32, size: u32) -> R {
-        Self::strings_sizes(&self.argv, mem, count, size)
+        self.strings_sizes(false, mem, count, size)
     }
 
     /// `args_get`
     pub fn args_get(&mut self, mem: &mut Mem, argv: u32, buf: u32) -> R {
-        Self::strings_get(&self.argv, mem, argv, buf)
+        self.strings_get(false, mem, argv, buf)
     }
 
     /// `environ_sizes_get`
     pub fn environ_sizes_get(&mut self, mem: &mut Mem, count: u32, size: u32) -> R {
-        Self::strings_sizes(&self.env, mem, count, size)
+        self.strings_sizes(true, mem, count, size)
     }
 
     /// `environ_get`
     pub fn environ_get(&mut self, mem: &mut Mem, environ: u32, buf: u32) -> R {
-        Self::strings_get(&self.env, mem, environ, buf)
+        self.strings_get(true, mem, environ, buf)
     }
 
     /// `random_get`: the job's ChaCha20 stream, never host entropy.
     pub fn random_get(&mut self, mem: &mut Mem, buf: u32, len: u32) -> R {
+        mem.slice(buf, len)?;
+        self.charge(cost::random(u64::from(len)))?;
         let dst = mem.slice_mut(buf, len)?;
         self.rng.fill_bytes(dst);
         Ok(())
@@ -387,14 +461,14 @@ impl WasiHost {
         }
     }
 
-    fn insert_fd(&mut self, entry: Fd) -> Result<u32, Errno> {
+    /// Gives `entry` the lowest free descriptor number, as POSIX does;
+    /// finding it scans the open ones, a step each.
+    fn insert_fd(&mut self, entry: Fd) -> Result<u32, Fault> {
         if self.fds.len() >= MAX_OPEN_FDS {
-            return Err(Errno::Mfile);
+            return Err(Errno::Mfile.into());
         }
-        let mut n = 0u32;
-        while self.fds.contains_key(&n) {
-            n += 1;
-        }
+        let n = self.fds.keys().zip(0u32..).find(|(k, i)| **k != *i).map_or(self.fds.len() as u32, |(_, i)| i);
+        self.charge(cost::steps(u64::from(n)))?;
         self.fds.insert(n, entry);
         Ok(n)
     }
@@ -438,11 +512,13 @@ impl WasiHost {
             Fd::Dir { .. } => (FILETYPE_DIRECTORY, 0),
         };
         let (base, inheriting) = entry.rights();
-        mem.slice_mut(out, 24)?.fill(0);
-        mem.put_u8(out, filetype)?;
-        mem.put_u16(out + 2, flags)?;
-        mem.put_u64(out + 8, base)?;
-        mem.put_u64(out + 16, inheriting)?;
+        let mut rec = mem.record_mut(out, 24)?;
+        rec.u8(0, filetype);
+        rec.u8(1, 0);
+        rec.u16(2, flags);
+        rec.u32(4, 0);
+        rec.u64(8, base);
+        rec.u64(16, inheriting);
         Ok(())
     }
 
@@ -476,9 +552,10 @@ impl WasiHost {
     pub fn fd_prestat_get(&mut self, mem: &mut Mem, fd: u32, out: u32) -> R {
         match self.fd(fd)? {
             Fd::Dir { preopen: Some(name), .. } => {
-                let len = name.len() as u32;
-                mem.put_u64(out, 0)?;
-                mem.put_u32(out + 4, len)?;
+                let len = u32::try_from(name.len()).map_err(|_| Errno::Overflow)?;
+                let mut rec = mem.record_mut(out, 8)?;
+                rec.u32(0, 0);
+                rec.u32(4, len);
                 Ok(())
             }
             _ => Err(Errno::Badf.into()),
@@ -493,6 +570,7 @@ impl WasiHost {
                     return Err(Errno::Nametoolong.into());
                 }
                 let name = name.clone();
+                self.charge(cost::bytes(name.len() as u64))?;
                 mem.write(path, name.as_bytes())?;
                 Ok(())
             }
@@ -502,15 +580,15 @@ impl WasiHost {
 
     fn write_filestat(&self, mem: &mut Mem, ino: Ino, out: u32) -> R {
         let node = self.vfs.get(ino)?;
-        mem.slice_mut(out, 64)?.fill(0);
-        mem.put_u64(out, DEV)?;
-        mem.put_u64(out + 8, ino)?;
-        mem.put_u8(out + 16, node.filetype())?;
-        mem.put_u64(out + 24, node.nlink.max(1))?;
-        mem.put_u64(out + 32, node.size())?;
-        mem.put_u64(out + 40, node.atim)?;
-        mem.put_u64(out + 48, node.mtim)?;
-        mem.put_u64(out + 56, node.ctim)?;
+        let mut rec = mem.record_mut(out, 64)?;
+        rec.u64(0, DEV);
+        rec.u64(8, ino);
+        rec.u64(16, u64::from(node.filetype()));
+        rec.u64(24, node.nlink.max(1));
+        rec.u64(32, node.size());
+        rec.u64(40, node.atim);
+        rec.u64(48, node.mtim);
+        rec.u64(56, node.ctim);
         Ok(())
     }
 
@@ -518,9 +596,12 @@ impl WasiHost {
     pub fn fd_filestat_get(&mut self, mem: &mut Mem, fd: u32, out: u32) -> R {
         match self.fd(fd)? {
             Fd::Stdin | Fd::Stdout | Fd::Stderr => {
-                mem.slice_mut(out, 64)?.fill(0);
-                mem.put_u8(out + 16, FILETYPE_CHARACTER_DEVICE)?;
-                mem.put_u64(out + 24, 1)?;
+                let mut rec = mem.record_mut(out, 64)?;
+                for at in (0..64).step_by(8) {
+                    rec.u64(at, 0);
+                }
+                rec.u8(16, FILETYPE_CHARACTER_DEVICE);
+                rec.u64(24, 1);
                 Ok(())
             }
             Fd::File { ino, .. } | Fd::Dir { ino, .. } => {
@@ -575,20 +656,50 @@ impl WasiHost {
         }
     }
 
-    /// Resizes file `ino` to `len`, charging the output cap.
+    /// Resizes file `ino` to `len`, charging the output cap first.
     fn resize(&mut self, ino: Ino, len: u64) -> R {
-        let now = self.wall();
-        let node = self.vfs.get(ino)?;
-        let old = node.size() as i64;
-        let len_usize = usize::try_from(len).map_err(|_| Errno::Fbig)?;
-        self.vfs.reserve(len as i64 - old, 0)?;
-        let node = self.vfs.get_mut(ino)?;
-        if let Content::File(bytes) = &mut node.content {
-            Arc::make_mut(bytes).resize(len_usize, 0);
+        if len > MAX_FILE_SIZE {
+            return Err(Errno::Fbig.into());
         }
+        let now = self.wall();
+        let old = self.vfs.get(ino)?.size();
+        // Checked against the cap before any memory is touched: a size the
+        // cap allows is one this host holds (the cap is part of the job).
+        self.vfs.reserve(old, len, 0)?;
+        let len_usize = usize::try_from(len).map_err(|_| Errno::Fbig)?;
+        // The zeros a growth fills in are work; a shrink is not.
+        self.charge(cost::bytes(len.saturating_sub(old)))?;
+        let bytes = self.file_bytes_mut(ino, len.min(old))?;
+        bytes.resize(len_usize, 0);
+        let node = self.vfs.get_mut(ino)?;
         node.mtim = now;
         node.ctim = now;
         Ok(())
+    }
+
+    /// File `ino`'s bytes, to change. A file still shared with the job's
+    /// input tree is copied first, its first `keep` bytes (all that the
+    /// change keeps), and the copy is charged like any other; a file is
+    /// shared exactly until its first change in this run, so the charge is
+    /// the same on every node.
+    fn file_bytes_mut(&mut self, ino: Ino, keep: u64) -> R<&mut Vec<u8>> {
+        let shared = match &mut self.vfs.get_mut(ino)?.content {
+            Content::File(bytes) => Arc::get_mut(bytes).is_none(),
+            _ => return Err(Errno::Inval.into()),
+        };
+        if shared {
+            self.charge(cost::bytes(keep))?;
+        }
+        match &mut self.vfs.get_mut(ino)?.content {
+            Content::File(bytes) => {
+                if shared {
+                    let keep = usize::try_from(keep).unwrap_or(usize::MAX).min(bytes.len());
+                    *bytes = Arc::new(bytes[..keep].to_vec());
+                }
+                Ok(Arc::make_mut(bytes))
+            }
+            _ => Err(Errno::Inval.into()),
+        }
     }
 
     /// Writes the guest bytes `iovs` name into file `ino` at `offset`,
@@ -598,21 +709,21 @@ impl WasiHost {
     /// Returns the bytes written.
     fn write_iovecs(&mut self, ino: Ino, offset: u64, mem: &Mem, iovs: &[IoVec]) -> R<u64> {
         let total = IoVec::total(iovs);
-        let end = offset.checked_add(total).ok_or(Errno::Fbig)?;
+        let end = offset.checked_add(total).filter(|&e| e <= MAX_FILE_SIZE).ok_or(Errno::Fbig)?;
         if end > self.vfs.get(ino)?.size() {
             self.resize(ino, end)?;
         }
+        self.charge(cost::bytes(total))?;
         let now = self.wall();
-        let node = self.vfs.get_mut(ino)?;
-        if let Content::File(bytes) = &mut node.content {
-            let bytes = Arc::make_mut(bytes);
-            let mut at = usize::try_from(offset).map_err(|_| Errno::Fbig)?;
-            for v in iovs {
-                let src = mem.slice(v.ptr, v.len)?;
-                bytes[at..at + src.len()].copy_from_slice(src);
-                at += src.len();
-            }
+        let size = self.vfs.get(ino)?.size();
+        let bytes = self.file_bytes_mut(ino, size)?;
+        let mut at = usize::try_from(offset).map_err(|_| Errno::Fbig)?;
+        for v in iovs {
+            let src = mem.slice(v.ptr, v.len)?;
+            bytes[at..at + src.len()].copy_from_slice(src);
+            at += src.len();
         }
+        let node = self.vfs.get_mut(ino)?;
         node.mtim = now;
         node.ctim = now;
         Ok(total)
@@ -636,6 +747,9 @@ impl WasiHost {
         if rights & RIGHT_FD_WRITE == 0 {
             return Err(Errno::Badf.into());
         }
+        if size > MAX_FILE_SIZE {
+            return Err(Errno::Inval.into());
+        }
         self.resize(ino, size)
     }
 
@@ -654,7 +768,12 @@ impl WasiHost {
         if rights & RIGHT_FD_WRITE == 0 {
             return Err(Errno::Badf.into());
         }
-        let end = offset.checked_add(len).ok_or(Errno::Fbig)?;
+        // As posix_fallocate: a negative offset or a length that is not
+        // positive is EINVAL, an end past the largest file EFBIG.
+        if offset > MAX_FILE_SIZE || len == 0 || len > MAX_FILE_SIZE {
+            return Err(Errno::Inval.into());
+        }
+        let end = offset.checked_add(len).filter(|&e| e <= MAX_FILE_SIZE).ok_or(Errno::Fbig)?;
         if end > self.vfs.get(ino)?.size() {
             self.resize(ino, end)?;
         }
@@ -695,14 +814,26 @@ impl WasiHost {
         Ok(())
     }
 
+    /// The iovec array of a read or write, charged for its bytes, and cut
+    /// to [`MAX_IO_BYTES`].
+    fn iovecs(&mut self, mem: &Mem, ptr: u32, count: u32) -> R<Vec<IoVec>> {
+        if count > super::mem::MAX_IOVS {
+            return Err(Errno::Inval.into());
+        }
+        self.charge(cost::bytes(8 * u64::from(count)))?;
+        Ok(IoVec::clamp(mem.iovecs(ptr, count)?, MAX_IO_BYTES))
+    }
+
     /// `fd_read`
     pub fn fd_read(&mut self, mem: &mut Mem, fd: u32, iovs: u32, iovs_len: u32, nread: u32) -> R {
-        let iovs = mem.iovecs(iovs, iovs_len)?;
+        let iovs = self.iovecs(mem, iovs, iovs_len)?;
         let want: usize = iovs.iter().map(|v| v.len as usize).sum();
-        let n = match self.fd(fd)? {
+        let n = match self.fd(fd)?.clone() {
             Fd::Stdin => {
-                let rest = &self.stdin[self.stdin_pos.min(self.stdin.len())..];
-                let n = mem.scatter(&iovs, &rest[..want.min(rest.len())])?;
+                let start = self.stdin_pos.min(self.stdin.len());
+                let n = want.min(self.stdin.len() - start);
+                self.charge(cost::bytes(n as u64))?;
+                let n = mem.scatter(&iovs, &self.stdin[start..start + n])?;
                 self.stdin_pos += n;
                 n
             }
@@ -712,7 +843,8 @@ impl WasiHost {
                 if rights & RIGHT_FD_READ == 0 {
                     return Err(Errno::Badf.into());
                 }
-                let (ino, offset) = (*ino, *offset);
+                let n = self.read_at(ino, offset, want)?.len();
+                self.charge(cost::bytes(n as u64))?;
                 let n = mem.scatter(&iovs, self.read_at(ino, offset, want)?)?;
                 if let Fd::File { offset, .. } = self.fd_mut(fd)? {
                     *offset += n as u64;
@@ -726,12 +858,17 @@ impl WasiHost {
 
     /// `fd_pread`
     pub fn fd_pread(&mut self, mem: &mut Mem, fd: u32, iovs: u32, iovs_len: u32, offset: u64, nread: u32) -> R {
-        let iovs = mem.iovecs(iovs, iovs_len)?;
+        let iovs = self.iovecs(mem, iovs, iovs_len)?;
         let want: usize = iovs.iter().map(|v| v.len as usize).sum();
         let (ino, _, _, rights) = self.file_fd(fd)?;
         if rights & RIGHT_FD_READ == 0 {
             return Err(Errno::Badf.into());
         }
+        if offset > MAX_FILE_SIZE {
+            return Err(Errno::Inval.into());
+        }
+        let n = self.read_at(ino, offset, want)?.len();
+        self.charge(cost::bytes(n as u64))?;
         let n = mem.scatter(&iovs, self.read_at(ino, offset, want)?)?;
         mem.put_u32(nread, n as u32)?;
         Ok(())
@@ -747,6 +884,8 @@ impl WasiHost {
         if (buf.len() as u64).saturating_add(total) > cap {
             return Err(Fault::Stop(Stop::Trap(kind)));
         }
+        self.charge(cost::bytes(total))?;
+        let buf = if stream == 1 { &mut self.stdout } else { &mut self.stderr };
         let start = buf.len();
         for v in iovs {
             buf.extend_from_slice(mem.slice(v.ptr, v.len)?);
@@ -764,7 +903,7 @@ impl WasiHost {
     /// than the guest's memory: each destination checks its cap against that
     /// total before copying anything.
     pub fn fd_write(&mut self, mem: &mut Mem, fd: u32, iovs: u32, iovs_len: u32, nwritten: u32) -> R {
-        let iovs = mem.iovecs(iovs, iovs_len)?;
+        let iovs = self.iovecs(mem, iovs, iovs_len)?;
         let written = match self.fd(fd)?.clone() {
             Fd::Stdout => self.emit(1, mem, &iovs)?,
             Fd::Stderr => self.emit(2, mem, &iovs)?,
@@ -782,21 +921,24 @@ impl WasiHost {
                 written
             }
         };
-        mem.put_u32(nwritten, written as u32)?;
+        mem.put_u32(nwritten, u32::try_from(written).map_err(|_| Errno::Overflow)?)?;
         Ok(())
     }
 
     /// `fd_pwrite`
     pub fn fd_pwrite(&mut self, mem: &mut Mem, fd: u32, iovs: u32, iovs_len: u32, offset: u64, nwritten: u32) -> R {
-        let iovs = mem.iovecs(iovs, iovs_len)?;
+        let iovs = self.iovecs(mem, iovs, iovs_len)?;
         let (ino, _, flags, rights) = self.file_fd(fd)?;
         if rights & RIGHT_FD_WRITE == 0 {
             return Err(Errno::Badf.into());
         }
+        if offset > MAX_FILE_SIZE {
+            return Err(Errno::Inval.into());
+        }
         // As on Linux, pwrite on an append-mode file appends.
         let at = if flags & FDFLAG_APPEND != 0 { self.vfs.get(ino)?.size() } else { offset };
         let written = self.write_iovecs(ino, at, mem, &iovs)?;
-        mem.put_u32(nwritten, written as u32)?;
+        mem.put_u32(nwritten, u32::try_from(written).map_err(|_| Errno::Overflow)?)?;
         Ok(())
     }
 
@@ -807,16 +949,22 @@ impl WasiHost {
             Fd::Dir { ino, .. } => *ino,
             _ => return Err(Errno::Notdir.into()),
         };
+        mem.slice(buf, buf_len)?;
         let parent = self.vfs.parent(ino)?;
-        let mut list: Vec<(&str, Ino)> = vec![(".", ino), ("..", parent)];
-        list.extend(self.vfs.entries(ino)?.iter().map(|(n, &i)| (n.as_str(), i)));
-        let mut out: Vec<u8> = Vec::new();
+        // Skipping to the cookie is a step per entry skipped, paid first;
+        // each entry listed is a step and its bytes, paid as it is listed.
+        let count = self.vfs.entries(ino)?.len() as u64 + 2;
+        self.charge(cost::steps(cookie.min(count)))?;
         let start = usize::try_from(cookie).unwrap_or(usize::MAX);
-        for (index, (name, child)) in list.iter().enumerate().skip(start) {
+        let dots = [(".", ino), ("..", parent)];
+        let list = dots.into_iter().chain(self.vfs.entries(ino)?.iter().map(|(n, &i)| (n.as_str(), i)));
+        let mut out: Vec<u8> = Vec::new();
+        for (index, (name, child)) in list.enumerate().skip(start) {
             if out.len() >= buf_len as usize {
                 break;
             }
-            let filetype = self.vfs.get(*child).map(|n| n.filetype()).unwrap_or(0);
+            pay(&mut self.fuel_remaining, cost::STEP + cost::bytes(24 + name.len() as u64))?;
+            let filetype = self.vfs.get(child).map(|n| n.filetype()).unwrap_or(0);
             out.extend_from_slice(&(index as u64 + 1).to_le_bytes());
             out.extend_from_slice(&child.to_le_bytes());
             out.extend_from_slice(&(name.len() as u32).to_le_bytes());
@@ -847,7 +995,7 @@ impl WasiHost {
         out: u32,
     ) -> R {
         let dir = self.dir_fd(dirfd)?;
-        let path = mem.str(path, path_len)?;
+        let path = self.path_arg(mem, path, path_len)?;
         if fdflags & !FDFLAGS_ALL != 0 || oflags & !0xf != 0 {
             return Err(Errno::Inval.into());
         }
@@ -905,7 +1053,7 @@ impl WasiHost {
         self.finish_open(mem, ino, fd, out)
     }
 
-    fn finish_open(&mut self, mem: &mut Mem, ino: Ino, fd: Result<u32, Errno>, out: u32) -> R {
+    fn finish_open(&mut self, mem: &mut Mem, ino: Ino, fd: Result<u32, Fault>, out: u32) -> R {
         match fd {
             Ok(fd) => {
                 if let Err(e) = mem.put_u32(out, fd) {
@@ -918,16 +1066,27 @@ impl WasiHost {
                 if let Ok(node) = self.vfs.get_mut(ino) {
                     node.open = node.open.saturating_sub(1);
                 }
-                Err(e.into())
+                Err(e)
             }
         }
     }
 
     /// Resolves the guest path at `path`/`len` relative to directory `fd`.
-    fn resolve_at(&self, mem: &Mem, fd: u32, path: u32, len: u32, follow: bool) -> Result<Resolved, Errno> {
+    fn resolve_at(&mut self, mem: &Mem, fd: u32, path: u32, len: u32, follow: bool) -> R<Resolved> {
         let dir = self.dir_fd(fd)?;
-        let path = mem.str(path, len)?;
-        self.vfs.resolve(dir, &path, follow)
+        let path = self.path_arg(mem, path, len)?;
+        Ok(self.vfs.resolve(dir, &path, follow)?)
+    }
+
+    /// A path argument: refused past [`MAX_PATH_LEN`] before a byte is
+    /// copied (as Linux does past `PATH_MAX`), then charged per byte.
+    fn path_arg(&mut self, mem: &Mem, ptr: u32, len: u32) -> R<String> {
+        mem.slice(ptr, len)?;
+        if len as usize > MAX_PATH_LEN {
+            return Err(Errno::Nametoolong.into());
+        }
+        self.charge(cost::path(u64::from(len)))?;
+        Ok(mem.str(ptr, len)?)
     }
 
     fn writable_dir(&self, ino: Ino) -> Result<(), Errno> {
@@ -967,8 +1126,8 @@ impl WasiHost {
     pub fn path_link(&mut self, mem: &mut Mem, old_fd: u32, old_flags: u32, old_path: u32, old_len: u32, new_fd: u32, new_path: u32, new_len: u32) -> R {
         let old_dir = self.dir_fd(old_fd)?;
         let new_dir = self.dir_fd(new_fd)?;
-        let old_path = mem.str(old_path, old_len)?;
-        let new_path = mem.str(new_path, new_len)?;
+        let old_path = self.path_arg(mem, old_path, old_len)?;
+        let new_path = self.path_arg(mem, new_path, new_len)?;
         let src = self.vfs.resolve(old_dir, &old_path, old_flags & LOOKUP_SYMLINK_FOLLOW != 0)?;
         let src_ino = src.ino.ok_or(Errno::Noent)?;
         if self.vfs.get(src_ino)?.is_dir() {
@@ -982,7 +1141,9 @@ impl WasiHost {
         if !self.vfs.get(src_ino)?.writable {
             return Err(Errno::Xdev.into());
         }
-        self.vfs.reserve(0, 1)?;
+        self.vfs.reserve(0, 0, 1)?;
+        // The entry added: a step, as for every directory edit.
+        self.charge(cost::STEP)?;
         let now = self.wall();
         if let Content::Dir { entries, .. } = &mut self.vfs.get_mut(dst.parent)?.content {
             entries.insert(dst.name, src_ino);
@@ -1003,6 +1164,7 @@ impl WasiHost {
         };
         let n = target.len().min(buf_len as usize);
         let bytes = target.as_bytes()[..n].to_vec();
+        self.charge(cost::bytes(n as u64))?;
         mem.write(buf, &bytes)?;
         mem.put_u32(bufused, n as u32)?;
         Ok(())
@@ -1053,6 +1215,7 @@ impl WasiHost {
         if target_len as usize > MAX_PATH_LEN {
             return Err(Errno::Nametoolong.into());
         }
+        self.charge(cost::path(u64::from(target_len)))?;
         let target = mem.str(target, target_len)?;
         if target.contains('\0') {
             return Err(Errno::Inval.into());
@@ -1075,8 +1238,8 @@ impl WasiHost {
     pub fn path_rename(&mut self, mem: &mut Mem, old_fd: u32, old_path: u32, old_len: u32, new_fd: u32, new_path: u32, new_len: u32) -> R {
         let old_dir = self.dir_fd(old_fd)?;
         let new_dir = self.dir_fd(new_fd)?;
-        let old_path = mem.str(old_path, old_len)?;
-        let new_path = mem.str(new_path, new_len)?;
+        let old_path = self.path_arg(mem, old_path, old_len)?;
+        let new_path = self.path_arg(mem, new_path, new_len)?;
         let src = self.vfs.resolve(old_dir, &old_path, false)?;
         let src_ino = src.ino.ok_or(Errno::Noent)?;
         let dst = self.vfs.resolve(new_dir, &new_path, false)?;
@@ -1111,6 +1274,8 @@ impl WasiHost {
         if src_is_dir && self.vfs.is_ancestor(src_ino, dst.parent) {
             return Err(Errno::Inval.into());
         }
+        // The entry moved: removed from one directory, added to another.
+        self.charge(cost::steps(2))?;
         let now = self.wall();
         if dst.ino.is_some() {
             self.vfs.unlink(dst.parent, &dst.name, now)?;
@@ -1143,8 +1308,12 @@ impl WasiHost {
         if nsubs == 0 || nsubs > MAX_POLL_SUBSCRIPTIONS {
             return Err(Errno::Inval.into());
         }
+        // Both arrays are checked whole; fields are then read and written
+        // at offsets inside them (`nsubs` is at most 4096, so the sizes fit).
         mem.slice(subs, nsubs * 48)?;
         mem.slice_mut(events, nsubs * 32)?;
+        self.charge(cost::steps(u64::from(nsubs)) + cost::bytes(80 * u64::from(nsubs)))?;
+        let raw = mem.slice(subs, nsubs * 48)?.to_vec();
         struct Sub {
             userdata: u64,
             tag: u8,
@@ -1152,20 +1321,20 @@ impl WasiHost {
             deadline: Option<u64>,
             fd: u32,
         }
+        let field = |rec: &[u8], at: usize, n: usize| rec[at..at + n].iter().rev().fold(0u64, |acc, &b| acc << 8 | u64::from(b));
         let mut list = Vec::with_capacity(nsubs as usize);
-        for i in 0..nsubs {
-            let at = subs + i * 48;
-            let userdata = mem.u64(at)?;
-            let tag = mem.u8(at + 8)?;
+        for rec in raw.chunks_exact(48) {
+            let userdata = field(rec, 0, 8);
+            let tag = rec[8];
             let mut sub = Sub { userdata, tag, clock: 0, deadline: None, fd: 0 };
             match tag {
                 0 => {
-                    sub.clock = mem.u32(at + 16)?;
-                    let timeout = mem.u64(at + 24)?;
-                    let abstime = mem.u16(at + 40)? & 1 != 0;
+                    sub.clock = field(rec, 16, 4) as u32;
+                    let timeout = field(rec, 24, 8);
+                    let abstime = field(rec, 40, 2) & 1 != 0;
                     sub.deadline = self.now(sub.clock).ok().map(|now| if abstime { timeout } else { now.saturating_add(timeout) });
                 }
-                1 | 2 => sub.fd = mem.u32(at + 16)?,
+                1 | 2 => sub.fd = field(rec, 16, 4) as u32,
                 _ => return Err(Errno::Inval.into()),
             }
             list.push(sub);
@@ -1200,16 +1369,20 @@ impl WasiHost {
                 }
             }
         }
-        let n = out.len();
-        for (i, (userdata, err, tag, nbytes)) in out.into_iter().take(n).enumerate() {
-            let at = events + i as u32 * 32;
-            mem.slice_mut(at, 32)?.fill(0);
-            mem.put_u64(at, userdata)?;
-            mem.put_u16(at + 8, err)?;
-            mem.put_u8(at + 10, tag)?;
-            mem.put_u64(at + 16, nbytes)?;
+        let n = out.len() as u32;
+        let mut rec = mem.record_mut(events, n * 32)?;
+        for (i, (userdata, err, tag, nbytes)) in out.into_iter().enumerate() {
+            let at = i * 32;
+            rec.u64(at, userdata);
+            rec.u16(at + 8, err);
+            rec.u8(at + 10, tag);
+            for pad in [11, 12, 13, 14, 15] {
+                rec.u8(at + pad, 0);
+            }
+            rec.u64(at + 16, nbytes);
+            rec.u64(at + 24, 0);
         }
-        mem.put_u32(nevents_out, n as u32)?;
+        mem.put_u32(nevents_out, n)?;
         Ok(())
     }
 }

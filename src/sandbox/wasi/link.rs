@@ -37,8 +37,11 @@ pub fn fuel_left(store: impl wasmtime::AsContextMut<Data = StoreData>) -> u64 {
     }
 }
 
-/// Runs one host call: records the fuel left (the logical clock reads it),
-/// lends the guest's memory and maps the result to an errno or a trap.
+/// Runs one host call: hands the host the fuel left (the logical clock reads
+/// it, and the host charges its work against it: see [`super::cost`]),
+/// lends the guest's memory, stores back what fuel is left, and maps the
+/// result to an errno or a trap. The guest reloads its fuel from the
+/// global after every call, so the host's charge is the guest's.
 fn call(caller: &mut Caller<'_, StoreData>, f: impl FnOnce(&mut Mem, &mut WasiHost) -> Result<(), Fault>) -> wasmtime::Result<i32> {
     let fuel = fuel_left(&mut *caller);
     let memory = match caller.data().memory {
@@ -57,7 +60,17 @@ fn call(caller: &mut Caller<'_, StoreData>, f: impl FnOnce(&mut Mem, &mut WasiHo
         None => (&mut empty[..], caller.data_mut()),
     };
     data.wasi.fuel_remaining = fuel;
-    match f(&mut Mem(bytes), &mut data.wasi) {
+    let result = match data.wasi.begin_call() {
+        Ok(()) => f(&mut Mem(bytes), &mut data.wasi),
+        Err(stop) => Err(stop),
+    };
+    let result = data.wasi.end_call(result);
+    let left = data.wasi.fuel_remaining;
+    if let Some(global) = caller.data().fuel {
+        // At most the budget, which is below 2^62: it fits an i64.
+        global.set(&mut *caller, wasmtime::Val::I64(left as i64))?;
+    }
+    match result {
         Ok(()) => Ok(0),
         Err(Fault::Errno(e)) => Ok(e.code()),
         Err(Fault::Stop(stop)) => Err(wasmtime::Error::new(stop)),

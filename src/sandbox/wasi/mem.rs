@@ -3,11 +3,21 @@
 //! Every pointer a guest passes is checked against the memory's size; a bad
 //! pointer is `EFAULT`, never a host panic. All integers are little-endian,
 //! as in WebAssembly.
+//!
+//! The host never adds to a guest pointer itself: a structure the host
+//! fills or reads (a `filestat`, an `iovec` array, a `subscription`) is
+//! checked whole with [`Mem::record_mut`] / [`Mem::slice`] and then
+//! addressed by offsets *inside* that checked slice, so pointer arithmetic
+//! cannot overflow or wrap, and a debug and a release build of canon give
+//! the same answer for every pointer.
 
 use super::errno::Errno;
 
 /// A guest's linear memory, borrowed for one host call.
 pub struct Mem<'a>(pub &'a mut [u8]);
+
+/// Most iovecs one read or write may pass: Linux's `IOV_MAX`.
+pub const MAX_IOVS: u32 = 1024;
 
 /// One `iovec`/`ciovec`: a guest buffer.
 #[derive(Clone, Copy, Debug)]
@@ -23,6 +33,20 @@ impl IoVec {
     /// exceed the memory's size).
     pub fn total(iovs: &[IoVec]) -> u64 {
         iovs.iter().map(|v| u64::from(v.len)).sum()
+    }
+
+    /// The first `max` bytes `iovs` name: later buffers dropped, the last
+    /// one kept shortened (a short read or write, as Linux does past its
+    /// per-call limit).
+    pub fn clamp(mut iovs: Vec<IoVec>, max: u64) -> Vec<IoVec> {
+        let mut left = max;
+        iovs.retain_mut(|v| {
+            let keep = u64::from(v.len).min(left);
+            left -= keep;
+            v.len = keep as u32;
+            keep > 0
+        });
+        iovs
     }
 }
 
@@ -107,14 +131,22 @@ impl Mem<'_> {
         self.write(ptr, &v.to_le_bytes())
     }
 
+    /// `len` bytes at `ptr`, checked whole, to fill in at fixed offsets.
+    pub fn record_mut(&mut self, ptr: u32, len: u32) -> Result<Record<'_>, Errno> {
+        self.slice_mut(ptr, len).map(Record)
+    }
+
     /// Reads an array of `count` iovecs at `ptr`, checking each buffer.
+    /// More than [`MAX_IOVS`] is `EINVAL`, as on Linux.
     pub fn iovecs(&self, ptr: u32, count: u32) -> Result<Vec<IoVec>, Errno> {
-        let bytes = count.checked_mul(8).ok_or(Errno::Fault)?;
-        self.slice(ptr, bytes)?;
+        if count > MAX_IOVS {
+            return Err(Errno::Inval);
+        }
+        let bytes = count * 8;
+        let array = self.slice(ptr, bytes)?;
         let mut out = Vec::with_capacity(count as usize);
-        for i in 0..count {
-            let at = ptr + i * 8;
-            let v = IoVec { ptr: self.u32(at)?, len: self.u32(at + 4)? };
+        for raw in array.chunks_exact(8) {
+            let v = IoVec { ptr: le_u32(&raw[..4]), len: le_u32(&raw[4..]) };
             self.slice(v.ptr, v.len)?;
             out.push(v);
         }
@@ -136,6 +168,49 @@ impl Mem<'_> {
     }
 }
 
+/// A little-endian `u32` from exactly four bytes.
+fn le_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(b);
+    u32::from_le_bytes(a)
+}
+
+/// A structure in guest memory whose whole extent was checked: the host
+/// writes its fields at offsets within it. The offsets are the host's own
+/// constants (the layouts of `typenames.witx`), never guest values.
+pub struct Record<'a>(&'a mut [u8]);
+
+impl Record<'_> {
+    fn put(&mut self, at: usize, bytes: &[u8]) {
+        // The layouts' offsets lie inside the records they describe; a
+        // wrong constant is a host bug the WASI tests catch, not a guest
+        // input, and it writes nothing rather than panicking.
+        if let Some(dst) = self.0.get_mut(at..at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    }
+
+    /// Writes a `u8` at `at`.
+    pub fn u8(&mut self, at: usize, v: u8) {
+        self.put(at, &[v]);
+    }
+
+    /// Writes a little-endian `u16` at `at`.
+    pub fn u16(&mut self, at: usize, v: u16) {
+        self.put(at, &v.to_le_bytes());
+    }
+
+    /// Writes a little-endian `u32` at `at`.
+    pub fn u32(&mut self, at: usize, v: u32) {
+        self.put(at, &v.to_le_bytes());
+    }
+
+    /// Writes a little-endian `u64` at `at`.
+    pub fn u64(&mut self, at: usize, v: u64) {
+        self.put(at, &v.to_le_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +224,10 @@ mod tests {
         assert_eq!(m.slice(8, 0).map(<[u8]>::len), Ok(0));
         m.put_u32(4, 0xdead_beef).expect("in bounds");
         assert_eq!(m.u32(4), Ok(0xdead_beef));
+        // A record that would end past the memory, or past 2^32, is refused
+        // whole before any field is written.
+        assert!(m.record_mut(u32::MAX, 24).is_err());
+        assert!(m.record_mut(4, 8).is_err());
+        assert_eq!(m.iovecs(u32::MAX - 3, 1).map(|v| v.len()), Err(Errno::Fault));
     }
 }

@@ -2,6 +2,7 @@
 //! served, over an in-memory file system, every call deterministic by
 //! construction.
 
+pub mod cost;
 pub mod errno;
 pub mod host;
 pub mod link;

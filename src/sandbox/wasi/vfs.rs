@@ -126,12 +126,14 @@ pub struct Vfs {
     pub usage: Usage,
     max_bytes: u64,
     max_created: u64,
+    /// Steps of guest-sized walks since the host last charged for them.
+    steps: std::cell::Cell<u64>,
 }
 
 impl Vfs {
     /// An empty file system with the given output caps.
     pub fn new(max_bytes: u64, max_created: u64) -> Vfs {
-        Vfs { inodes: Vec::new(), usage: Usage::default(), max_bytes, max_created }
+        Vfs { inodes: Vec::new(), usage: Usage::default(), max_bytes, max_created, steps: std::cell::Cell::new(0) }
     }
 
     /// The inode `ino`. Panics never: a stale number gives `EBADF`.
@@ -166,7 +168,7 @@ impl Vfs {
         }
         self.fill(root, tree, writable, time);
         if writable {
-            self.usage.bytes += tree.file_bytes();
+            self.usage.bytes = self.usage.bytes.saturating_add(tree.file_bytes());
         }
         root
     }
@@ -228,7 +230,7 @@ impl Vfs {
     /// Resolves `path` relative to directory `start`. Symbolic links in
     /// intermediate components are always followed; the final component's
     /// link is followed only if `follow` is set (or the path ends in `/`).
-    pub fn resolve(&self, start: Ino, path: &str, follow: bool) -> Result<Resolved, Errno> {
+    pub fn resolve<'a>(&'a self, start: Ino, path: &'a str, follow: bool) -> Result<Resolved, Errno> {
         if path.is_empty() {
             return Err(Errno::Noent);
         }
@@ -250,16 +252,19 @@ impl Vfs {
         let trailing_slash = path.ends_with('/');
         // `stack` is the chain of directories from `start` to the current one.
         let mut stack: Vec<Ino> = vec![start];
-        let mut queue: VecDeque<String> = components(path);
+        // Components still to resolve, borrowed from `path` and from the
+        // targets of the links followed (both outlive the walk).
+        let mut queue: VecDeque<&'a str> = components(path).collect();
         let mut hops = 0u32;
-        let mut last: Option<(Ino, String, Option<Ino>)> = None;
+        let mut last: Option<(Ino, &'a str, Option<Ino>)> = None;
         while let Some(comp) = queue.pop_front() {
+            self.count_step();
             let cur = *stack.last().ok_or(Errno::Notcapable)?;
             let is_last = queue.is_empty();
-            match comp.as_str() {
+            match comp {
                 "." => {
                     if is_last {
-                        last = Some((cur, ".".to_string(), Some(cur)));
+                        last = Some((cur, ".", Some(cur)));
                     }
                     continue;
                 }
@@ -270,7 +275,7 @@ impl Vfs {
                     stack.pop();
                     if is_last {
                         let now = *stack.last().ok_or(Errno::Notcapable)?;
-                        last = Some((now, ".".to_string(), Some(now)));
+                        last = Some((now, ".", Some(now)));
                     }
                     continue;
                 }
@@ -279,7 +284,7 @@ impl Vfs {
             if comp.len() > MAX_NAME_LEN {
                 return Err(Errno::Nametoolong);
             }
-            let found = self.lookup(cur, &comp)?;
+            let found = self.lookup(cur, comp)?;
             match found {
                 None => {
                     if !is_last {
@@ -301,12 +306,12 @@ impl Vfs {
                             if target.is_empty() {
                                 return Err(Errno::Noent);
                             }
-                            let mut expanded = components(target);
-                            if is_last && expanded.is_empty() {
-                                expanded.push_back(".".into());
-                            }
-                            for c in expanded.into_iter().rev() {
+                            let before = queue.len();
+                            for c in components(target).rev() {
                                 queue.push_front(c);
+                            }
+                            if is_last && queue.len() == before {
+                                queue.push_front(".");
                             }
                         }
                         Content::Dir { .. } => {
@@ -331,9 +336,10 @@ impl Vfs {
             // Only "." / ".." components that ended on a directory.
             None => {
                 let cur = *stack.last().ok_or(Errno::Notcapable)?;
-                (cur, ".".to_string(), Some(cur))
+                (cur, ".", Some(cur))
             }
         };
+        let name = name.to_string();
         if trailing_slash
             && let Some(i) = ino
             && !self.get(i)?.is_dir()
@@ -343,11 +349,13 @@ impl Vfs {
         Ok(Resolved { parent, name, ino, trailing_slash })
     }
 
-    /// Checks the caps before `extra_bytes` more bytes or `extra_inodes` more
-    /// inodes are held by writable mounts.
-    pub fn reserve(&mut self, extra_bytes: i64, extra_inodes: u64) -> Result<(), OverLimit> {
-        let bytes = (self.usage.bytes as i64).saturating_add(extra_bytes).max(0) as u64;
-        let created = self.usage.created.saturating_add(extra_inodes);
+    /// Checks the caps before a file held by writable mounts goes from
+    /// `old_bytes` to `new_bytes`, or `extra_inodes` more inodes are made.
+    /// Sizes are unsigned and the sums checked, so no size a guest can ask
+    /// for wraps around a cap.
+    pub fn reserve(&mut self, old_bytes: u64, new_bytes: u64, extra_inodes: u64) -> Result<(), OverLimit> {
+        let bytes = self.usage.bytes.saturating_sub(old_bytes).checked_add(new_bytes).ok_or(OverLimit)?;
+        let created = self.usage.created.checked_add(extra_inodes).ok_or(OverLimit)?;
         if bytes > self.max_bytes || created > self.max_created {
             return Err(OverLimit);
         }
@@ -358,6 +366,8 @@ impl Vfs {
 
     /// Creates a new inode named `name` in directory `parent`.
     pub fn create(&mut self, parent: Ino, name: &str, content: Content, time: u64) -> Result<Result<Ino, Errno>, OverLimit> {
+        // An entry added to a directory is a step of work.
+        self.count_step();
         let writable = match self.get(parent) {
             Ok(p) => p.writable,
             Err(e) => return Ok(Err(e)),
@@ -366,10 +376,10 @@ impl Vfs {
             return Ok(Err(Errno::Rofs));
         }
         let size = match &content {
-            Content::File(b) => b.len() as i64,
+            Content::File(b) => b.len() as u64,
             _ => 0,
         };
-        self.reserve(size, 1)?;
+        self.reserve(0, size, 1)?;
         let ino = self.alloc(Inode { content, nlink: 1, open: 0, writable, atim: time, mtim: time, ctim: time });
         if let Ok(p) = self.get_mut(parent) {
             if let Content::Dir { entries, .. } = &mut p.content {
@@ -384,6 +394,8 @@ impl Vfs {
     /// Removes the entry `name` from `parent`, dropping the inode once no
     /// link or descriptor refers to it.
     pub fn unlink(&mut self, parent: Ino, name: &str, time: u64) -> Result<(), Errno> {
+        // An entry removed from a directory is a step of work.
+        self.count_step();
         let p = self.get_mut(parent)?;
         let Content::Dir { entries, .. } = &mut p.content else { return Err(Errno::Notdir) };
         let ino = entries.remove(name).ok_or(Errno::Noent)?;
@@ -415,9 +427,22 @@ impl Vfs {
         }
     }
 
+    /// Counts one step of a walk whose length the guest controls (a path
+    /// component, a symlink's expansion, a parent followed); the host
+    /// charges fuel for them when the call ends ([`Vfs::take_steps`]).
+    fn count_step(&self) {
+        self.steps.set(self.steps.get().saturating_add(1));
+    }
+
+    /// The steps counted since the last call, and a fresh count.
+    pub fn take_steps(&self) -> u64 {
+        self.steps.replace(0)
+    }
+
     /// Whether `ancestor` is `ino` or one of its ancestors.
     pub fn is_ancestor(&self, ancestor: Ino, mut ino: Ino) -> bool {
         loop {
+            self.count_step();
             if ino == ancestor {
                 return true;
             }
@@ -431,8 +456,10 @@ impl Vfs {
 
 /// Splits a path into its components, dropping empty ones (`a//b`) but
 /// keeping `.` and `..`.
-fn components(path: &str) -> VecDeque<String> {
-    path.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect()
+/// The components of `path`, borrowed from it: resolution copies nothing
+/// but the final name.
+fn components(path: &str) -> impl DoubleEndedIterator<Item = &str> {
+    path.split('/').filter(|c| !c.is_empty())
 }
 
 #[cfg(test)]

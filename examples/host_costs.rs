@@ -1,0 +1,84 @@
+//! What WASI calls cost in wall time per unit of fuel, against plain
+//! compute, in the build it runs in: the figures docs/FUEL.md quotes come
+//! from `cargo run --release --example host_costs`.
+//!
+//! For every WASI function, an endless loop of it with the arguments that
+//! make it do the most work (`canon::fuzzing::wasi::cost_probes`) runs
+//! until its fuel is spent, as does `sha256chain` (plain compute), and the
+//! example prints each call's nanoseconds per unit of fuel as a multiple of
+//! compute's. It fails if any is above `BOUND` (so that a job's wall time
+//! stays a function of its fuel on every node, within that factor of what
+//! the same fuel of compute takes). `scripts/test.sh` runs it in release.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use canon::fuzzing::wasi::{cost_probes, measure};
+use canon::job::Job;
+use canon::sandbox::{Backend, Sandbox};
+
+/// How much slower than compute, per unit of fuel, any host call may be:
+/// loose enough for a loaded machine (the figures move by half between
+/// runs here), tight enough to catch work that fuel does not pay for.
+const BOUND: f64 = 16.0;
+
+/// Fuel per measurement.
+const FUEL: u64 = 50_000_000;
+
+fn main() -> ExitCode {
+    let sandbox = match Sandbox::builder().cache_dir(None).backend(Backend::Cranelift).build() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("host_costs: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let compute = match compute_ns_per_fuel(&sandbox) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("host_costs: compute baseline: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("compute (sha256chain): {compute:.3} ns per unit of fuel");
+    let mut over = Vec::new();
+    for (name, program) in cost_probes() {
+        match measure(&sandbox, &program, FUEL) {
+            Ok(ns) => {
+                let r = ns / compute;
+                println!("{name:24} {ns:8.3} ns  {r:6.2}x compute");
+                if r > BOUND {
+                    over.push(name);
+                }
+            }
+            Err(e) => {
+                println!("{name:24} FAILED: {e}");
+                over.push(name);
+            }
+        }
+    }
+    if over.is_empty() {
+        println!("host_costs: every WASI call within {BOUND}x compute per unit of fuel");
+        ExitCode::SUCCESS
+    } else {
+        println!("host_costs: past {BOUND}x compute per unit of fuel: {over:?}");
+        ExitCode::FAILURE
+    }
+}
+
+/// sha256chain's nanoseconds per unit of fuel, given far more rounds than
+/// its fuel pays for (the fastest of three runs).
+fn compute_ns_per_fuel(sandbox: &Sandbox) -> Result<f64, String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/jobs/sha256chain.toml");
+    let mut job = Job::load(&path).map_err(|e| e.to_string())?;
+    job.args = vec!["100000000".into()];
+    job.limits.fuel = FUEL;
+    sandbox.run(&job).map_err(|e| e.to_string())?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let started = Instant::now();
+        sandbox.run(&job).map_err(|e| e.to_string())?;
+        best = best.min(started.elapsed().as_nanos() as f64);
+    }
+    Ok(best / FUEL as f64)
+}
