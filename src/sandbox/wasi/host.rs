@@ -18,7 +18,7 @@ use super::errno::Errno;
 use super::mem::{IoVec, Mem};
 use super::vfs::{Content, Ino, MAX_PATH_LEN, OverLimit, Resolved, Vfs};
 use crate::digest::Digest;
-use crate::job::Job;
+use crate::job::{Job, guest_place};
 use crate::outcome::TrapKind;
 use crate::tree::Tree;
 
@@ -186,12 +186,15 @@ impl<'a> HostConfig<'a> {
     /// The host configuration for a job: its mounts, in the job's order
     /// (fd 3, 4, ..., as `wasmtime run` numbers its `--dir`s), then the
     /// default empty, writable `/out` and scratch `/tmp` unless the job
-    /// mounts those itself. The job digest covers the job's order, and the
-    /// defaults' places follow from it.
+    /// mounts those itself or mounts `/`. The job digest covers the job's
+    /// order, and the defaults' places follow from it.
     pub fn for_job(job: &'a Job) -> HostConfig<'a> {
         let mut mounts: Vec<(String, bool, &Tree)> = job.mounts.iter().map(|m| (m.guest.clone(), m.writable, m.tree())).collect();
+        // A mount at `/` is the whole file system: nothing beside it. An
+        // input at `/out` (or a relative `out`, placed there) replaces it.
+        let root = job.mounts.iter().any(|m| m.guest == "/");
         for default in ["/out", "/tmp"] {
-            if !mounts.iter().any(|(g, _, _)| g == default) {
+            if !root && !job.mounts.iter().any(|m| guest_place(&m.guest) == default) {
                 mounts.push((default.to_string(), true, &EMPTY_TREE));
             }
         }
@@ -281,7 +284,9 @@ impl WasiHost {
     }
 
     /// The final content of every writable mount except `/tmp`, as one tree
-    /// whose top-level names are the mounts' guest paths without the leading `/`.
+    /// whose top-level names are the mounts' guest paths without the leading
+    /// `/` (so the empty name for a mount at `/`, and a relative name as it
+    /// is: see [`crate::outcome::Outcome::outputs`]).
     pub fn output_tree(&self) -> Tree {
         let mut out = Tree::new();
         for (name, writable, ino) in &self.preopens {
