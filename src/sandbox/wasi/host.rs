@@ -1206,7 +1206,8 @@ impl WasiHost {
         self.set_times(ino, atim, mtim, fst)
     }
 
-    /// `path_link`: a hard link, within writable mounts only.
+    /// `path_link`: a hard link, within writable mounts only. The new path
+    /// names a file, so a trailing `/` on it gives `ENOENT`, as on Linux.
     #[allow(clippy::too_many_arguments)]
     pub fn path_link(&mut self, mem: &mut Mem, old_fd: u32, old_flags: u32, old_path: u32, old_len: u32, new_fd: u32, new_path: u32, new_len: u32) -> R {
         let old_dir = self.dir_fd(old_fd)?;
@@ -1221,6 +1222,9 @@ impl WasiHost {
         let dst = self.vfs.resolve(new_dir, &new_path, false)?;
         if dst.ino.is_some() {
             return Err(Errno::Exist.into());
+        }
+        if dst.trailing_slash {
+            return Err(Errno::Noent.into());
         }
         self.writable_dir(dst.parent)?;
         if !self.vfs.get(src_ino)?.writable {
@@ -1291,8 +1295,10 @@ impl WasiHost {
         Ok(())
     }
 
-    /// `path_symlink`: any target may be written; following one that leaves
-    /// the preopen is refused at resolution time.
+    /// `path_symlink`: a relative target may be anything (following one
+    /// that leaves the preopen is refused at resolution time); an absolute
+    /// one could only ever name something outside it, and is refused with
+    /// `ENOTCAPABLE` here, as wasmtime refuses it.
     pub fn path_symlink(&mut self, mem: &mut Mem, target: u32, target_len: u32, fd: u32, path: u32, len: u32) -> R {
         // A target is held by the host and written to disk with the output:
         // bound it as Linux does (ENAMETOOLONG past PATH_MAX), and refuse
@@ -1304,6 +1310,9 @@ impl WasiHost {
         let target = mem.str(target, target_len)?;
         if target.contains('\0') {
             return Err(Errno::Inval.into());
+        }
+        if target.starts_with('/') {
+            return Err(Errno::Notcapable.into());
         }
         let r = self.resolve_at(mem, fd, path, len, false)?;
         if r.ino.is_some() {
