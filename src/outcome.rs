@@ -201,8 +201,9 @@ pub struct Outcome {
     /// Bytes the guest wrote to stderr.
     pub stderr: Vec<u8>,
     /// The final content of every writable mount, as one tree whose top-level
-    /// names are the mounts' guest paths without the leading `/` (so a
-    /// top-level name holds `/` for a mount at `/data/sub`: write it out with
+    /// names are the mounts' places without the leading `/` (so a top-level
+    /// name holds `/` for a mount at `/data/sub`, is `data` for a relative
+    /// `data`, and is empty for a mount at `/`: write it out with
     /// [`Outcome::write_outputs`], not [`Tree::write_to`]).
     pub outputs: Tree,
 }
@@ -232,8 +233,17 @@ impl Outcome {
     pub fn manifest(&self) -> Manifest {
         let mut m = Manifest::default();
         for (name, node) in &self.outputs.entries {
-            if let Node::Dir(t) = node {
-                m.extend_from_tree(&format!("/{name}"), t);
+            match node {
+                // A mount at `/`: its own entries are the top-level paths.
+                Node::Dir(t) if name.is_empty() => {
+                    m.entries.extend(t.manifest().entries.into_iter().map(|mut e| {
+                        e.path.insert(0, '/');
+                        e
+                    }));
+                    m.entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+                }
+                Node::Dir(t) => m.extend_from_tree(&format!("/{name}"), t),
+                _ => {}
             }
         }
         m
@@ -241,8 +251,9 @@ impl Outcome {
 
     /// Writes the output tree below the host directory `dir`, which must
     /// exist and be new: each writable mount at its guest path without the
-    /// leading `/`, so guest `/out/a.txt` becomes `dir/out/a.txt` and a
-    /// mount at `/data/sub` becomes `dir/data/sub`.
+    /// leading `/`, so guest `/out/a.txt` becomes `dir/out/a.txt`, a mount
+    /// at `/data/sub` becomes `dir/data/sub`, a relative `data` becomes
+    /// `dir/data` and a mount at `/` fills `dir` itself.
     ///
     /// A guest path is data, never host path syntax: it is split at `/` and
     /// each part must be a plain entry name ([`crate::tree::is_entry_name`]),
@@ -256,6 +267,17 @@ impl Outcome {
         // no output may land on anything else that is already placed.
         let mut made: BTreeSet<String> = BTreeSet::new();
         for (guest, node) in &self.outputs.entries {
+            if guest.is_empty() {
+                // A mount at `/`: its entries go at the top.
+                let Node::Dir(t) = node else { return Err(TreeError::BadName { dir: dir.to_path_buf(), name: String::new() }) };
+                for (name, child) in &t.entries {
+                    if root.entries.contains_key(name) {
+                        return Err(TreeError::Overlap(dir.join(name)));
+                    }
+                    root.entries.insert(name.clone(), child.clone());
+                }
+                continue;
+            }
             let parts: Vec<&str> = guest.split('/').collect();
             if let Some(bad) = parts.iter().find(|p| !is_entry_name(p)) {
                 return Err(TreeError::BadName { dir: dir.to_path_buf(), name: (*bad).to_string() });
@@ -370,11 +392,26 @@ mod tests {
     }
 
     #[test]
+    fn a_root_mount_fills_the_directory_and_its_paths_start_at_the_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut tree = Tree::new();
+        tree.entries.insert("a".into(), dir_with("b"));
+        tree.entries.insert("c".into(), Node::File(std::sync::Arc::new(b"y".to_vec())));
+        let o = outputs(&[("", Node::Dir(tree))]);
+        o.write_outputs(root.path()).expect("write");
+        assert!(root.path().join("a/b").is_file() && root.path().join("c").is_file());
+        let paths: Vec<String> = o.manifest().entries.into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, ["/a", "/a/b", "/c"]);
+        assert_eq!(outputs(&[("data", dir_with("b"))]).manifest().entries[0].path, "/data/b");
+    }
+
+    #[test]
     fn outputs_that_would_leave_the_directory_or_overlap_are_refused() {
         for (mounts, overlap) in [
             (vec![("..", dir_with("a"))], false),
             (vec![("a/../../b", dir_with("a"))], false),
-            (vec![("", dir_with("a"))], false),
+            (vec![("", Node::File(std::sync::Arc::new(vec![])))], false),
+            (vec![("", dir_with("a")), ("a", dir_with("b"))], true),
             (vec![("./a", dir_with("a"))], false),
             (vec![("a//b", dir_with("a"))], false),
             (vec![("a", dir_with("b")), ("a/b", dir_with("c"))], true),

@@ -105,6 +105,24 @@ fn a_run_output_directory_inside_an_input_is_refused_and_nothing_is_written() {
 }
 
 #[test]
+fn a_writable_root_mount_is_refused_with_out_before_running() {
+    let dir = scratch();
+    std::fs::create_dir(dir.path().join("seed")).expect("mkdir");
+    let spec = job_spec(dir.path(), "job.toml", "hello.wasm", "[[input]]\nhost = \"seed\"\nguest = \"/\"\nwritable = true");
+    let out = dir.path().join("out");
+    let o = Command::new(canon_bin()).arg("run").arg(&spec).arg("--out").arg(&out).output().expect("spawn");
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("writable mount /") && err.contains("read-only"), "{err}");
+    assert!(!out.exists());
+    let read_only = job_spec(dir.path(), "ro.toml", "hello.wasm", "[[input]]\nhost = \"seed\"\nguest = \"/\"");
+    let o = Command::new(canon_bin()).arg("run").arg(&read_only).arg("--out").arg(&out).output().expect("spawn");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names: Vec<_> = std::fs::read_dir(&out).expect("ls").map(|e| e.expect("entry").file_name().into_string().expect("utf-8")).collect();
+    assert!(!names.iter().any(|n| n == "out" || n == "tmp"), "a root mount has no /out beside it: {names:?}");
+}
+
+#[test]
 fn a_writable_mount_that_would_land_on_a_result_file_is_refused_before_running() {
     let dir = scratch();
     std::fs::create_dir(dir.path().join("seed")).expect("mkdir");

@@ -294,7 +294,7 @@ fn an_absolute_host_dir_under_tmp_needs_a_guest_path() {
 
 #[test]
 fn guest_paths_that_climb_out_are_refused() {
-    for guest in ["/..", "/a/../../escape", "/../escape", "escape", "../escape", "/a/./b", "//a", "/a/"] {
+    for guest in ["/..", "/a/../../escape", "/../escape", "../escape", "escape/..", "./escape", "/a/./b", "//a", "/a/", "a/"] {
         let w = World::new();
         let out = w.path("results");
         let scribbler = w.module("scribbler");
@@ -359,6 +359,58 @@ fn nested_mounts_are_refused_so_no_copy_is_written_through_another() {
         assert!(!out.exists());
     }
     assert_eq!(std::fs::read_dir(w.path("victim")).expect("ls").count(), 0);
+}
+
+// ------------------------------------------- preopen names: relative and `/`
+
+/// The preopen names `preopens` prints for `args`, one a line.
+fn preopen_names(w: &World, args: &[&str]) -> String {
+    let module = w.module("preopens");
+    let mut all = args.to_vec();
+    all.push(module.to_str().expect("utf-8"));
+    let o = w.exec(&all);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    String::from_utf8(o.stdout).expect("utf-8")
+}
+
+#[test]
+fn a_relative_guest_name_is_the_preopen_name_and_lands_under_out_at_its_place() {
+    let w = World::new();
+    // As `wasmtime run --dir fs-tests.dir` names its preopen `fs-tests.dir`.
+    std::fs::create_dir(w.path("cwd/fs-tests.dir")).expect("mkdir");
+    assert_eq!(preopen_names(&w, &["--dir", "fs-tests.dir"]), "fs-tests.dir\n/out\n/tmp\n");
+    assert_eq!(preopen_names(&w, &["--dir", "../data::data/copy"]), "data/copy\n/out\n/tmp\n");
+    let out = w.path("results");
+    let scribbler = w.module("scribbler");
+    let o = exec_leaves_the_host_alone(&w, &["--dir", "../data::data/copy", "--out", "../results", scribbler.to_str().expect("utf-8")], &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(file(&output(&out, "data/copy"), "new.txt"), SCRIBBLED);
+    // `data` and `/data` are one place: both at once are refused.
+    let o = w.exec(&["--dir", "../data::data", "--dir", "../data::/data", scribbler.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("same place"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_mount_at_the_root_is_the_guest_s_whole_file_system() {
+    let w = World::new();
+    // As the wasi-testsuite's wasmtime adapter mounts a test's directory.
+    assert_eq!(preopen_names(&w, &["--dir", "../data::/"]), "/\n", "no /out or /tmp beside a root mount");
+    let out = w.path("results");
+    let scribbler = w.module("scribbler");
+    let o = exec_leaves_the_host_alone(&w, &["--dir", "../data::/", "--out", "../results", scribbler.to_str().expect("utf-8")], &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let top = output(&out, "");
+    assert_eq!(file(&top, "keep.txt"), SCRIBBLED);
+    assert_eq!(file(&top, "new.txt"), SCRIBBLED);
+    assert_eq!(file(&output(&out, "sub"), "inner.txt"), b"inner\n");
+    let names: Vec<String> = top.entries.into_keys().collect();
+    assert_eq!(names, ["guest-dir", "keep.txt", "link", "new.txt", "sub"], "the root's content and nothing else");
+    for second in ["../data::/x", "../data::x"] {
+        let o = w.exec(&["--dir", "../data::/", "--dir", second, scribbler.to_str().expect("utf-8")]);
+        assert_eq!(o.status.code(), Some(125), "{second}");
+        assert!(stderr(&o).contains("only input"), "{}", stderr(&o));
+    }
 }
 
 #[test]

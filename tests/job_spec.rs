@@ -382,17 +382,55 @@ fn missing_input_host_path_is_named() {
 
 #[test]
 fn bad_guest_paths_are_refused() {
-    for guest in ["data", "/data/", "/a//b", "/a/./b", "/a/../b", "/"] {
+    for guest in ["", "./data", "../data", "data/", "/data/", "/a//b", "/a/./b", "a/./b", "/a/../b", "."] {
         let d = dir();
         write(d.path(), "data/f", b"f");
         let (err, msg) = refuse(d.path(), &minimal_plus(&input("data", guest, false)));
         assert!(matches!(err, JobError::GuestPath { index: 0, .. }), "{guest}: {err:?}");
         assert!(msg.contains("input[0].guest"), "{msg}");
     }
-    // A file directly under `/` would need `/` as its preopen.
+    // A file directly under `/` (or a relative name of one component)
+    // would need `/` as its preopen.
+    for guest in ["/m.wasm", "m.wasm", "/"] {
+        let d = dir();
+        let (err, _) = refuse(d.path(), &minimal_plus(&input("m.wasm", guest, false)));
+        assert!(matches!(err, JobError::GuestPath { .. }), "{guest}: {err:?}");
+    }
+}
+
+#[test]
+fn a_relative_guest_path_is_its_preopen_name_and_its_own_job() {
     let d = dir();
-    let (err, _) = refuse(d.path(), &minimal_plus(&input("m.wasm", "/m.wasm", false)));
-    assert!(matches!(err, JobError::GuestPath { .. }), "{err:?}");
+    write(d.path(), "data/f", b"f");
+    let relative = load(d.path(), &minimal_plus(&input("data", "data", false))).expect("relative");
+    assert_eq!(relative.mounts[0].guest, "data", "the name the guest reads is the one given");
+    let absolute = load(d.path(), &minimal_plus(&input("data", "/data", false))).expect("absolute");
+    assert_ne!(relative.digest(), absolute.digest(), "the guest sees the difference, so the digest does");
+    // Everything about places treats `data` as `/data`.
+    for (inputs, want) in [
+        (input("data", "data", false) + &input("data", "/data", false), "same place"),
+        (input("data", "a", false) + &input("data", "/a/b", false), "nested"),
+        (input("data", "tmp", true), "/tmp is reserved"),
+        (input("data", "out/sub", true), "inside /out"),
+    ] {
+        let (_, msg) = refuse(d.path(), &minimal_plus(&inputs));
+        assert!(msg.contains(want), "{inputs}: {msg}");
+    }
+    let (err, _) = refuse(d.path(), &minimal_plus(&input("data", "out", false)));
+    assert!(matches!(err, JobError::OutReadOnly { .. }), "{err:?}");
+}
+
+#[test]
+fn a_mount_at_the_root_must_be_the_only_input() {
+    let d = dir();
+    write(d.path(), "data/f", b"f");
+    let job = load(d.path(), &minimal_plus(&input("data", "/", false))).expect("a lone root");
+    assert_eq!(job.mounts[0].guest, "/");
+    for inputs in [input("data", "/", true) + &input("data", "/x", false), input("data", "x", false) + &input("data", "/", true)] {
+        let (err, msg) = refuse(d.path(), &minimal_plus(&inputs));
+        assert!(matches!(err, JobError::Overlap { .. }), "{err:?}");
+        assert!(msg.contains("only input"), "{msg}");
+    }
 }
 
 #[test]
@@ -661,6 +699,7 @@ fn every_field_that_matters_changes_the_digest() {
         ("output_files = 13", "output_files = 9"),
         ("host = \"data\"", "host = \"data2\""),
         ("guest = \"/data\"", "guest = \"/data2\""),
+        ("guest = \"/data\"", "guest = \"data\""),
         ("guest = \"/data\"", "guest = \"/data\"\nwritable = true"),
     ] {
         let spec = RICH.replacen(from, to, 1);

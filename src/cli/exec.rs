@@ -32,10 +32,13 @@ const SOURCE: &str = "canon exec";
 pub struct Args {
     /// Mount a host directory as a writable in-memory copy at the guest path
     /// GUEST (the host directory is never modified). Without `::GUEST` the
-    /// guest path is HOST as given, as under `wasmtime run`; canon's guest
-    /// paths are absolute and normalised, so a relative HOST needs one:
-    /// `--dir ../data::/data`. Preopened in command-line order (fd 3, 4,
-    /// ..., as under `wasmtime run`), before the sandbox's `/out` and `/tmp`.
+    /// guest path is HOST as given, as under `wasmtime run`. A guest path is
+    /// `/` (the guest's whole file system: then the only `--dir`, with no
+    /// `/out` or `/tmp` beside it), absolute (`/data`) or relative (`data`,
+    /// placed at `/data`), and never has `.`, `..` or empty components, so
+    /// `--dir ../data` needs one: `--dir ../data::/data`. Preopened in
+    /// command-line order (fd 3, 4, ..., as under `wasmtime run`), before
+    /// the sandbox's `/out` and `/tmp`.
     #[arg(long = "dir", value_name = "HOST[::GUEST]")]
     dirs: Vec<String>,
     /// Set an environment variable for the guest (a later one of the same
@@ -68,7 +71,8 @@ pub struct Args {
     #[arg(long, default_value_t = 3600)]
     timeout: u64,
     /// Write the final content of every writable mount here, each at its
-    /// guest path (`/out/a` as `DIR/out/a`). DIR must not exist or be
+    /// guest path (`/out/a` as `DIR/out/a`, a relative `data` as
+    /// `DIR/data`, a mount at `/` as DIR itself). DIR must not exist or be
     /// empty, must not be a symbolic link, and must not be inside a `--dir`.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -139,8 +143,9 @@ fn job_from_args(args: &Args) -> Result<Job> {
 
 /// Splits `--dir HOST[::GUEST]`. Without `::GUEST` the guest path is HOST as
 /// given, as `wasmtime run` has it, which canon accepts only if it is
-/// already an absolute, normalised path: a guest path is data, never host
-/// path syntax, and `..` or `.` must not pass from one to the other.
+/// already a guest path ([`check_guest_path`]: `/`, absolute or relative,
+/// normalised): a guest path is data, never host path syntax, and `..` or
+/// `.` must not pass from one to the other.
 fn split_dir(spec: &str) -> Result<(&str, &str)> {
     let (host, guest) = spec.split_once("::").unwrap_or((spec, spec));
     if host.is_empty() || guest.is_empty() {

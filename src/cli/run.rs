@@ -181,9 +181,16 @@ fn run_on_nodes(args: &Args, job: &Job, n: usize) -> Result<ExitCode> {
 const RESULT_FILES: [&str; 4] = ["stdout", "stderr", "outcome.json", "receipt.json"];
 
 /// Refuses, before anything runs, a job whose output tree would land on one
-/// of canon's own files in `--out` (a writable mount at `/stdout`, say).
+/// of canon's own files in `--out` (a writable mount at `/stdout`, say, or
+/// at `/`, whose top-level names the guest chooses).
 fn check_out_layout(job: &Job) -> Result<()> {
     for m in job.mounts.iter().filter(|m| m.writable) {
+        if m.guest == "/" {
+            anyhow::bail!(
+                "the writable mount / would be written into --out beside canon's own {}; make it read-only and write to a mount such as /out, or run without --out",
+                RESULT_FILES.join(", ")
+            );
+        }
         let top = m.guest.trim_start_matches('/').split('/').next().unwrap_or_default();
         if RESULT_FILES.contains(&top) {
             anyhow::bail!(

@@ -11,9 +11,10 @@
 //!    syntax of every guest path ([`check_guest_path`]);
 //! 2. the host side: read and validate the preloads in order, then the
 //!    module; read stdin; load the inputs and lay out the preopens (in the
-//!    order of their first input; none equal or nested, `/tmp` reserved,
-//!    `/out` only writable and nothing inside it), all within
-//!    [`MAX_INPUT_BYTES`].
+//!    order of their first input; none equal or nested, a relative name
+//!    `d` counting as `/d` and a mount at `/` as holding every other place;
+//!    `/tmp` reserved, `/out` only writable and nothing inside it), all
+//!    within [`MAX_INPUT_BYTES`].
 //!
 //! The first failure is returned as a [`JobError`] that names the builder's
 //! source (the spec file, or `canon exec`) and the item at fault by its
@@ -191,9 +192,12 @@ impl JobBuilder {
 
     /// Adds an input: the host file or directory `host` (followed if it is a
     /// symbolic link; links inside a directory are kept as links), at the
-    /// absolute, normalised guest path `guest`. A directory is preopened at
-    /// `guest`; a file is put in a synthetic preopen of its parent, shared
-    /// with the other file inputs there. Preopens are numbered in the order
+    /// guest path `guest` ([`check_guest_path`]: `/`, absolute and
+    /// normalised, or relative of plain components). A directory is
+    /// preopened at `guest`; a file is put in a synthetic preopen of its
+    /// parent, shared with the other file inputs there. A directory at `/`
+    /// is the guest's whole file system: it must be the only input, and the
+    /// sandbox adds no `/out` or `/tmp` beside it. Preopens are numbered in the order
     /// of their first input (fd 3, 4, ...; the sandbox's `/out`, unless an
     /// input is there, and `/tmp` come after them), and that order is part
     /// of the job. A writable input is a copy the guest may change; the
@@ -407,18 +411,33 @@ pub(super) fn human(n: u64) -> String {
     format!("{n} bytes")
 }
 
-/// Checks a guest path's syntax: absolute, normalised, not `/`. Returns
-/// what is wrong.
+/// Checks a guest path's syntax. Returns what is wrong.
 ///
+/// A guest path is the name of a preopen, which the guest reads back with
+/// `fd_prestat_dir_name` and wasi-libc matches path prefixes against. Three
+/// forms pass:
+///
+/// - `/` alone, the root: a mount there is the guest's whole file system,
+///   so it must be the job's only input (see [`JobBuilder::input`]);
+/// - absolute and normalised: `/data`, `/a/b`;
+/// - relative, of plain components: `data`, `fs-tests.dir`, `a/b`, the
+///   names `wasmtime run --dir data` gives. wasi-libc resolves paths from
+///   `/`, so it finds `data/x` and `/data/x` alike in a preopen named
+///   `data`, and canon places that mount at `/data` ([`guest_place`]) for
+///   every rule about places: nesting, the reserved `/tmp` and `/out`, and
+///   where `--out` writes it. The name the guest reads is the one given,
+///   so `data` and `/data` are two jobs with two digests.
+///
+/// Nothing else: no empty, `.` or `..` component, no trailing `/`, no NUL.
 /// A guest path is data, never host path syntax: it is only ever split at
 /// `/` into these components, so one that passes names a place below the
 /// guest's root and, laid out under an output directory, a place below it.
 pub fn check_guest_path(p: &str) -> Result<(), &'static str> {
-    if !p.starts_with('/') {
-        return Err("a guest path must be absolute (start with `/`)");
-    }
     if p == "/" {
-        return Err("`/` itself cannot be mounted; mount inputs below it, e.g. `/data`");
+        return Ok(());
+    }
+    if p.is_empty() {
+        return Err("a guest path must not be empty");
     }
     if p.ends_with('/') {
         return Err("a guest path must not end with `/`");
@@ -426,7 +445,7 @@ pub fn check_guest_path(p: &str) -> Result<(), &'static str> {
     if p.contains('\0') {
         return Err("a guest path must not contain NUL bytes");
     }
-    for component in p[1..].split('/') {
+    for component in p.strip_prefix('/').unwrap_or(p).split('/') {
         match component {
             "" => return Err("a guest path must not contain empty components (`//`)"),
             "." | ".." => return Err("a guest path must be normalised (no `.` or `..` components)"),
@@ -436,9 +455,20 @@ pub fn check_guest_path(p: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// `a` and `b` are equal, or one is inside the other.
+/// Where a guest path ([`check_guest_path`]) puts its mount: the path
+/// itself when it is absolute, else the relative name below `/` (`data`
+/// is placed at `/data`).
+pub fn guest_place(p: &str) -> String {
+    if p.starts_with('/') { p.to_string() } else { format!("/{p}") }
+}
+
+/// `inner` is the place `outer` or inside it (both absolute).
+fn inside(inner: &str, outer: &str) -> bool {
+    outer == "/" || inner.strip_prefix(outer).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The places `a` and `b` (both absolute) are equal, or one is inside the other.
 fn nested(a: &str, b: &str) -> bool {
-    let inside = |inner: &str, outer: &str| inner.strip_prefix(outer).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
     inside(a, b) || inside(b, a)
 }
 
@@ -473,7 +503,7 @@ fn load_inputs(file: &str, inputs: Vec<Input>, budget: &mut u64) -> Result<Vec<M
         } else if meta.is_file() {
             let (parent, leaf) = guest.rsplit_once('/').unwrap_or(("", &guest));
             if parent.is_empty() {
-                let reason = "a file input must be inside a directory (e.g. `/in/file.txt`), since `/` cannot be preopened".into();
+                let reason = "a file input must be inside a directory (e.g. `/in/file.txt`), which becomes its preopen".into();
                 return Err(JobError::GuestPath { file: f(), index, guest, reason });
             }
             (parent.to_string(), Some(leaf.to_string()))
@@ -481,7 +511,7 @@ fn load_inputs(file: &str, inputs: Vec<Input>, budget: &mut u64) -> Result<Vec<M
             return Err(JobError::InputLoad { file: f(), index, source: TreeError::Unsupported(host) });
         };
 
-        check_reserved(file, index, &guest, &dir, writable)?;
+        check_reserved(file, index, &guest, &guest_place(&dir), writable)?;
 
         let load_err = |source: TreeError| match source {
             TreeError::TooLarge { .. } => too_large(index),
@@ -534,17 +564,17 @@ fn load_inputs(file: &str, inputs: Vec<Input>, budget: &mut u64) -> Result<Vec<M
 
     for (i, (a, pa)) in preopens.iter().enumerate() {
         for (b, pb) in &preopens[i + 1..] {
-            if nested(a, b) {
+            if nested(&guest_place(a), &guest_place(b)) {
                 let ((first, first_dir), (second, second_dir)) =
                     if pa.index < pb.index { ((pa.index, a), (pb.index, b)) } else { ((pb.index, b), (pa.index, a)) };
-                return Err(JobError::Overlap {
-                    file: f(),
-                    first,
-                    first_dir: first_dir.to_string(),
-                    second,
-                    second_dir: second_dir.to_string(),
-                    relation: "are nested; preopened directories must be disjoint",
-                });
+                let relation = if a == "/" || b == "/" {
+                    "are nested: a mount at `/` is the guest's whole file system, so it must be the job's only input"
+                } else if guest_place(a) == guest_place(b) {
+                    "name the same place (a relative guest path `d` is placed at `/d`); preopened directories must be disjoint"
+                } else {
+                    "are nested; preopened directories must be disjoint"
+                };
+                return Err(JobError::Overlap { file: f(), first, first_dir: first_dir.to_string(), second, second_dir: second_dir.to_string(), relation });
             }
         }
     }
@@ -564,17 +594,19 @@ fn same_dir(file: &str, first: usize, second: usize, dir: &str) -> JobError {
 }
 
 /// `/tmp` belongs to the sandbox; `/out` may be replaced by a writable input
-/// but nothing may be mounted inside it.
+/// but nothing may be mounted inside it. `dir` is the preopen's place
+/// ([`guest_place`]); a mount at `/` holds neither (the sandbox adds no
+/// `/out` or `/tmp` beside it).
 fn check_reserved(file: &str, index: usize, guest: &str, dir: &str, writable: bool) -> Result<(), JobError> {
     let reserved = |reason| JobError::Reserved { file: file.into(), index, guest: guest.into(), reason };
-    if nested(dir, "/tmp") {
+    if inside(dir, "/tmp") {
         return Err(reserved("/tmp is reserved: the sandbox provides it for the guest's scratch files, so no input may be at or inside it"));
     }
     if dir == "/out" {
         if !writable {
             return Err(JobError::OutReadOnly { file: file.into(), index, guest: guest.into() });
         }
-    } else if nested(dir, "/out") {
+    } else if inside(dir, "/out") {
         return Err(reserved(
             "no preopen may be inside /out, which the sandbox provides; to seed /out, mount a writable directory at /out or put files directly in it",
         ));
@@ -587,13 +619,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn guest_paths_must_be_absolute_and_normalised() {
-        for good in ["/data", "/a/b", "/a.b/c-d", "/é", "/..a", "/a/..."] {
+    fn guest_paths_are_the_root_absolute_or_relative_and_normalised() {
+        for good in ["/", "/data", "/a/b", "/a.b/c-d", "/é", "/..a", "/a/...", "data", "fs-tests.dir", "a/b", "..a", "...", "é"] {
             assert_eq!(check_guest_path(good), Ok(()), "{good}");
         }
-        for bad in ["", "data", "./data", "/", "/data/", "/a//b", "/a/./b", "/a/../b", "/..", "/a\0", "../data", ".", ".."] {
+        for bad in [
+            "", "./data", "/data/", "data/", "/a//b", "a//b", "//", "/a/./b", "a/./b", "/a/../b", "a/..", "/..", "/a\0", "a\0", "../data", ".", "..", "./",
+            "//a",
+        ] {
             assert!(check_guest_path(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn a_relative_guest_path_is_placed_below_the_root() {
+        assert_eq!(guest_place("data"), "/data");
+        assert_eq!(guest_place("a/b"), "/a/b");
+        assert_eq!(guest_place("/data"), "/data");
+        assert_eq!(guest_place("/"), "/");
     }
 
     #[test]
@@ -604,6 +647,7 @@ mod tests {
         assert!(!nested("/a", "/ab"));
         assert!(!nested("/a-b", "/a"));
         assert!(!nested("/out", "/outside"));
+        assert!(nested("/", "/a") && nested("/a/b", "/") && nested("/", "/"));
     }
 
     fn minimal() -> PathBuf {
@@ -621,7 +665,7 @@ mod tests {
             (b().env("A=B", "1"), "`="),
             (b().limits(Limits { fuel: 0, ..Limits::EXEC_DEFAULT }), "limits.fuel"),
             (b().timeout(Duration::ZERO), "limits.timeout"),
-            (b().dir("/nonexistent-canon-test", "data", true), "must be absolute"),
+            (b().dir("/nonexistent-canon-test", "../data", true), "must be normalised"),
             (b().preload("wasi_snapshot_preview1", minimal(), None), "preload[0].name"),
             (b().commit("xyz"), "commit"),
         ];
@@ -630,6 +674,33 @@ mod tests {
             assert!(msg.starts_with("test: ") && msg.contains(want), "{want}: {msg}");
         }
         assert!(b().build().is_ok());
+    }
+
+    #[test]
+    fn a_root_mount_is_alone_and_a_relative_name_counts_as_its_absolute_place() {
+        let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/inputs/data");
+        let b = || JobBuilder::new("test", "t", minimal());
+        let guests = |job: Job| job.mounts.iter().map(|m| m.guest.clone()).collect::<Vec<_>>();
+        assert_eq!(guests(b().dir(&data, "/", true).build().expect("a lone root")), ["/"]);
+        assert_eq!(guests(b().dir(&data, "data", false).dir(&data, "/in", false).build().expect("relative")), ["data", "/in"]);
+        assert_eq!(guests(b().dir(&data, "out", true).build().expect("a writable out")), ["out"]);
+        let refused: [(&str, &str, &str); 7] = [
+            ("/", "/data", "must be the job's only input"),
+            ("data", "/", "must be the job's only input"),
+            ("data", "/data", "name the same place"),
+            ("/a", "a/b", "are nested"),
+            ("tmp", "/x", "/tmp is reserved"),
+            ("out/sub", "/x", "inside /out"),
+            ("/x", "tmp/sub", "/tmp is reserved"),
+        ];
+        for (first, second, want) in refused {
+            let msg = b().dir(&data, first, true).dir(&data, second, true).build().expect_err(want).to_string();
+            assert!(msg.contains(want), "{first} {second}: {msg}");
+        }
+        let read_only_out = b().dir(&data, "out", false).build().expect_err("read-only out");
+        assert!(matches!(read_only_out, JobError::OutReadOnly { .. }), "{read_only_out:?}");
+        let file_at_root = b().input(data.join("hello.txt"), "/hello.txt", false).build().expect_err("a file at the root");
+        assert!(file_at_root.to_string().contains("must be inside a directory"), "{file_at_root}");
     }
 
     #[test]

@@ -111,7 +111,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use builder::{JobBuilder, Stdin, check_guest_path};
+pub use builder::{JobBuilder, Stdin, check_guest_path, guest_place};
 pub use error::{JobError, ModuleError};
 pub use validate::{
     CORE_FEATURES, ExportType, Exports, ImportSource, LinkedModule, Linking, Role, import_source, validate_module, validate_module_cached,

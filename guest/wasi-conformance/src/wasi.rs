@@ -212,11 +212,21 @@ pub const OFLAGS_TRUNC: u16 = 1 << 3;
 // rights (only the ones the checks name; ALL is every defined bit)
 pub const RIGHTS_FD_DATASYNC: u64 = 1 << 0;
 pub const RIGHTS_FD_READ: u64 = 1 << 1;
+pub const RIGHTS_FD_SEEK: u64 = 1 << 2;
 pub const RIGHTS_FD_WRITE: u64 = 1 << 6;
 pub const RIGHTS_FD_ALLOCATE: u64 = 1 << 8;
 pub const RIGHTS_FD_READDIR: u64 = 1 << 14;
 pub const RIGHTS_FD_FILESTAT_SET_SIZE: u64 = 1 << 22;
 pub const RIGHTS_ALL: u64 = (1 << 30) - 1;
+/// What programs expect of every directory's base rights (the
+/// wasi-testsuite's `path_open_preopen`): the `path_*` rights but
+/// `path_filestat_set_size`, `fd_readdir`, `fd_filestat_get` and
+/// `fd_filestat_set_times`.
+pub const RIGHTS_DIRECTORY_BASE: u64 = 0x7b7_fe00;
+/// What they expect a directory to pass on: the above and every right of a
+/// file (datasync, read, seek, fdstat_set_flags, sync, tell, write, advise,
+/// allocate, filestat_set_size, poll_fd_readwrite).
+pub const RIGHTS_DIRECTORY_INHERITING: u64 = 0xff7_ffff;
 
 // eventtype
 pub const EVENTTYPE_CLOCK: u8 = 0;
