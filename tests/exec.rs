@@ -265,8 +265,12 @@ fn dot_dot_and_dot_are_refused_as_default_guest_paths() {
 
 #[test]
 fn an_absolute_host_dir_is_its_own_guest_path_and_lands_under_out() {
-    // Outside /tmp, which is the sandbox's own: see the next test.
-    let host = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    // Outside /tmp, which is the sandbox's own (see the next test): the
+    // target directory, unless the checkout itself is under /tmp (as CI's
+    // clone may be), then /var/tmp.
+    let target_tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let base = if target_tmp.starts_with("/tmp") { std::path::Path::new("/var/tmp") } else { target_tmp };
+    let host = tempfile::tempdir_in(base).expect("tempdir");
     let data = host.path().join("data");
     std::fs::create_dir(&data).expect("mkdir");
     std::fs::write(data.join("keep.txt"), "original\n").expect("write");
