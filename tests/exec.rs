@@ -459,19 +459,26 @@ fn wait_or_kill(mut child: std::process::Child, limit: Duration) -> Output {
     child.wait_with_output().expect("output")
 }
 
-#[test]
-fn exec_finishes_while_its_stdin_pipe_stays_open() {
-    // The wasi-testsuite runner keeps the runtime's stdin open for the whole test.
-    let d = scratch();
-    let mut child = Command::new(canon_bin())
+/// `canon exec ARGS…` with its stdin, stdout and stderr piped, its module
+/// cache in `d`.
+fn spawn_exec(d: &tempfile::TempDir, args: &[&std::ffi::OsStr]) -> std::process::Child {
+    Command::new(canon_bin())
         .arg("exec")
-        .arg(fixture("hello.wasm"))
+        .args(args)
         .env("CANON_CACHE_DIR", d.path().join("cache"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn");
+        .expect("spawn")
+}
+
+#[test]
+fn exec_finishes_while_its_stdin_pipe_stays_open() {
+    // The wasi-testsuite runner keeps the runtime's stdin open for the whole test.
+    let d = scratch();
+    let hello = fixture("hello.wasm");
+    let mut child = spawn_exec(&d, &[hello.as_os_str()]);
     let open_stdin = child.stdin.take();
     let o = wait_or_kill(child, Duration::from_secs(120));
     drop(open_stdin);
@@ -482,16 +489,8 @@ fn exec_finishes_while_its_stdin_pipe_stays_open() {
 #[test]
 fn without_stdin_the_guest_reads_nothing_even_from_a_pipe() {
     let d = scratch();
-    let mut child = Command::new(canon_bin())
-        .arg("exec")
-        .arg(fixture("probe.wasm"))
-        .args(["--", "stdin"])
-        .env("CANON_CACHE_DIR", d.path().join("cache"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let probe = fixture("probe.wasm");
+    let mut child = spawn_exec(&d, &[probe.as_os_str(), "--".as_ref(), "stdin".as_ref()]);
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(b"not for the guest\n").expect("write");
     let o = wait_or_kill(child, Duration::from_secs(120));
@@ -503,16 +502,8 @@ fn without_stdin_the_guest_reads_nothing_even_from_a_pipe() {
 #[test]
 fn stdin_dash_reads_the_host_stdin_to_its_end_before_the_guest_starts() {
     let d = scratch();
-    let mut child = Command::new(canon_bin())
-        .args(["exec", "--stdin", "-"])
-        .arg(fixture("probe.wasm"))
-        .args(["--", "stdin"])
-        .env("CANON_CACHE_DIR", d.path().join("cache"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let probe = fixture("probe.wasm");
+    let mut child = spawn_exec(&d, &["--stdin".as_ref(), "-".as_ref(), probe.as_os_str(), "--".as_ref(), "stdin".as_ref()]);
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(b"line one\nline two\n").expect("write");
     drop(stdin);
