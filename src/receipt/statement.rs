@@ -195,7 +195,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Predicate {
-    /// The job's digest (`canon/job/v2`).
+    /// The job's digest (`canon/job/v3`).
     pub job_digest: JobDigest,
     /// This run's id.
     pub run_id: RunId,
