@@ -10,12 +10,10 @@
 //! stays a function of its fuel on every node, within that factor of what
 //! the same fuel of compute takes). `scripts/test.sh` runs it in release.
 
-use std::process::ExitCode;
-use std::time::Instant;
-
-use canon::fuzzing::wasi::{cost_probes, measure};
+use canon::fuzzing::wasi::{cost_probes, measure, ns_per_fuel};
 use canon::job::Job;
 use canon::sandbox::{Backend, Sandbox};
+use std::process::ExitCode;
 
 /// How much slower than compute, per unit of fuel, any host call may be:
 /// loose enough for a loaded machine (the figures move by half between
@@ -73,12 +71,5 @@ fn compute_ns_per_fuel(sandbox: &Sandbox) -> Result<f64, String> {
     let mut job = Job::load(&path).map_err(|e| e.to_string())?;
     job.args = vec!["100000000".into()];
     job.limits.fuel = FUEL;
-    sandbox.run(&job).map_err(|e| e.to_string())?;
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let started = Instant::now();
-        sandbox.run(&job).map_err(|e| e.to_string())?;
-        best = best.min(started.elapsed().as_nanos() as f64);
-    }
-    Ok(best / FUEL as f64)
+    ns_per_fuel(sandbox, &job).map(|(ns, _)| ns)
 }

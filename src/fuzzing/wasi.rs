@@ -413,23 +413,33 @@ pub fn cost_probes() -> Vec<(&'static str, Program)> {
 
 /// Wall time per unit of fuel of an endless `program` given `fuel`, in
 /// nanoseconds, on `sandbox`, in a job with
-/// [`crate::sandbox::differential::DiffJob::inputs`] (compiled first, then
-/// timed three times, the fastest kept; it must end `out_of_fuel`).
+/// [`crate::sandbox::differential::DiffJob::inputs`]; it must end
+/// `out_of_fuel` (see [`ns_per_fuel`]).
 pub fn measure(sandbox: &crate::sandbox::Sandbox, program: &Program, fuel: u64) -> Result<f64, String> {
     use crate::outcome::{Termination, TrapKind};
     let module = program.encode().map_err(|e| e.to_string())?;
     let mut job = crate::sandbox::differential::DiffJob { inputs: true, ..Default::default() }.to_job(&module);
     job.limits.fuel = fuel;
-    sandbox.run(&job).map_err(|e| e.to_string())?;
-    // The fastest of three: what the work takes when the machine lets it.
+    let (ns, termination) = ns_per_fuel(sandbox, &job)?;
+    if termination != Termination::Trap(TrapKind::OutOfFuel) {
+        return Err(format!("ended {termination} instead of running out of fuel"));
+    }
+    Ok(ns)
+}
+
+/// Wall time per unit of the fuel `job` consumes, in nanoseconds, on
+/// `sandbox`, and how it ended: compiled first, then timed three times,
+/// the fastest kept (what the work takes when the machine lets it).
+pub fn ns_per_fuel(sandbox: &crate::sandbox::Sandbox, job: &crate::job::Job) -> Result<(f64, crate::outcome::Termination), String> {
+    sandbox.run(job).map_err(|e| e.to_string())?;
     let mut best = f64::INFINITY;
+    let mut last = None;
     for _ in 0..3 {
         let started = std::time::Instant::now();
-        let o = sandbox.run(&job).map_err(|e| e.to_string())?;
+        let o = sandbox.run(job).map_err(|e| e.to_string())?;
         best = best.min(started.elapsed().as_nanos() as f64);
-        if o.termination != Termination::Trap(TrapKind::OutOfFuel) {
-            return Err(format!("ended {} instead of running out of fuel", o.termination));
-        }
+        last = Some(o);
     }
-    Ok(best / fuel as f64)
+    let o = last.ok_or("no run")?;
+    Ok((best / o.fuel_consumed.max(1) as f64, o.termination))
 }

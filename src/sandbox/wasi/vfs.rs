@@ -64,6 +64,11 @@ pub struct Inode {
     pub mtim: u64,
     /// Last status change time.
     pub ctim: u64,
+    /// A file whose bytes are still the job's input's: its first change
+    /// copies them (and is charged for the copy). Set at mount, cleared by
+    /// that change: a property of the job and of what the guest did, never
+    /// of how many references to the bytes the host holds.
+    pub from_input: bool,
 }
 
 impl Inode {
@@ -162,6 +167,7 @@ impl Vfs {
             atim: time,
             mtim: time,
             ctim: time,
+            from_input: false,
         });
         if let Ok(Inode { content: Content::Dir { parent, .. }, .. }) = self.get_mut(root) {
             *parent = root;
@@ -180,7 +186,8 @@ impl Vfs {
                 Node::Symlink(t) => Content::Symlink(t.clone()),
                 Node::Dir(_) => Content::Dir { entries: BTreeMap::new(), parent: dir },
             };
-            let ino = self.alloc(Inode { content, nlink: 1, open: 0, writable, atim: time, mtim: time, ctim: time });
+            let from_input = matches!(content, Content::File(_));
+            let ino = self.alloc(Inode { content, nlink: 1, open: 0, writable, atim: time, mtim: time, ctim: time, from_input });
             if let Ok(Inode { content: Content::Dir { entries, .. }, .. }) = self.get_mut(dir) {
                 entries.insert(name.clone(), ino);
             }
@@ -380,7 +387,7 @@ impl Vfs {
             _ => 0,
         };
         self.reserve(0, size, 1)?;
-        let ino = self.alloc(Inode { content, nlink: 1, open: 0, writable, atim: time, mtim: time, ctim: time });
+        let ino = self.alloc(Inode { content, nlink: 1, open: 0, writable, atim: time, mtim: time, ctim: time, from_input: false });
         if let Ok(p) = self.get_mut(parent) {
             if let Content::Dir { entries, .. } = &mut p.content {
                 entries.insert(name.to_string(), ino);

@@ -254,22 +254,22 @@ impl WasiHost {
         Ok(())
     }
 
-    /// File `ino`'s bytes, to change. A file still shared with the job's
-    /// input tree is copied first, its first `keep` bytes (all that the
-    /// change keeps), and the copy is charged like any other; a file is
-    /// shared exactly until its first change in this run, so the charge is
-    /// the same on every node.
+    /// File `ino`'s bytes, to change. A file whose bytes are still the
+    /// input's ([`Inode::from_input`](super::super::vfs::Inode::from_input))
+    /// is copied first, its first `keep` bytes (all that the change keeps),
+    /// and the copy is charged like any other. Whether to charge follows
+    /// that flag, not the bytes' reference count, which depends on what
+    /// else the host holds (other runs of the job, a blob cache).
     pub(super) fn file_bytes_mut(&mut self, ino: Ino, keep: u64) -> R<&mut Vec<u8>> {
-        let shared = match &mut self.vfs.get_mut(ino)?.content {
-            Content::File(bytes) => Arc::get_mut(bytes).is_none(),
-            _ => return Err(Errno::Inval.into()),
-        };
-        if shared {
+        let from_input = self.vfs.get(ino)?.from_input;
+        if from_input {
             self.charge(cost::bytes(keep))?;
         }
-        match &mut self.vfs.get_mut(ino)?.content {
+        let node = self.vfs.get_mut(ino)?;
+        node.from_input = false;
+        match &mut node.content {
             Content::File(bytes) => {
-                if shared {
+                if from_input {
                     let keep = usize::try_from(keep).unwrap_or(usize::MAX).min(bytes.len());
                     *bytes = Arc::new(bytes[..keep].to_vec());
                 }
@@ -306,16 +306,21 @@ impl WasiHost {
         Ok(total)
     }
 
-    pub(super) fn read_at(&self, ino: Ino, offset: u64, max: usize) -> Result<&[u8], Errno> {
-        match &self.vfs.get(ino)?.content {
+    /// Reads up to `want` bytes of file `ino` at `offset` into `iovs`,
+    /// charging the bytes before they are copied; returns how many.
+    pub(super) fn read_file(&mut self, mem: &mut Mem, iovs: &[IoVec], ino: Ino, offset: u64, want: usize) -> R<usize> {
+        let data = match &self.vfs.get(ino)?.content {
             Content::File(bytes) => {
                 let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
-                let end = start.saturating_add(max).min(bytes.len());
-                Ok(&bytes[start..end])
+                let end = start.saturating_add(want).min(bytes.len());
+                &bytes[start..end]
             }
-            Content::Dir { .. } => Err(Errno::Isdir),
-            Content::Symlink(_) => Err(Errno::Inval),
-        }
+            Content::Dir { .. } => return Err(Errno::Isdir.into()),
+            Content::Symlink(_) => return Err(Errno::Inval.into()),
+        };
+        // The fuel is a field apart from the file system the bytes borrow.
+        pay(&mut self.fuel_remaining, cost::bytes(data.len() as u64))?;
+        Ok(mem.scatter(iovs, data)?)
     }
 
     /// `fd_filestat_set_size`
@@ -420,9 +425,7 @@ impl WasiHost {
                 if rights & RIGHT_FD_READ == 0 {
                     return Err(Errno::Badf.into());
                 }
-                let n = self.read_at(ino, offset, want)?.len();
-                self.charge(cost::bytes(n as u64))?;
-                let n = mem.scatter(&iovs, self.read_at(ino, offset, want)?)?;
+                let n = self.read_file(mem, &iovs, ino, offset, want)?;
                 if let Fd::File { offset, .. } = self.fd_mut(fd)? {
                     *offset += n as u64;
                 }
@@ -444,9 +447,7 @@ impl WasiHost {
         if offset > MAX_FILE_SIZE {
             return Err(Errno::Inval.into());
         }
-        let n = self.read_at(ino, offset, want)?.len();
-        self.charge(cost::bytes(n as u64))?;
-        let n = mem.scatter(&iovs, self.read_at(ino, offset, want)?)?;
+        let n = self.read_file(mem, &iovs, ino, offset, want)?;
         mem.put_u32(nread, n as u32)?;
         Ok(())
     }
