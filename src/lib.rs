@@ -74,3 +74,6 @@ pub mod sandbox;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+
+#[cfg(feature = "pool")]
+pub mod pool;

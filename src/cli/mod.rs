@@ -35,6 +35,7 @@ mod inspect;
 mod keygen;
 mod nodes;
 mod outdir;
+mod pool;
 mod progress;
 mod quorum;
 mod run;
@@ -68,6 +69,22 @@ enum Command {
     Quorum(quorum::Args),
     /// Show which parts of two receipts' outcomes differ.
     Diff(diff::Args),
+    /// Run the coordinator: the pool's HTTP API, queue and store.
+    Serve(pool::ServeArgs),
+    /// Run a worker: lease runs from a coordinator, run them, sign receipts.
+    Worker(pool::WorkerArgs),
+    /// Submit a job to a coordinator.
+    Submit(pool::SubmitArgs),
+    /// Show a submitted job: its state, runs and tally.
+    Status(pool::StatusArgs),
+    /// List submitted jobs, newest first.
+    List(pool::ListArgs),
+    /// Cancel a submitted job.
+    Cancel(pool::CancelArgs),
+    /// Follow job and run state changes as they happen.
+    Watch(pool::WatchArgs),
+    /// Download a job's accepted artifacts, checked against its receipts.
+    Fetch(pool::FetchArgs),
 }
 
 /// Parses the command line, runs the subcommand and maps errors to exit statuses.
@@ -81,6 +98,14 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Quorum(args) => quorum::run(args),
         Command::Diff(args) => diff::run(args),
+        Command::Serve(args) => pool::serve(args),
+        Command::Worker(args) => pool::worker(args),
+        Command::Submit(args) => pool::submit(args),
+        Command::Status(args) => pool::status(args),
+        Command::List(args) => pool::list(args),
+        Command::Cancel(args) => pool::cancel(args),
+        Command::Watch(args) => pool::watch(args),
+        Command::Fetch(args) => pool::fetch(args),
     };
     match result {
         Ok(code) => code,

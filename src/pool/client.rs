@@ -1,0 +1,250 @@
+//! A blocking client of the coordinator's API, as a tenant (bearer token)
+//! or as a node (every request signed, RFC 9421).
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::blocking::{Client as Http, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+
+use super::api::*;
+use super::httpsig::{self, RequestParts};
+use super::store::Event;
+use crate::digest::Digest;
+use crate::node::NodeKey;
+
+/// Who the client is.
+pub enum Auth {
+    /// A tenant's bearer token.
+    Token(String),
+    /// A node's key.
+    Node(NodeKey),
+}
+
+/// A client of one coordinator.
+pub struct Client {
+    base: reqwest::Url,
+    auth: Auth,
+    http: Http,
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The coordinator could not be reached or the connection broke.
+    #[error("{url}: {message}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// What happened.
+        message: String,
+    },
+    /// The coordinator answered with an error.
+    #[error("{url}: {status} {code}: {message}")]
+    Api {
+        /// The URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The error code (`queue_full`, `not_found`, ...).
+        code: String,
+        /// The message.
+        message: String,
+        /// Retry-After, seconds.
+        retry_after: Option<u64>,
+    },
+}
+
+impl ClientError {
+    /// The API error code, if the coordinator answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            ClientError::Transport { .. } => None,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ClientError>;
+
+impl Client {
+    /// A client of the coordinator at `url` (`http://HOST:PORT`).
+    pub fn new(url: &str, auth: Auth) -> std::result::Result<Client, String> {
+        let base = reqwest::Url::parse(url).map_err(|e| format!("coordinator URL {url:?}: {e}"))?;
+        if base.scheme() != "http" && base.scheme() != "https" {
+            return Err(format!("coordinator URL {url:?}: expected http:// or https://"));
+        }
+        let http = Http::builder().connect_timeout(Duration::from_secs(10)).timeout(None).build().map_err(|e| e.to_string())?;
+        Ok(Client { base, auth, http })
+    }
+
+    fn url(&self, path: &str) -> reqwest::Url {
+        self.base.join(path).unwrap_or_else(|_| self.base.clone())
+    }
+
+    fn request(&self, method: Method, path: &str, body: Vec<u8>, timeout: Option<Duration>) -> Result<Response> {
+        let url = self.url(path);
+        let mut rb: RequestBuilder = self.http.request(method.clone(), url.clone());
+        if let Some(t) = timeout {
+            rb = rb.timeout(t);
+        }
+        match &self.auth {
+            Auth::Token(t) => rb = rb.bearer_auth(t),
+            Auth::Node(key) => {
+                let digest = httpsig::content_digest(&body);
+                let authority = match url.port() {
+                    Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
+                    None => url.host_str().unwrap_or("").to_string(),
+                };
+                let parts = RequestParts { method: method.as_str(), authority: &authority, path: url.path(), query: url.query(), content_digest: &digest };
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+                let sig = httpsig::sign_request(key, &parts, now, &httpsig::new_nonce())
+                    .map_err(|e| ClientError::Transport { url: url.to_string(), message: format!("cannot sign the request: {e}") })?;
+                rb = rb.header("content-digest", digest).header("signature-input", sig.signature_input).header("signature", sig.signature);
+            }
+        }
+        if !body.is_empty() {
+            rb = rb.header("content-type", "application/json").body(body);
+        }
+        let r = rb.send().map_err(|e| ClientError::Transport { url: url.to_string(), message: e.to_string() })?;
+        if r.status().is_success() {
+            return Ok(r);
+        }
+        let status = r.status().as_u16();
+        let retry_after = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let text = r.text().unwrap_or_default();
+        let (code, message) = match serde_json::from_str::<ApiError>(&text) {
+            Ok(e) => (e.error, e.message),
+            Err(_) => ("http".to_string(), text),
+        };
+        Err(ClientError::Api { url: url.to_string(), status, code, message, retry_after })
+    }
+
+    fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Vec<u8>) -> Result<T> {
+        let url = self.url(path).to_string();
+        let r = self.request(method, path, body, Some(Duration::from_secs(60)))?;
+        r.json().map_err(|e| ClientError::Transport { url, message: format!("bad response: {e}") })
+    }
+
+    fn body<T: serde::Serialize>(v: &T) -> Vec<u8> {
+        serde_json::to_vec(v).unwrap_or_default()
+    }
+
+    /// Which of `digests` the coordinator lacks.
+    pub fn missing(&self, digests: Vec<Digest>) -> Result<Vec<Digest>> {
+        let r: MissingResponse = self.call(Method::POST, "/v1/blobs/missing", Self::body(&MissingRequest { digests }))?;
+        Ok(r.missing)
+    }
+
+    /// Uploads one blob.
+    pub fn put_blob(&self, d: &Digest, bytes: Vec<u8>) -> Result<()> {
+        self.request(Method::PUT, &format!("/v1/blobs/{d}"), bytes, Some(Duration::from_secs(600))).map(|_| ())
+    }
+
+    /// Downloads one blob (workers).
+    pub fn get_blob(&self, d: &Digest) -> Result<Vec<u8>> {
+        let path = format!("/v1/blobs/{d}");
+        let r = self.request(Method::GET, &path, Vec::new(), Some(Duration::from_secs(600)))?;
+        r.bytes().map(|b| b.to_vec()).map_err(|e| ClientError::Transport { url: path, message: e.to_string() })
+    }
+
+    /// Downloads an output blob of a tenant's job.
+    pub fn job_blob(&self, job: &str, d: &Digest) -> Result<Vec<u8>> {
+        let path = format!("/v1/jobs/{job}/blobs/{d}");
+        let r = self.request(Method::GET, &path, Vec::new(), Some(Duration::from_secs(600)))?;
+        r.bytes().map(|b| b.to_vec()).map_err(|e| ClientError::Transport { url: path, message: e.to_string() })
+    }
+
+    /// Submits a job.
+    pub fn submit(&self, req: &SubmitRequest) -> Result<SubmitResponse> {
+        self.call(Method::POST, "/v1/jobs", Self::body(req))
+    }
+
+    /// A job's status.
+    pub fn status(&self, id: &str) -> Result<JobView> {
+        self.call(Method::GET, &format!("/v1/jobs/{id}"), Vec::new())
+    }
+
+    /// A page of jobs.
+    pub fn list(&self, status: Option<&str>, group: Option<&str>, limit: usize, cursor: Option<&str>) -> Result<JobPage> {
+        let mut url = reqwest::Url::parse("http://x/v1/jobs").map_err(|e| ClientError::Transport { url: "/v1/jobs".into(), message: e.to_string() })?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("limit", &limit.to_string());
+            if let Some(s) = status {
+                q.append_pair("status", s);
+            }
+            if let Some(g) = group {
+                q.append_pair("group", g);
+            }
+            if let Some(c) = cursor {
+                q.append_pair("cursor", c);
+            }
+        }
+        self.call(Method::GET, &format!("/v1/jobs?{}", url.query().unwrap_or("")), Vec::new())
+    }
+
+    /// Cancels a job.
+    pub fn cancel(&self, id: &str, reason: Option<String>) -> Result<()> {
+        self.request(Method::POST, &format!("/v1/jobs/{id}/cancel"), Self::body(&CancelRequest { reason }), Some(Duration::from_secs(60))).map(|_| ())
+    }
+
+    /// A job's accepted receipts.
+    pub fn receipts(&self, id: &str) -> Result<ReceiptList> {
+        self.call(Method::GET, &format!("/v1/jobs/{id}/receipts"), Vec::new())
+    }
+
+    /// Follows the event stream from after `after` (None: from now),
+    /// calling `f` with each event until it returns false.
+    pub fn events(&self, job: Option<&str>, after: Option<i64>, f: &mut dyn FnMut(Event) -> bool) -> Result<()> {
+        let mut path = "/v1/events".to_string();
+        let mut q = Vec::new();
+        if let Some(j) = job {
+            q.push(format!("job={j}"));
+        }
+        if let Some(a) = after {
+            q.push(format!("after={a}"));
+        }
+        if !q.is_empty() {
+            path = format!("{path}?{}", q.join("&"));
+        }
+        let r = self.request(Method::GET, &path, Vec::new(), None)?;
+        let mut data = String::new();
+        for line in BufReader::new(r).lines() {
+            let line = line.map_err(|e| ClientError::Transport { url: path.clone(), message: e.to_string() })?;
+            if let Some(d) = line.strip_prefix("data:") {
+                data.push_str(d.trim_start());
+            } else if line.is_empty() && !data.is_empty() {
+                if let Ok(ev) = serde_json::from_str::<Event>(&data)
+                    && !f(ev)
+                {
+                    return Ok(());
+                }
+                data.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Leases up to `slots` runs (workers).
+    pub fn lease(&self, slots: u32) -> Result<Vec<Lease>> {
+        let r: LeaseResponse = self.call(Method::POST, "/v1/lease", Self::body(&LeaseRequest { slots: Some(slots) }))?;
+        Ok(r.leases)
+    }
+
+    /// Heartbeats a run (workers).
+    pub fn heartbeat(&self, run: &str, running: bool) -> Result<HeartbeatResponse> {
+        self.call(Method::POST, &format!("/v1/runs/{run}/heartbeat"), Self::body(&HeartbeatRequest { running }))
+    }
+
+    /// Sends a run's receipt (workers).
+    pub fn complete(&self, run: &str, receipt: String) -> Result<RunAck> {
+        self.call(Method::POST, &format!("/v1/runs/{run}/complete"), Self::body(&CompleteRequest { receipt }))
+    }
+
+    /// Reports a run without a result (workers).
+    pub fn fail(&self, run: &str, code: &str, reason: &str) -> Result<RunAck> {
+        self.call(Method::POST, &format!("/v1/runs/{run}/fail"), Self::body(&FailRequest { code: code.into(), reason: reason.into() }))
+    }
+}

@@ -1,0 +1,553 @@
+//! The coordinator: the HTTP API (axum on tokio) over a [`Store`] and a
+//! [`BlobStore`]. Handlers parse, authenticate and check; the store does
+//! every state change in one transaction; no SQL here.
+//!
+//! Clients authenticate with a bearer token (one per tenant); workers sign
+//! every request with their node key (RFC 9421, [`crate::pool::httpsig`]).
+//! docs/POOL.md lists the routes, and `docs/openapi.json` describes them.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+
+use super::api::*;
+use super::blobs::{BlobError, BlobStore};
+use super::bundle::Bundle;
+use super::config::{Config, Tenant};
+use super::httpsig::{self, ReplayGuard, RequestParts, VerifyPolicy};
+use super::store::{Beat, Capacity, CheckedReceipt, ListFilter, NewJob, SqliteStore, Store, StoreError};
+use super::submitter;
+use crate::digest::Digest;
+use crate::node::NodeId;
+use crate::quorum::Policy;
+
+/// The coordinator's shared state.
+pub struct App {
+    store: Arc<dyn Store>,
+    blobs: BlobStore,
+    config: Config,
+    policy: Policy,
+    replay: Mutex<ReplayGuard>,
+    events: tokio::sync::Notify,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// An API error: a status, a stable code and a message.
+#[derive(Debug)]
+pub struct Error {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+fn err(status: StatusCode, code: &'static str, message: impl Into<String>) -> Error {
+    Error { status, code, message: message.into(), retry_after: None }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let body = axum::Json(ApiError { error: self.code.into(), message: self.message });
+        let mut r = (self.status, body).into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Error {
+        match e {
+            StoreError::NoJob(_) => err(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            StoreError::NoRun(_) => err(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            StoreError::QueueFull(_) => Error { retry_after: Some(5), ..err(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string()) },
+            StoreError::Conflict(_) => err(StatusCode::CONFLICT, "conflict", e.to_string()),
+            StoreError::Db(_) => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        }
+    }
+}
+
+impl From<BlobError> for Error {
+    fn from(e: BlobError) -> Error {
+        match e {
+            BlobError::Mismatch { .. } => err(StatusCode::UNPROCESSABLE_ENTITY, "blob_mismatch", e.to_string()),
+            BlobError::TooLarge { .. } => err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            BlobError::Missing(_) => err(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            BlobError::Corrupt { .. } | BlobError::Io { .. } => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+}
+
+impl App {
+    /// Opens the store and blobs under `data` with `config` and `policy`.
+    pub fn open(data: &Path, config: Config, policy: Policy) -> std::result::Result<App, String> {
+        std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
+        let store = SqliteStore::open(&data.join("canon.db"), config.durable).map_err(|e| e.to_string())?;
+        let blobs = BlobStore::open(&data.join("blobs"), config.max_blob_bytes).map_err(|e| e.to_string())?;
+        let replay = ReplayGuard::for_policy(&httpsig_policy());
+        Ok(App { store: Arc::new(store), blobs, config, policy, replay: Mutex::new(replay), events: tokio::sync::Notify::new() })
+    }
+
+    fn tenant(&self, headers: &HeaderMap) -> Result<Tenant> {
+        let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let Some(token) = auth.strip_prefix("Bearer ") else {
+            return Err(err(StatusCode::UNAUTHORIZED, "unauthorized", "expected `Authorization: Bearer TOKEN` (a tenant's token)"));
+        };
+        let d = Digest::of(token.trim().as_bytes());
+        self.config
+            .tenants
+            .iter()
+            .find(|t| t.token_sha256 == d)
+            .cloned()
+            .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "unauthorized", "the bearer token is not a tenant's token"))
+    }
+
+    /// Checks a worker's signed request and returns its node id.
+    fn node(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<NodeId> {
+        let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let unauth = |m: String| err(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let digest = h("content-digest").ok_or_else(|| unauth("a worker request needs a Content-Digest header (RFC 9530)".into()))?;
+        httpsig::check_content_digest(digest, body).map_err(|e| unauth(e.to_string()))?;
+        let (Some(input), Some(sig)) = (h("signature-input"), h("signature")) else {
+            return Err(unauth("a worker request needs Signature-Input and Signature headers (RFC 9421)".into()));
+        };
+        // HTTP/1.1 sends Host; HTTP/2 may send only :authority.
+        let authority = h("host").or_else(|| uri.authority().map(|a| a.as_str())).unwrap_or("");
+        let parts = RequestParts { method: method.as_str(), authority, path: uri.path(), query: uri.query(), content_digest: digest };
+        let now = now_ms() / 1000;
+        let verified = httpsig::verify_request(&parts, input, sig, now, &httpsig_policy()).map_err(|e| unauth(e.to_string()))?;
+        self.replay.lock().map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", "replay guard poisoned"))?.check_and_record(&verified, now).map_err(|e| unauth(e.to_string()))?;
+        if !self.config.allow_nodes.is_empty() && !self.config.allow_nodes.contains(&verified.node) {
+            return Err(err(StatusCode::FORBIDDEN, "forbidden", format!("node {} is not allowed to lease work here", verified.node)));
+        }
+        Ok(verified.node)
+    }
+
+    /// Checks that a tenant (bearer token) or a worker (signature) asks.
+    fn caller(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<()> {
+        if headers.contains_key("signature") { self.node(method, uri, headers, body).map(|_| ()) } else { self.tenant(headers).map(|_| ()) }
+    }
+}
+
+fn httpsig_policy() -> VerifyPolicy {
+    VerifyPolicy::default()
+}
+
+fn json<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| err(StatusCode::BAD_REQUEST, "bad_request", format!("{what}: {e}")))
+}
+
+/// The routes.
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.config.max_body_bytes.max(app.config.max_blob_bytes) as usize;
+    Router::new()
+        .route("/v1/jobs", post(submit).get(list))
+        .route("/v1/jobs/{id}", get(status))
+        .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/jobs/{id}/receipts", get(receipts))
+        .route("/v1/jobs/{id}/blobs/{digest}", get(job_blob))
+        .route("/v1/events", get(events))
+        .route("/v1/blobs/missing", post(missing))
+        .route("/v1/blobs/{digest}", put(put_blob).get(get_blob))
+        .route("/v1/lease", post(lease))
+        .route("/v1/runs/{id}/heartbeat", post(heartbeat))
+        .route("/v1/runs/{id}/complete", post(complete))
+        .route("/v1/runs/{id}/fail", post(fail))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+    let tenant = app.tenant(&headers)?;
+    if body.len() as u64 > app.config.max_body_bytes {
+        return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("request body is {} bytes; the limit is {}", body.len(), app.config.max_body_bytes)));
+    }
+    let req: SubmitRequest = json(&body, "submit request")?;
+    let bundle = Bundle::parse(req.bundle.as_bytes()).map_err(|e| err(StatusCode::BAD_REQUEST, "bad_bundle", e.to_string()))?;
+    let missing: Vec<String> = bundle.blobs().into_iter().filter(|(d, _)| !app.blobs.has(d)).map(|(d, what)| format!("{d} ({what})")).collect();
+    if !missing.is_empty() {
+        return Err(err(StatusCode::UNPROCESSABLE_ENTITY, "missing_blobs", format!("upload these blobs first: {}", missing.join(", "))));
+    }
+    let submitter = match &req.signature {
+        None => None,
+        Some(env) => Some(submitter::verify(env.as_bytes(), &bundle.job_digest).map_err(|e| err(StatusCode::BAD_REQUEST, "bad_signature", e.to_string()))?.to_string()),
+    };
+    let replicas = req.replicas.unwrap_or(app.config.replicas);
+    if replicas == 0 || replicas > app.config.max_runs {
+        return Err(err(StatusCode::BAD_REQUEST, "bad_request", format!("`replicas` is {replicas}; expected 1 to {} (the coordinator's max_runs)", app.config.max_runs)));
+    }
+    let priority = req.priority.unwrap_or(DEFAULT_PRIORITY);
+    if priority > MAX_PRIORITY {
+        return Err(err(StatusCode::BAD_REQUEST, "bad_request", format!("`priority` is {priority}; expected 0 to {MAX_PRIORITY}")));
+    }
+    if let Some(g) = &req.group
+        && (g.is_empty() || g.len() > 200)
+    {
+        return Err(err(StatusCode::BAD_REQUEST, "bad_request", "`group` must be 1 to 200 bytes"));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let job_digest = bundle.job_digest;
+    let new = NewJob {
+        id: id.clone(),
+        tenant: tenant.name.clone(),
+        name: bundle.name.clone(),
+        job_digest,
+        bundle: req.bundle,
+        signature: req.signature,
+        submitter,
+        group: req.group,
+        mode: req.mode,
+        priority,
+        replicas,
+        max_runs: app.config.max_runs.max(replicas),
+        max_errors: app.config.max_errors,
+    };
+    let capacity = Capacity { max_unfinished: app.config.max_unfinished, max_unfinished_per_tenant: tenant.max_unfinished };
+    let store = app.store.clone();
+    let superseded = blocking(move || Ok(store.submit(new, capacity, now_ms())?)).await?;
+    app.events.notify_waiters();
+    Ok((StatusCode::CREATED, axum::Json(SubmitResponse { id, job_digest, superseded })).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    group: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<axum::Json<JobPage>> {
+    let tenant = app.tenant(&headers)?;
+    let state = q.status.map(|s| s.parse::<JobState>()).transpose().map_err(|e| err(StatusCode::BAD_REQUEST, "bad_request", format!("`status`: {e}")))?;
+    let filter = ListFilter { state, group: q.group, limit: q.limit.unwrap_or(50), cursor: q.cursor };
+    let store = app.store.clone();
+    Ok(axum::Json(blocking(move || Ok(store.list(&tenant.name, &filter)?)).await?))
+}
+
+async fn status(State(app): State<Arc<App>>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Result<axum::Json<JobView>> {
+    let tenant = app.tenant(&headers)?;
+    let store = app.store.clone();
+    Ok(axum::Json(blocking(move || Ok(store.job(&tenant.name, &id)?)).await?))
+}
+
+async fn cancel(State(app): State<Arc<App>>, headers: HeaderMap, UrlPath(id): UrlPath<String>, body: Bytes) -> Result<StatusCode> {
+    let tenant = app.tenant(&headers)?;
+    let req: CancelRequest = if body.is_empty() { CancelRequest::default() } else { json(&body, "cancel request")? };
+    let reason = req.reason.unwrap_or_else(|| "cancelled by the submitter".into());
+    let store = app.store.clone();
+    blocking(move || Ok(store.cancel(&tenant.name, &id, &reason, now_ms())?)).await?;
+    app.events.notify_waiters();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn receipts(State(app): State<Arc<App>>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Result<axum::Json<ReceiptList>> {
+    let tenant = app.tenant(&headers)?;
+    let store = app.store.clone();
+    let (job_digest, list) = blocking(move || Ok(store.receipts(&tenant.name, &id)?)).await?;
+    let receipts = list.into_iter().map(|(run, bytes)| (run, String::from_utf8_lossy(&bytes).into_owned())).collect();
+    Ok(axum::Json(ReceiptList { job_digest, receipts }))
+}
+
+fn parse_digest(s: &str) -> Result<Digest> {
+    s.parse().map_err(|_| err(StatusCode::BAD_REQUEST, "bad_request", format!("{s:?} is not a SHA-256 digest (64 lowercase hex digits)")))
+}
+
+/// An output of a tenant's job: one its receipts name (stdout, stderr or a
+/// file). A tenant cannot read blobs of jobs it does not own.
+async fn job_blob(State(app): State<Arc<App>>, headers: HeaderMap, UrlPath((id, digest)): UrlPath<(String, String)>) -> Result<Response> {
+    let tenant = app.tenant(&headers)?;
+    let d = parse_digest(&digest)?;
+    let store = app.store.clone();
+    let a = app.clone();
+    blocking(move || {
+        let (_, receipts) = store.receipts(&tenant.name, &id)?;
+        if !receipts.iter().any(|(_, env)| receipt_names(env, &d)) {
+            return Err(err(StatusCode::NOT_FOUND, "not_found", format!("job {id} has no output {d}")));
+        }
+        Ok(a.blobs.get(&d)?.into_response())
+    })
+    .await
+}
+
+/// Whether a receipt names `d` as its stdout, stderr or an output file.
+fn receipt_names(envelope: &[u8], d: &Digest) -> bool {
+    let Ok(r) = crate::receipt::verify_envelope(envelope) else { return false };
+    let o = &r.statement.predicate.outcome;
+    o.stdout_sha256 == *d || o.stderr_sha256 == *d || o.manifest.entries.iter().any(|e| e.sha256 == *d && e.kind != crate::tree::Kind::Dir)
+}
+
+async fn missing(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<axum::Json<MissingResponse>> {
+    app.caller(&method, &uri, &headers, &body)?;
+    let req: MissingRequest = json(&body, "missing request")?;
+    if req.digests.len() > 1_000_000 {
+        return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "at most 1 000 000 digests per request"));
+    }
+    let a = app.clone();
+    let missing = blocking(move || Ok(req.digests.into_iter().filter(|d| !a.blobs.has(d)).collect())).await?;
+    Ok(axum::Json(MissingResponse { missing }))
+}
+
+async fn put_blob(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, UrlPath(digest): UrlPath<String>, body: Bytes) -> Result<StatusCode> {
+    app.caller(&method, &uri, &headers, &body)?;
+    let d = parse_digest(&digest)?;
+    let a = app.clone();
+    blocking(move || Ok(a.blobs.put(&d, &body)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_blob(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, UrlPath(digest): UrlPath<String>) -> Result<Response> {
+    // Workers only: they fetch a job's inputs. Clients read their own
+    // jobs' blobs through /v1/jobs/{id}/blobs/{digest}.
+    app.node(&method, &uri, &headers, b"")?;
+    let d = parse_digest(&digest)?;
+    let a = app.clone();
+    blocking(move || Ok(a.blobs.get(&d)?.into_response())).await
+}
+
+async fn lease(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<axum::Json<LeaseResponse>> {
+    let node = app.node(&method, &uri, &headers, &body)?;
+    let req: LeaseRequest = if body.is_empty() { LeaseRequest::default() } else { json(&body, "lease request")? };
+    let slots = req.slots.unwrap_or(1).clamp(1, 64);
+    let store = app.store.clone();
+    let lease_ms = app.config.lease_ms as i64;
+    let leased = blocking(move || Ok(store.lease(&node, slots, lease_ms, now_ms())?)).await?;
+    if !leased.is_empty() {
+        app.events.notify_waiters();
+    }
+    let leases = leased
+        .into_iter()
+        .map(|l| Lease {
+            run: l.run,
+            job: l.job,
+            job_digest: l.job_digest,
+            bundle: l.bundle,
+            signature: l.signature,
+            heartbeat_ms: app.config.heartbeat_ms,
+            lease_ms: app.config.lease_ms,
+        })
+        .collect();
+    Ok(axum::Json(LeaseResponse { leases }))
+}
+
+async fn heartbeat(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, UrlPath(run): UrlPath<String>, body: Bytes) -> Result<axum::Json<HeartbeatResponse>> {
+    let node = app.node(&method, &uri, &headers, &body)?;
+    let req: HeartbeatRequest = if body.is_empty() { HeartbeatRequest::default() } else { json(&body, "heartbeat")? };
+    let store = app.store.clone();
+    let lease_ms = app.config.lease_ms as i64;
+    let beat = blocking(move || Ok(store.heartbeat(&node, &run, req.running, lease_ms, now_ms())?)).await?;
+    app.events.notify_waiters();
+    Ok(axum::Json(match beat {
+        Beat::Proceed => HeartbeatResponse { proceed: true, reason: None },
+        Beat::Stop(why) => HeartbeatResponse { proceed: false, reason: Some(why) },
+    }))
+}
+
+/// Checks a receipt against the run it claims to answer: signature, node,
+/// job digest, run id, and that every output it names was uploaded.
+/// Returns (code, reason) on refusal.
+fn check_receipt(app: &App, node: &NodeId, run: &str, job_digest: &crate::digest::JobDigest, envelope: &[u8]) -> std::result::Result<CheckedReceipt, (&'static str, String)> {
+    let r = crate::receipt::verify_envelope(envelope).map_err(|e| (e.code(), e.to_string()))?;
+    if r.node() != *node {
+        return Err(("node_mismatch", format!("the receipt is signed by {}, but the run is leased to {node}", r.node())));
+    }
+    r.check_job(job_digest).map_err(|e| (e.code(), e.to_string()))?;
+    let run_id = r.statement.predicate.run_id.to_string();
+    if run_id != run {
+        return Err(("run_mismatch", format!("the receipt answers run {run_id}, not this lease's run {run}")));
+    }
+    let o = &r.statement.predicate.outcome;
+    let mut needed = vec![o.stdout_sha256, o.stderr_sha256];
+    needed.extend(o.manifest.entries.iter().filter(|e| e.kind != crate::tree::Kind::Dir).map(|e| e.sha256));
+    if let Some(d) = needed.iter().find(|d| !app.blobs.has(d)) {
+        return Err(("missing_output", format!("output blob {d} was not uploaded before the receipt")));
+    }
+    Ok(CheckedReceipt { envelope: envelope.to_vec(), outcome: r.outcome_digest().to_string() })
+}
+
+async fn complete(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, UrlPath(run): UrlPath<String>, body: Bytes) -> Result<axum::Json<RunAck>> {
+    let node = app.node(&method, &uri, &headers, &body)?;
+    let req: CompleteRequest = json(&body, "complete request")?;
+    let a = app.clone();
+    let ack = blocking(move || {
+        let (job_digest, _) = a.store.run_job(&node, &run)?;
+        let now = now_ms();
+        match check_receipt(&a, &node, &run, &job_digest, req.receipt.as_bytes()) {
+            Ok(checked) => Ok(RunAck { state: a.store.complete(&node, &run, checked, &a.policy, now)?, rejected: None }),
+            Err((code, reason)) => {
+                let state = a.store.fail(&node, &run, code, &reason, true, &a.policy, now)?;
+                Ok(RunAck { state, rejected: Some(format!("{code}: {reason}")) })
+            }
+        }
+    })
+    .await?;
+    app.events.notify_waiters();
+    Ok(axum::Json(ack))
+}
+
+async fn fail(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, UrlPath(run): UrlPath<String>, body: Bytes) -> Result<axum::Json<RunAck>> {
+    let node = app.node(&method, &uri, &headers, &body)?;
+    let req: FailRequest = json(&body, "fail request")?;
+    let code: String = req.code.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(32).collect();
+    let reason: String = req.reason.chars().take(4096).collect();
+    let a = app.clone();
+    let state = blocking(move || Ok(a.store.fail(&node, &run, &code, &reason, false, &a.policy, now_ms())?)).await?;
+    app.events.notify_waiters();
+    Ok(axum::Json(RunAck { state, rejected: None }))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    job: Option<String>,
+    after: Option<i64>,
+}
+
+/// Server-sent events: every job and run state change of the tenant, with
+/// its sequence number as the event id; `Last-Event-ID` (or `?after=`)
+/// resumes after it.
+async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<EventsQuery>) -> Result<Response> {
+    let tenant = app.tenant(&headers)?;
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(|s| s.trim().parse::<i64>());
+    let store = app.store.clone();
+    let (first, newest) = blocking(move || Ok(store.event_bounds()?)).await?;
+    let start = match (last, q.after) {
+        (Some(Ok(n)), _) => n,
+        (Some(Err(_)), _) => return Err(err(StatusCode::BAD_REQUEST, "bad_request", "Last-Event-ID is not an event sequence number")),
+        (None, Some(n)) => n,
+        // From now on.
+        (None, None) => newest,
+    };
+    let lost = start > 0 && first > start + 1;
+    let stream = futures_util::stream::unfold((app, tenant.name, start, q.job, lost), |(app, tenant, cursor, job, lost)| async move {
+        if lost {
+            let ev = SseEvent::default().event("events.lost").data(format!("{{\"after\":{cursor},\"first_held\":\"older events were pruned\"}}"));
+            return Some((Ok::<_, std::convert::Infallible>(vec![ev]), (app, tenant, cursor, job, false)));
+        }
+        loop {
+            let waker = app.clone();
+            let notified = waker.events.notified();
+            let store = app.store.clone();
+            let t = tenant.clone();
+            let page = tokio::task::spawn_blocking(move || store.events(&t, cursor, 500)).await.ok().and_then(|r| r.ok()).unwrap_or_default();
+            if let Some(last) = page.last() {
+                let next = last.seq;
+                let evs: Vec<SseEvent> = page
+                    .into_iter()
+                    .filter(|e| job.as_deref().is_none_or(|j| j == e.job))
+                    .map(|e| SseEvent::default().id(e.seq.to_string()).event(e.kind.clone()).data(serde_json::to_string(&e).unwrap_or_default()))
+                    .collect();
+                return Some((Ok(evs), (app, tenant, next, job, false)));
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+        }
+    });
+    use futures_util::StreamExt as _;
+    let flat = stream.flat_map(|r: std::result::Result<Vec<SseEvent>, std::convert::Infallible>| futures_util::stream::iter(r.unwrap_or_default().into_iter().map(Ok::<_, std::convert::Infallible>)));
+    Ok(Sse::new(flat).keep_alive(KeepAlive::default()).into_response())
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Result<Response> {
+    let a = app.clone();
+    let (c, blob_bytes) = blocking(move || Ok((a.store.counts()?, a.blobs.total_bytes()))).await?;
+    let mut s = String::new();
+    s.push_str("# HELP canon_queue_depth Unfinished jobs, by priority.\n# TYPE canon_queue_depth gauge\n");
+    for (p, n) in &c.queue_by_priority {
+        s.push_str(&format!("canon_queue_depth{{priority=\"{p}\"}} {n}\n"));
+    }
+    s.push_str("# HELP canon_jobs Jobs, by state.\n# TYPE canon_jobs gauge\n");
+    for (st, n) in &c.jobs_by_state {
+        s.push_str(&format!("canon_jobs{{state=\"{st}\"}} {n}\n"));
+    }
+    s.push_str("# HELP canon_runs Runs, by state.\n# TYPE canon_runs gauge\n");
+    for (st, n) in &c.runs_by_state {
+        s.push_str(&format!("canon_runs{{state=\"{}\"}} {n}\n", st.as_str()));
+    }
+    s.push_str(&format!("# HELP canon_lease_expiries_total Leases that ran out.\n# TYPE canon_lease_expiries_total counter\ncanon_lease_expiries_total {}\n", c.lease_expiries));
+    s.push_str("# HELP canon_receipts_rejected_total Receipts refused, by reason.\n# TYPE canon_receipts_rejected_total counter\n");
+    for (code, n) in &c.rejected_by_code {
+        s.push_str(&format!("canon_receipts_rejected_total{{reason=\"{code}\"}} {n}\n"));
+    }
+    s.push_str(&format!("# HELP canon_blob_bytes Bytes of blobs held.\n# TYPE canon_blob_bytes gauge\ncanon_blob_bytes {blob_bytes}\n"));
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response())
+}
+
+/// The OpenAPI document, kept in the repository and compiled in.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Runs the coordinator until SIGTERM or Ctrl-C: the API, lease expiry and
+/// event pruning. `ready` gets the bound address.
+pub async fn serve(app: Arc<App>, listen: SocketAddr, ready: impl FnOnce(SocketAddr)) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    ready(listener.local_addr()?);
+    let sweeper = app.clone();
+    tokio::spawn(async move {
+        let every = Duration::from_millis((sweeper.config.heartbeat_ms / 2).clamp(50, 1000));
+        loop {
+            tokio::time::sleep(every).await;
+            let a = sweeper.clone();
+            let expired = tokio::task::spawn_blocking(move || a.store.expire(&a.policy, now_ms())).await;
+            if let Ok(Ok(n)) = expired
+                && n > 0
+            {
+                sweeper.events.notify_waiters();
+            }
+        }
+    });
+    let pruner = app.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let a = pruner.clone();
+            let _ = tokio::task::spawn_blocking(move || a.store.prune_events(now_ms() - a.config.event_retention_ms, 10_000)).await;
+        }
+    });
+    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown()).await
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,322 @@
+//! The worker: a node that leases runs from a coordinator, fetches each
+//! job's blobs by digest and checks them, rebuilds the job and checks its
+//! digest, runs it in the sandbox, uploads its outputs and its signed
+//! receipt, and heartbeats meanwhile.
+//!
+//! It trusts nothing it is sent: a blob that does not hash to its name, a
+//! bundle that does not rebuild to the job digest it was leased under, or
+//! (with `trust_submitters`) a job no trusted submitter signed, is refused
+//! with a reason, and nothing is signed for it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::api::Lease;
+use super::bundle::Bundle;
+use super::client::{Auth, Client, ClientError};
+use crate::digest::Digest;
+use crate::node::{NodeId, NodeKey};
+use crate::outcome::Outcome;
+use crate::receipt::{Engine, RunFacts, RunId, Statement, Timestamp};
+use crate::sandbox::{Backend, RunError, Sandbox};
+use crate::tree::Node;
+
+/// How a worker runs.
+pub struct WorkerOptions {
+    /// The coordinator's URL.
+    pub coordinator: String,
+    /// The node key.
+    pub key: NodeKey,
+    /// Runs at once.
+    pub concurrency: usize,
+    /// Where blobs are kept between jobs (None: not kept).
+    pub cache: Option<PathBuf>,
+    /// Run only jobs signed by one of these (empty: any job).
+    pub trust_submitters: Vec<NodeId>,
+    /// Lie: flip the first byte of stdout before signing (a byzantine
+    /// node, for tests and demonstrations).
+    pub faulty: bool,
+    /// The backend.
+    pub backend: Backend,
+    /// How long to wait before asking again when there is no work.
+    pub idle_poll: Duration,
+    /// Stop after this many runs (None: run until stopped).
+    pub max_runs: Option<u64>,
+}
+
+/// What one run came to, for the worker's log.
+fn log(line: &str) {
+    eprintln!("canon worker: {line}");
+}
+
+/// Runs the worker until `stop` is set (then drains: no new leases, the
+/// runs in hand finish and are reported) or `max_runs` runs are done.
+pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), String> {
+    let node = opts.key.node_id();
+    let client = Arc::new(Client::new(&opts.coordinator, Auth::Node(opts.key.clone()))?);
+    let sandbox = Arc::new(Sandbox::builder().backend(opts.backend).build().map_err(|e| e.to_string())?);
+    let cache = match &opts.cache {
+        Some(dir) => Some(Arc::new(super::blobs::BlobStore::open(dir, u64::MAX).map_err(|e| e.to_string())?)),
+        None => None,
+    };
+    let opts = Arc::new(opts);
+    log(&format!("node {node}, coordinator {}, {} slots", opts.coordinator, opts.concurrency));
+    let busy = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut handles: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    let mut backoff = opts.idle_poll;
+    let mut leased_total = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        if opts.max_runs.is_some_and(|m| leased_total >= m) {
+            break;
+        }
+        handles.retain(|h| !h.is_finished());
+        let free = opts.concurrency.saturating_sub(busy.load(Ordering::SeqCst));
+        if free == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        let want = match opts.max_runs {
+            Some(m) => (free as u64).min(m - leased_total) as u32,
+            None => free as u32,
+        };
+        let leases = match client.lease(want) {
+            Ok(l) => l,
+            Err(e) => {
+                log(&format!("lease: {e}"));
+                sleep_unless(&stop, backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if leases.is_empty() {
+            sleep_unless(&stop, backoff);
+            backoff = (backoff * 2).min(opts.idle_poll * 8);
+            continue;
+        }
+        backoff = opts.idle_poll;
+        for lease in leases {
+            leased_total += 1;
+            busy.fetch_add(1, Ordering::SeqCst);
+            let (client, sandbox, cache, opts, busy, done) = (client.clone(), sandbox.clone(), cache.clone(), opts.clone(), busy.clone(), done.clone());
+            let h = std::thread::Builder::new()
+                .name("canon-run".into())
+                .spawn(move || {
+                    let run = lease.run.clone();
+                    let job = lease.job.clone();
+                    match run_one(&client, &sandbox, cache.as_deref(), &opts, lease) {
+                        Ok(msg) => log(&format!("run {run} of job {job}: {msg}")),
+                        Err(msg) => log(&format!("run {run} of job {job}: {msg}")),
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                    busy.fetch_sub(1, Ordering::SeqCst);
+                })
+                .map_err(|e| format!("cannot start a run thread: {e}"))?;
+            handles.push(h);
+        }
+    }
+    if stop.load(Ordering::SeqCst) {
+        log(&format!("draining: {} runs in hand", busy.load(Ordering::SeqCst)));
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    log(&format!("stopped after {} runs", done.load(Ordering::SeqCst)));
+    Ok(())
+}
+
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let step = Duration::from_millis(20);
+    let mut left = d;
+    while !left.is_zero() && !stop.load(Ordering::SeqCst) {
+        let s = left.min(step);
+        std::thread::sleep(s);
+        left -= s;
+    }
+}
+
+/// Heartbeats a run until dropped; `stopped` turns true when the
+/// coordinator says to stop.
+struct Heart {
+    quit: Arc<AtomicBool>,
+    running: Arc<AtomicBool>,
+    stopped: Arc<Mutex<Option<String>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heart {
+    fn start(client: Arc<Client>, run: String, every: Duration) -> Heart {
+        let quit = Arc::new(AtomicBool::new(false));
+        let running = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::new(Mutex::new(None));
+        let (q, r, s) = (quit.clone(), running.clone(), stopped.clone());
+        let handle = std::thread::spawn(move || {
+            let mut sent_running = false;
+            loop {
+                let tick = Duration::from_millis(10);
+                let mut waited = Duration::ZERO;
+                while waited < every && !q.load(Ordering::SeqCst) && !(r.load(Ordering::SeqCst) && !sent_running) {
+                    std::thread::sleep(tick);
+                    waited += tick;
+                }
+                if q.load(Ordering::SeqCst) {
+                    return;
+                }
+                let running = r.load(Ordering::SeqCst);
+                match client.heartbeat(&run, running) {
+                    Ok(h) if !h.proceed => {
+                        if let Ok(mut g) = s.lock() {
+                            *g = Some(h.reason.unwrap_or_else(|| "stop".into()));
+                        }
+                        return;
+                    }
+                    Ok(_) => sent_running = running,
+                    Err(ClientError::Api { status: 404, .. }) => {
+                        if let Ok(mut g) = s.lock() {
+                            *g = Some("the coordinator does not know this run".into());
+                        }
+                        return;
+                    }
+                    // A missed heartbeat: try again next tick; the lease
+                    // allows several.
+                    Err(_) => {}
+                }
+            }
+        });
+        Heart { quit, running, stopped, handle: Some(handle) }
+    }
+
+    fn stopped(&self) -> Option<String> {
+        self.stopped.lock().ok().and_then(|g| g.clone())
+    }
+}
+
+impl Drop for Heart {
+    fn drop(&mut self) {
+        self.quit.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Runs one lease to its receipt (Ok) or its failure report (Err).
+fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs::BlobStore>, opts: &WorkerOptions, lease: Lease) -> Result<String, String> {
+    let heart = Heart::start(client.clone(), lease.run.clone(), Duration::from_millis(lease.heartbeat_ms.max(50)));
+    let refuse = |code: &str, reason: String| -> Result<String, String> {
+        match client.fail(&lease.run, code, &reason) {
+            Ok(_) => Err(format!("{code}: {reason}")),
+            Err(e) => Err(format!("{code}: {reason} (and the report failed: {e})")),
+        }
+    };
+    let bundle = match Bundle::parse(lease.bundle.as_bytes()) {
+        Ok(b) => b,
+        Err(e) => return refuse("refused", e.to_string()),
+    };
+    if bundle.job_digest != lease.job_digest {
+        return refuse("refused", format!("leased as job {} but the bundle names job {}", lease.job_digest, bundle.job_digest));
+    }
+    if !opts.trust_submitters.is_empty() {
+        let Some(sig) = &lease.signature else {
+            return refuse("refused", "the job is not signed, and this worker runs only jobs signed by a trusted submitter".into());
+        };
+        match super::submitter::verify(sig.as_bytes(), &lease.job_digest) {
+            Ok(who) if opts.trust_submitters.contains(&who) => {}
+            Ok(who) => return refuse("refused", format!("the job is signed by {who}, who is not a submitter this worker trusts")),
+            Err(e) => return refuse("refused", e.to_string()),
+        }
+    }
+    let stage = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => return refuse("error", format!("cannot make a staging directory: {e}")),
+    };
+    let mut get = |d: &Digest| -> Result<Arc<Vec<u8>>, String> {
+        if let Some(c) = cache
+            && let Ok(b) = c.get(d)
+        {
+            return Ok(Arc::new(b));
+        }
+        let bytes = client.get_blob(d).map_err(|e| e.to_string())?;
+        if let Some(c) = cache {
+            // Checked against the digest before it is kept.
+            let _ = c.put(d, &bytes);
+        }
+        Ok(Arc::new(bytes))
+    };
+    let job = match bundle.materialize(stage.path(), &mut get) {
+        Ok(j) => j,
+        Err(e) => return refuse("refused", e.to_string()),
+    };
+    drop(stage);
+    heart.running.store(true, Ordering::SeqCst);
+    let started = Timestamp::now();
+    let outcome = match sandbox.run(&job) {
+        Ok(o) => o,
+        Err(RunError::Timeout(t)) => return refuse("timeout", format!("no result within the safety timeout of {t:?}")),
+        Err(e) => return refuse("error", e.to_string()),
+    };
+    if let Some(why) = heart.stopped() {
+        return Err(format!("stopped: {why}; nothing sent"));
+    }
+    let outcome = if opts.faulty { flip(&outcome) } else { outcome };
+    // Outputs first, so the receipt never names a blob the coordinator lacks.
+    let mut blobs: BTreeMap<Digest, Vec<u8>> = BTreeMap::new();
+    blobs.insert(Digest::of(&outcome.stdout), outcome.stdout.clone());
+    blobs.insert(Digest::of(&outcome.stderr), outcome.stderr.clone());
+    outcome.outputs.walk("", &mut |_, n| {
+        match n {
+            Node::File(b) => {
+                blobs.insert(Digest::of(b), b.to_vec());
+            }
+            // A link's target is a blob too, so `canon fetch` can rebuild it.
+            Node::Symlink(t) => {
+                blobs.insert(Digest::of(t.as_bytes()), t.as_bytes().to_vec());
+            }
+            Node::Dir(_) => {}
+        }
+    });
+    let missing = match client.missing(blobs.keys().copied().collect()) {
+        Ok(m) => m,
+        Err(e) => return refuse("error", format!("cannot ask which outputs to upload: {e}")),
+    };
+    for d in missing {
+        if let Some(b) = blobs.remove(&d)
+            && let Err(e) = client.put_blob(&d, b)
+        {
+            return refuse("error", format!("cannot upload output {d}: {e}"));
+        }
+    }
+    let run_id = match uuid::Uuid::parse_str(&lease.run) {
+        Ok(u) => RunId::from_uuid(u),
+        Err(_) => return refuse("refused", format!("the run id {:?} is not a UUID", lease.run)),
+    };
+    let summary = outcome.summary();
+    let facts = RunFacts { job_digest: job.digest(), run_id, engine: Engine::current(opts.backend.as_str()), outcome: summary.clone(), started, finished: Timestamp::now() };
+    let envelope = match Statement::new(opts.key.node_id(), facts).sign(&opts.key) {
+        Ok(e) => e,
+        Err(e) => return refuse("error", format!("cannot sign: {e}")),
+    };
+    let receipt = String::from_utf8_lossy(&envelope.to_json()).into_owned();
+    drop(heart);
+    match client.complete(&lease.run, receipt) {
+        Ok(ack) => match ack.rejected {
+            None => Ok(format!("{} ({}), receipt {}", summary.termination, summary.outcome_digest.short(), ack.state.as_str())),
+            Some(why) => Err(format!("receipt refused: {why}")),
+        },
+        Err(e) => Err(format!("cannot send the receipt: {e}")),
+    }
+}
+
+/// The lie of a faulty worker: the first byte of stdout flipped (an empty
+/// stdout becomes 0x01), as `canon run --faulty` does.
+fn flip(o: &Outcome) -> Outcome {
+    let mut o = o.clone();
+    match o.stdout.first_mut() {
+        Some(b) => *b ^= 1,
+        None => o.stdout.push(1),
+    }
+    o
+}
