@@ -4,7 +4,8 @@
 //! command-line order (as a spec's inputs do, in their order).
 //!
 //! The guests are built here with wasm-encoder: `scribbler` writes into
-//! every preopen it is given, `preopens` prints their names in fd order.
+//! every preopen it is given, `preopens` prints their names in fd order,
+//! `fd3` asks what fd 3 is.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,13 @@ const FD_CLOSE: (&str, &[ValType], &[ValType]) = ("fd_close", &[I32], &[I32]);
 const MKDIR: (&str, &[ValType], &[ValType]) = ("path_create_directory", &[I32, I32, I32], &[I32]);
 const PRESTAT_GET: (&str, &[ValType], &[ValType]) = ("fd_prestat_get", &[I32, I32], &[I32]);
 const PRESTAT_NAME: (&str, &[ValType], &[ValType]) = ("fd_prestat_dir_name", &[I32, I32, I32], &[I32]);
+const FDSTAT_GET: (&str, &[ValType], &[ValType]) = ("fd_fdstat_get", &[I32, I32], &[I32]);
+const SOCK_SHUTDOWN: (&str, &[ValType], &[ValType]) = ("sock_shutdown", &[I32, I32], &[I32]);
+
+/// WASI errno `badf`: the descriptor is not open.
+const EBADF: u8 = 8;
+/// WASI errno `notsock`: the descriptor is open but not a socket.
+const ENOTSOCK: u8 = 57;
 
 /// What `scribbler` writes into `keep.txt` and `new.txt`.
 const SCRIBBLED: &[u8] = b"written by the guest\n";
@@ -121,6 +129,24 @@ fn preopens() -> Vec<u8> {
     })
 }
 
+/// A guest that asks what fd 3 is, as the wasi-testsuite's
+/// `sock_shutdown-invalid_fd` does, and writes the three errnos to stdout
+/// as three bytes: `sock_shutdown(3, RD|WR)`, `fd_fdstat_get(3)`,
+/// `fd_prestat_get(3)`.
+fn fd3() -> Vec<u8> {
+    // Memory: the errnos at 0, 1, 2; the iovec {0, 3} at 16; nwritten at
+    // 32; fdstat and prestat results at 64.
+    let data: [(u32, &[u8]); 1] = [(16, &[0, 0, 0, 0, 3, 0, 0, 0])];
+    let byte = MemArg { offset: 0, align: 0, memory_index: 0 };
+    command(&[SOCK_SHUTDOWN, FDSTAT_GET, PRESTAT_GET, FD_WRITE], &data, 0, |f| {
+        let s = &mut f.instructions();
+        s.i32_const(0).i32_const(3).i32_const(3).call(0).i32_store8(byte);
+        s.i32_const(1).i32_const(3).i32_const(64).call(1).i32_store8(byte);
+        s.i32_const(2).i32_const(3).i32_const(64).call(2).i32_store8(byte);
+        s.i32_const(1).i32_const(16).i32_const(1).i32_const(32).call(3).drop();
+    })
+}
+
 // ---------------------------------------------------------------- harness
 
 /// A scratch world for one test: `root/data` is a host directory with a
@@ -144,6 +170,7 @@ impl World {
         std::fs::create_dir(w.path("cwd")).expect("mkdir cwd");
         std::fs::write(w.tools.path().join("scribbler.wasm"), scribbler()).expect("write scribbler");
         std::fs::write(w.tools.path().join("preopens.wasm"), preopens()).expect("write preopens");
+        std::fs::write(w.tools.path().join("fd3.wasm"), fd3()).expect("write fd3");
         w
     }
 
@@ -574,7 +601,12 @@ fn preopen_order_is_the_same_under_every_host_perturbation() {
 /// `canon run --json` of a spec running `preopens` with these inputs (host,
 /// guest), in this order, under `p`: (job digest, outcome digest).
 fn run_preopens(w: &World, inputs: &[(&str, &str)], p: &crate::util::Perturbation) -> (String, String) {
-    let mut spec = format!("name = \"preopens\"\nmodule = {:?}\n", w.module("preopens").display().to_string());
+    run_preopens_with(w, "", inputs, p)
+}
+
+/// [`run_preopens`] with `top` (top-level keys) in the spec.
+fn run_preopens_with(w: &World, top: &str, inputs: &[(&str, &str)], p: &crate::util::Perturbation) -> (String, String) {
+    let mut spec = format!("name = \"preopens\"\nmodule = {:?}\n{top}", w.module("preopens").display().to_string());
     for (host, guest) in inputs {
         spec += &format!("[[input]]\nhost = {host:?}\nguest = {guest:?}\n");
     }
@@ -611,4 +643,73 @@ fn a_specs_inputs_are_preopened_in_their_order_which_the_digest_covers() {
         .expect("spawn");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(out.join("stdout")).expect("stdout"), "/aa\n/zz\n/out\n/tmp\n");
+}
+
+// ------------------------------------------------ jobs without /out and /tmp
+
+/// The three errnos `fd3` writes, under `canon exec ARGS fd3.wasm`.
+fn fd3_errnos(w: &World, args: &[&str]) -> Vec<u8> {
+    let module = w.module("fd3");
+    let mut all = args.to_vec();
+    all.push(module.to_str().expect("utf-8"));
+    let o = w.exec(&all);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    o.stdout
+}
+
+#[test]
+fn without_sandbox_dirs_nothing_is_open_past_stderr() {
+    let w = World::new();
+    // The wasi-testsuite's `sock_shutdown-invalid_fd`, as its adapter runs it.
+    assert_eq!(fd3_errnos(&w, &["--no-sandbox-dirs"]), [EBADF, EBADF, EBADF], "fd 3 is not open: sock_shutdown, fd_fdstat_get, fd_prestat_get");
+    assert_eq!(preopen_names(&w, &["--no-sandbox-dirs"]), "");
+    // With the sandbox dirs fd 3 is /out, a directory: not a socket.
+    assert_eq!(fd3_errnos(&w, &[]), [ENOTSOCK, 0, 0]);
+    // A --dir is still fd 3, and /out and /tmp are guest paths like any other.
+    assert_eq!(fd3_errnos(&w, &["--no-sandbox-dirs", "--dir", "../data::/data"]), [ENOTSOCK, 0, 0]);
+    assert_eq!(preopen_names(&w, &["--no-sandbox-dirs", "--dir", "../data::/tmp", "--dir", "../data/sub::/out/sub"]), "/tmp\n/out/sub\n");
+}
+
+#[test]
+fn no_sandbox_dirs_with_out_is_refused_before_anything_runs() {
+    let w = World::new();
+    let out = w.path("results");
+    let scribbler = w.module("scribbler");
+    let o = exec_leaves_the_host_alone(&w, &["--no-sandbox-dirs", "--dir", "../data::/data", "--out", "../results", scribbler.to_str().expect("utf-8")], &out);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("--no-sandbox-dirs") && err.contains("--out"), "the message names both flags: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!out.exists(), "a refused run wrote {}", out.display());
+}
+
+#[test]
+fn a_job_without_sandbox_dirs_is_one_job_and_one_outcome_under_every_host_perturbation() {
+    let w = World::new();
+    let inputs = [("data", "/zz"), ("data/sub", "/tmp")];
+    let off = "sandbox_dirs = false\n";
+    let (home, cwd) = (scratch(), scratch());
+    let mut runs = vec![crate::util::Perturbation::none("first"), crate::util::Perturbation::none("second")];
+    runs.extend(host_perturbations(home.path(), cwd.path()));
+    let mut seen: Vec<(String, String)> = runs.iter().map(|p| run_preopens_with(&w, off, &inputs, p)).collect();
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "one job and one outcome under every perturbation: {seen:?}");
+    // The same inputs with the sandbox dirs are another job (and /tmp is reserved then).
+    let with = run_preopens(&w, &[("data", "/zz")], &crate::util::Perturbation::none("with"));
+    let without = run_preopens_with(&w, off, &[("data", "/zz")], &crate::util::Perturbation::none("without"));
+    assert_ne!(with.0, without.0, "the guest sees whether /out and /tmp exist: the job digest must say");
+    assert_ne!(with.1, without.1);
+    // What the guest saw: its inputs and nothing else.
+    run_preopens_with(&w, off, &inputs, &crate::util::Perturbation::none("again"));
+    let out = w.path("results");
+    let o = Command::new(canon_bin())
+        .arg("run")
+        .arg(w.path("preopens.toml"))
+        .arg("--out")
+        .arg(&out)
+        .env("CANON_CACHE_DIR", w.tools.path().join("cache"))
+        .output()
+        .expect("spawn");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(out.join("stdout")).expect("stdout"), "/zz\n/tmp\n");
 }

@@ -118,6 +118,7 @@ fn minimal_spec_gets_every_default() {
     assert_eq!(job.limits, canon::job::Limits::JOB_DEFAULT);
     assert_eq!(job.timeout, canon::job::DEFAULT_TIMEOUT);
     assert_eq!(job.commit, None);
+    assert!(job.sandbox_dirs, "the sandbox's /out and /tmp by default");
     assert_eq!(job.seed, job.derived_seed());
     assert_eq!(job.module_sha256, canon::digest::Digest::of(&fs::read(d.path().join("m.wasm")).expect("read")));
 }
@@ -222,13 +223,18 @@ fn wrong_value_type_is_a_toml_error_naming_the_place() {
     let d = dir();
     let (err, _) = refuse(d.path(), &minimal_plus("[limits]\nfuel = \"lots\""));
     assert!(matches!(err, JobError::Toml { line: 4, .. }), "{err:?}");
+    let (err, msg) = refuse(d.path(), &minimal_plus("sandbox_dirs = \"no\""));
+    assert!(matches!(err, JobError::Toml { line: 3, .. }) && msg.contains("bool"), "{msg}");
 }
 
 #[test]
 fn unknown_keys_are_named_wherever_they_are() {
-    for (extra, key) in
-        [("nmae = \"x\"", "nmae"), ("[limits]\nmemroy = 1", "memroy"), ("[[input]]\nhost = \"m.wasm\"\nguest = \"/a/m\"\nwritible = true", "writible")]
-    {
+    for (extra, key) in [
+        ("nmae = \"x\"", "nmae"),
+        ("sandbox_dir = false", "sandbox_dir"),
+        ("[limits]\nmemroy = 1", "memroy"),
+        ("[[input]]\nhost = \"m.wasm\"\nguest = \"/a/m\"\nwritible = true", "writible"),
+    ] {
         let d = dir();
         let (err, msg) = refuse(d.path(), &minimal_plus(extra));
         assert!(matches!(&err, JobError::UnknownKey { key: k, .. } if k == key), "{err:?}");
@@ -462,6 +468,20 @@ fn out_may_be_seeded_only_writable_and_only_at_out() {
 }
 
 #[test]
+fn without_sandbox_dirs_out_and_tmp_are_ordinary_inputs() {
+    let d = dir();
+    write(d.path(), "data/f", b"f");
+    write(d.path(), "more/g", b"g");
+    let spec = minimal_plus(&format!("sandbox_dirs = false\n{}{}", input("data", "/tmp", true), input("more", "/out", false)));
+    let job = load(d.path(), &spec).expect("inputs at /tmp and a read-only /out");
+    assert!(!job.sandbox_dirs);
+    assert_eq!(job.mounts.iter().map(|m| (m.guest.as_str(), m.writable)).collect::<Vec<_>>(), [("/tmp", true), ("/out", false)]);
+    let nested = minimal_plus(&format!("sandbox_dirs = false\n{}{}", input("data", "/out", true), input("more", "/out/sub", true)));
+    let (err, msg) = refuse(d.path(), &nested);
+    assert!(matches!(err, JobError::Overlap { .. }) && msg.contains("nested"), "{msg}");
+}
+
+#[test]
 fn nested_or_equal_preopens_are_refused() {
     let d = dir();
     write(d.path(), "data/f", b"f");
@@ -664,6 +684,7 @@ fn informational_fields_do_not_change_the_digest() {
     for (from, to) in [
         ("name = \"rich\"", "name = \"renamed\""), // argv0 is explicit here
         ("timeout = 60", "timeout = 61"),
+        ("epoch = 100", "epoch = 100\nsandbox_dirs = true"), // the default, written out
         ("host = \"data\"", "host = \"elsewhere\""),
         ("memory = \"1 MiB\"", "memory = 1048576"),
         ("env = { B = \"2\", A = \"1\" }", "env = { A = \"1\", B = \"2\" }"),
@@ -697,6 +718,7 @@ fn every_field_that_matters_changes_the_digest() {
         ("stderr = 11", "stderr = 9"),
         ("output_bytes = 12", "output_bytes = 9"),
         ("output_files = 13", "output_files = 9"),
+        ("epoch = 100", "epoch = 100\nsandbox_dirs = false"),
         ("host = \"data\"", "host = \"data2\""),
         ("guest = \"/data\"", "guest = \"/data2\""),
         ("guest = \"/data\"", "guest = \"data\""),

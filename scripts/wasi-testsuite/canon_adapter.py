@@ -7,6 +7,11 @@ below (the interface its `adapters/*.py` implement). Each test becomes one
 scratch directory, the module, then the test's arguments. canon copies the
 directory into memory, so the host copy is never modified.
 
+`--no-sandbox-dirs` is always given: without it canon preopens its own
+`/out` and `/tmp` after the `--dir`s, where `wasmtime run` preopens nothing,
+so a test run without a directory would find fd 3 open. No test reads an
+output tree, so nothing needs `/out`.
+
 Only preview 1 (`wasm32-wasip1`) and the `wasi:cli/command` world are
 offered: canon runs core modules against WASI preview 1 and nothing else.
 
@@ -57,7 +62,7 @@ def compute_argv(test_path: str,
                  wasi_version: str) -> List[str]:
     del proposals, wasi_world, wasi_version  # only p1 and cli/command are offered
     args, env, root = args_env_root
-    argv = CANON + ["exec"]
+    argv = CANON + ["exec", "--no-sandbox-dirs"]
     for key, value in env.items():
         argv += ["--env", f"{key}={value}"]
     if root:

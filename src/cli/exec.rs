@@ -41,6 +41,13 @@ pub struct Args {
     /// the sandbox's `/out` and `/tmp`.
     #[arg(long = "dir", value_name = "HOST[::GUEST]")]
     dirs: Vec<String>,
+    /// Preopen no `/out` and no `/tmp` after the `--dir`s: the guest sees
+    /// the `--dir`s and nothing else, as under `wasmtime run` (with no
+    /// `--dir`, nothing is open past fd 2), and `/out` and `/tmp` are guest
+    /// paths like any other. The job spec's `sandbox_dirs = false`; part of
+    /// the job. Refused with `--out`.
+    #[arg(long)]
+    no_sandbox_dirs: bool,
     /// Set an environment variable for the guest (a later one of the same
     /// name replaces an earlier one).
     #[arg(long = "env", value_name = "KEY=VALUE")]
@@ -110,7 +117,8 @@ fn job_from_args(args: &Args) -> Result<Job> {
         .epoch(args.epoch)
         .limits(Limits { fuel: args.fuel, ..Limits::EXEC_DEFAULT })
         .timeout(Duration::from_secs(args.timeout))
-        .unknown_imports(args.unknown_imports);
+        .unknown_imports(args.unknown_imports)
+        .sandbox_dirs(!args.no_sandbox_dirs);
     for spec in &args.preloads {
         let Some((name, path)) = spec.split_once('=') else { bail!("--preload {spec}: expected NAME=MODULE") };
         job = job.preload(name, path, None);
@@ -210,6 +218,11 @@ fn explain(err: JobError, args: &Args) -> anyhow::Error {
 
 /// Runs `canon exec`.
 pub fn run(args: Args) -> Result<ExitCode> {
+    if args.no_sandbox_dirs && args.out.is_some() {
+        bail!(
+            "--no-sandbox-dirs and --out cannot be used together: --no-sandbox-dirs leaves out /out, the guest's output directory that --out is there to collect; drop one of them"
+        );
+    }
     let job = job_from_args(&args)?;
     let mounted = job.mounts.iter().filter_map(|m| m.source.as_deref());
     let staged = args.out.as_deref().map(|out| super::outdir::Staged::new(out, mounted)).transpose()?;

@@ -34,6 +34,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let src = m.source.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         outln!("mount         {} {access} manifest {} (from {src})", m.guest, m.manifest_digest())?;
     }
+    if job.adds_sandbox_dirs() {
+        outln!("sandbox_dirs  true: /out (unless mounted) and /tmp after the mounts")?;
+    } else {
+        outln!("sandbox_dirs  false: the guest sees the mounts and nothing else")?;
+    }
     outln!("seed          {}", job.seed)?;
     outln!("epoch         {}", job.epoch)?;
     let l = &job.limits;

@@ -13,8 +13,8 @@
 //!    module; read stdin; load the inputs and lay out the preopens (in the
 //!    order of their first input; none equal or nested, a relative name
 //!    `d` counting as `/d` and a mount at `/` as holding every other place;
-//!    `/tmp` reserved, `/out` only writable and nothing inside it), all
-//!    within [`MAX_INPUT_BYTES`].
+//!    with the sandbox dirs, `/tmp` reserved, `/out` only writable and
+//!    nothing inside it), all within [`MAX_INPUT_BYTES`].
 //!
 //! The first failure is returned as a [`JobError`] that names the builder's
 //! source (the spec file, or `canon exec`) and the item at fault by its
@@ -89,6 +89,7 @@ pub struct JobBuilder {
     unknown_imports: UnknownImports,
     inputs: Vec<Input>,
     preloads: Vec<PreloadInput>,
+    sandbox_dirs: bool,
 }
 
 impl JobBuilder {
@@ -113,6 +114,7 @@ impl JobBuilder {
             unknown_imports: UnknownImports::Refuse,
             inputs: Vec::new(),
             preloads: Vec::new(),
+            sandbox_dirs: true,
         }
     }
 
@@ -190,6 +192,20 @@ impl JobBuilder {
         self
     }
 
+    /// Whether the sandbox adds its own preopens after the inputs: an empty
+    /// writable `/out` (unless an input is there) and a scratch `/tmp`
+    /// ([`Job::sandbox_dirs`]). With `false` the guest sees the inputs and
+    /// nothing else, as under `wasmtime run` (with no inputs, nothing is
+    /// open past fd 2), the output tree holds only the writable inputs, and
+    /// `/out` and `/tmp` are ordinary guest paths: an input there is
+    /// checked like any other input (it may be read-only, and no preopen
+    /// may be nested with it). Ignored beside a mount at `/`, which never
+    /// has them. Default: true.
+    pub fn sandbox_dirs(mut self, sandbox_dirs: bool) -> JobBuilder {
+        self.sandbox_dirs = sandbox_dirs;
+        self
+    }
+
     /// Adds an input: the host file or directory `host` (followed if it is a
     /// symbolic link; links inside a directory are kept as links), at the
     /// guest path `guest` ([`check_guest_path`]: `/`, absolute and
@@ -199,8 +215,9 @@ impl JobBuilder {
     /// is the guest's whole file system: it must be the only input, and the
     /// sandbox adds no `/out` or `/tmp` beside it. Preopens are numbered in the order
     /// of their first input (fd 3, 4, ...; the sandbox's `/out`, unless an
-    /// input is there, and `/tmp` come after them), and that order is part
-    /// of the job. A writable input is a copy the guest may change; the
+    /// input is there, and `/tmp` come after them, unless
+    /// [`JobBuilder::sandbox_dirs`] is false), and that order is part of
+    /// the job. A writable input is a copy the guest may change; the
     /// host is never modified. Default: no inputs.
     pub fn input(mut self, host: impl Into<PathBuf>, guest: impl Into<String>, writable: bool) -> JobBuilder {
         self.inputs.push(Input { host: host.into(), guest: guest.into(), writable, dir_only: false });
@@ -310,7 +327,9 @@ impl JobBuilder {
         }
         budget -= stdin.len() as u64;
 
-        let mounts = load_inputs(file, self.inputs, &mut budget)?;
+        let mounts = load_inputs(file, self.inputs, self.sandbox_dirs, &mut budget)?;
+        // A mount at `/` has nothing beside it: say so in the job itself.
+        let sandbox_dirs = self.sandbox_dirs && !mounts.iter().any(|m| m.guest == "/");
 
         let mut job = Job {
             name: self.name,
@@ -329,6 +348,7 @@ impl JobBuilder {
             commit,
             unknown_imports,
             preloads,
+            sandbox_dirs,
         };
         job.seed = match self.seed {
             Some(seed) => seed,
@@ -485,7 +505,9 @@ struct Preopen {
     file_inputs: BTreeMap<String, usize>,
 }
 
-fn load_inputs(file: &str, inputs: Vec<Input>, budget: &mut u64) -> Result<Vec<Mount>, JobError> {
+/// Loads the inputs and lays out their preopens. `sandbox_dirs`: the
+/// sandbox adds `/out` and `/tmp`, so those places are reserved.
+fn load_inputs(file: &str, inputs: Vec<Input>, sandbox_dirs: bool, budget: &mut u64) -> Result<Vec<Mount>, JobError> {
     let f = || file.to_string();
     let too_large = |index: usize| JobError::InputsTooLarge { file: f(), field: format!("input[{index}]"), limit: MAX_INPUT_BYTES };
     // In the order of each preopen's first input: the order the guest sees.
@@ -511,7 +533,9 @@ fn load_inputs(file: &str, inputs: Vec<Input>, budget: &mut u64) -> Result<Vec<M
             return Err(JobError::InputLoad { file: f(), index, source: TreeError::Unsupported(host) });
         };
 
-        check_reserved(file, index, &guest, &guest_place(&dir), writable)?;
+        if sandbox_dirs {
+            check_reserved(file, index, &guest, &guest_place(&dir), writable)?;
+        }
 
         let load_err = |source: TreeError| match source {
             TreeError::TooLarge { .. } => too_large(index),
@@ -593,8 +617,8 @@ fn same_dir(file: &str, first: usize, second: usize, dir: &str) -> JobError {
     }
 }
 
-/// `/tmp` belongs to the sandbox; `/out` may be replaced by a writable input
-/// but nothing may be mounted inside it. `dir` is the preopen's place
+/// With the sandbox dirs, `/tmp` belongs to the sandbox; `/out` may be
+/// replaced by a writable input but nothing may be mounted inside it. `dir` is the preopen's place
 /// ([`guest_place`]); a mount at `/` holds neither (the sandbox adds no
 /// `/out` or `/tmp` beside it).
 fn check_reserved(file: &str, index: usize, guest: &str, dir: &str, writable: bool) -> Result<(), JobError> {
@@ -701,6 +725,27 @@ mod tests {
         assert!(matches!(read_only_out, JobError::OutReadOnly { .. }), "{read_only_out:?}");
         let file_at_root = b().input(data.join("hello.txt"), "/hello.txt", false).build().expect_err("a file at the root");
         assert!(file_at_root.to_string().contains("must be inside a directory"), "{file_at_root}");
+    }
+
+    #[test]
+    fn without_sandbox_dirs_out_and_tmp_are_ordinary_guest_paths() {
+        let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/inputs/data");
+        let b = || JobBuilder::new("test", "t", minimal());
+        assert!(b().build().expect("default").sandbox_dirs, "on by default");
+        let job = b().sandbox_dirs(false).dir(&data, "/tmp", false).dir(&data, "out", false).build().expect("ordinary inputs");
+        assert!(!job.sandbox_dirs);
+        assert_eq!(job.mounts.iter().map(|m| (m.guest.as_str(), m.writable)).collect::<Vec<_>>(), [("/tmp", false), ("out", false)]);
+        assert!(b().sandbox_dirs(false).dir(&data, "/out/sub", true).build().is_ok(), "nothing to be nested in");
+        // The rules every input follows still hold.
+        let nested = b().sandbox_dirs(false).dir(&data, "/tmp", true).dir(&data, "/tmp/sub", true).build().expect_err("nested");
+        assert!(nested.to_string().contains("are nested"), "{nested}");
+        // A root mount never has them, so its job says so whatever was asked.
+        assert!(!b().dir(&data, "/", true).build().expect("root").sandbox_dirs);
+        assert_eq!(
+            b().dir(&data, "/", true).build().expect("root").digest(),
+            b().sandbox_dirs(false).dir(&data, "/", true).build().expect("root").digest(),
+            "one guest view, one job"
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! epoch = 946684800            # default: DEFAULT_EPOCH
 //! commit = "<40 or 64 hex>"    # optional, stored lowercase
 //! unknown_imports = "refuse"   # or "trap"; default "refuse"
+//! sandbox_dirs = true          # false: no /out or /tmp after the inputs
 //! [limits]                     # each defaults to Limits::JOB_DEFAULT
 //! fuel = 1000000               # at least MIN_FUEL
 //! memory = "64 MiB"            # MIN_MEMORY_BYTES ..= MAX_MEMORY_BYTES
@@ -52,10 +53,16 @@
 //! equal or nested, and are numbered in the order of their first
 //! `[[input]]` (fd 3, 4, ..., as `wasmtime run --dir` numbers its
 //! directories), an order the guest sees and the job digest covers. After
-//! them the sandbox adds an empty writable `/out`, then `/tmp` (reserved:
-//! no input may be at, in or around it); an input whose preopen is `/out`
-//! replaces that `/out`, in its own place, and must be writable (it is
-//! where outputs go), and no preopen may be nested inside `/out`.
+//! them the sandbox adds its own two, the *sandbox dirs*: an empty
+//! writable `/out`, then `/tmp` (reserved: no input may be at, in or
+//! around it); an input whose preopen is `/out` replaces that `/out`, in
+//! its own place, and must be writable (it is where outputs go), and no
+//! preopen may be nested inside `/out`. With `sandbox_dirs = false`
+//! ([`Job::sandbox_dirs`]) the sandbox adds neither: the guest sees its
+//! inputs and nothing else, as under `wasmtime run`, and `/out` and `/tmp`
+//! are ordinary guest paths (an input there follows the rules of every
+//! input and is not special). A job that mounts `/` has no sandbox dirs
+//! either way.
 //! An input's host path is followed if it is a symlink; symlinks inside an
 //! input directory are kept as links. Inputs and stdin together are capped
 //! at [`MAX_INPUT_BYTES`]; argv and the environment together at
@@ -93,9 +100,11 @@
 //! | 10 | commit | optional string (lowercase hex) |
 //! | 11 | unknown imports | `u8`: 0 refuse, 1 trap |
 //! | 12 | preloads, in instantiation order | list of (name string, module SHA-256 digest) |
+//! | 13 | sandbox dirs ([`Job::adds_sandbox_dirs`]) | `u8`: 1 the sandbox adds `/out` and `/tmp`, 0 it adds none |
 //!
-//! v3 differs from v2 only in field 6, which v2 sorted by guest path: the
-//! preopen order is now the job's, because the guest sees it.
+//! v3 differs from v2 in field 6, which v2 sorted by guest path (the
+//! preopen order is now the job's, because the guest sees it), and by
+//! field 13, which v2 lacks (every v2 job had the sandbox dirs).
 //!
 //! Not encoded: `name`, `timeout`, host paths. The default seed is
 //! [`Job::derived_seed`]: the first 8 bytes, read as a little-endian `u64`,
@@ -325,6 +334,14 @@ pub struct Job {
     /// Modules instantiated before [`Job::module`], in order, each
     /// registered under its name for later modules to import from.
     pub preloads: Vec<Preload>,
+    /// Whether the sandbox adds its own preopens after [`Job::mounts`]: an
+    /// empty writable `/out` (unless a mount is placed there) and a scratch
+    /// `/tmp`. When false the guest sees the job's mounts and nothing else,
+    /// as under `wasmtime run`: with no mounts, nothing is open past fd 2,
+    /// and the output tree holds only what writable mounts hold. A job that
+    /// mounts `/` never has them ([`Job::adds_sandbox_dirs`]); the builder
+    /// sets this false for one. Part of the digest.
+    pub sandbox_dirs: bool,
 }
 
 /// A module preloaded into a job's store and registered under a name.
@@ -467,6 +484,15 @@ impl Job {
         u64::from_le_bytes(first)
     }
 
+    /// Whether the sandbox adds `/out` and `/tmp` after the job's mounts:
+    /// [`Job::sandbox_dirs`], unless a mount at `/` is the guest's whole
+    /// file system. This, not the field alone, is what the guest sees and
+    /// what the encoding holds (field 13), so a job built by hand with a
+    /// root mount encodes as the builder would make it.
+    pub fn adds_sandbox_dirs(&self) -> bool {
+        self.sandbox_dirs && !self.mounts.iter().any(|m| m.guest == "/")
+    }
+
     fn encoder(&self, seed: Option<u64>) -> Encoder {
         let mut e = Encoder::new(JOB_TAG);
         e.digest(&self.module_sha256);
@@ -502,6 +528,7 @@ impl Job {
         for p in &self.preloads {
             e.str(&p.name).digest(&p.module_sha256);
         }
+        e.u8(u8::from(self.adds_sandbox_dirs()));
         e
     }
 }
@@ -536,6 +563,7 @@ mod tests {
                 module_sha256: Digest::of(b"lib"),
                 module_path: PathBuf::from("/host/l.wasm"),
             }],
+            sandbox_dirs: false,
         }
     }
 
@@ -570,6 +598,7 @@ mod tests {
         want.extend(u64_(1));
         want.extend(str_("lib"));
         want.extend(Digest::of(b"lib").as_bytes());
+        want.push(0);
         assert_eq!(j.encode(), want);
         assert_eq!(j.digest().digest(), &Digest::of(&want));
     }
@@ -623,5 +652,21 @@ mod tests {
         k.mounts.reverse();
         assert_ne!(j.digest(), k.digest(), "the guest sees fd order, so the digest must");
         assert_ne!(j.derived_seed(), k.derived_seed());
+    }
+
+    #[test]
+    fn sandbox_dirs_change_the_digest_except_beside_a_root_mount() {
+        let j = job();
+        let mut k = job();
+        k.sandbox_dirs = true;
+        assert_ne!(j.digest(), k.digest(), "the guest sees whether /out and /tmp exist, so the digest must");
+        assert_ne!(j.derived_seed(), k.derived_seed());
+        // A mount at `/` has no sandbox dirs beside it, whatever the field says.
+        let root = vec![Mount::new("/".into(), true, Tree::new(), None)];
+        let (mut j, mut k) = (j, k);
+        j.mounts = root.clone();
+        k.mounts = root;
+        assert!(!k.adds_sandbox_dirs());
+        assert_eq!(j.encode(), k.encode());
     }
 }

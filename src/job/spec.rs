@@ -36,6 +36,7 @@ struct Spec {
     epoch: Option<u64>,
     commit: Option<String>,
     unknown_imports: Option<String>,
+    sandbox_dirs: Option<bool>,
     #[serde(default)]
     limits: LimitsSpec,
     #[serde(default)]
@@ -114,6 +115,9 @@ pub(super) fn resolve(text: &str, base: &Path, file: &str) -> Result<Job, JobErr
     }
     if let Some(s) = spec.unknown_imports.as_deref() {
         job = job.unknown_imports(s.parse().map_err(|_| invalid(file, "unknown_imports", &format!("{s:?}"), "\"refuse\" (the default) or \"trap\""))?);
+    }
+    if let Some(sandbox_dirs) = spec.sandbox_dirs {
+        job = job.sandbox_dirs(sandbox_dirs);
     }
     for (index, p) in spec.preload.into_iter().enumerate() {
         let field = |k: &str| format!("preload[{index}].{k}");

@@ -149,6 +149,7 @@ impl DiffJob {
             commit: None,
             unknown_imports: UnknownImports::Refuse,
             preloads: Vec::new(),
+            sandbox_dirs: true,
         }
     }
 }

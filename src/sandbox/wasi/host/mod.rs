@@ -231,6 +231,9 @@ pub struct HostConfig<'a> {
     /// Preopens: guest name, writable, content (borrowed from the job: the
     /// file system copies what it needs when it mounts them).
     pub mounts: Vec<(String, bool, &'a Tree)>,
+    /// The index in `mounts` of the sandbox's scratch `/tmp`, if it has
+    /// one: the only writable mount left out of the output tree.
+    pub scratch: Option<usize>,
     /// Seed of the random stream.
     pub seed: u64,
     /// Wall-clock start, seconds since the Unix epoch.
@@ -254,19 +257,23 @@ static EMPTY_TREE: Tree = Tree { entries: std::collections::BTreeMap::new() };
 
 impl<'a> HostConfig<'a> {
     /// The host configuration for a job: its mounts, in the job's order
-    /// (fd 3, 4, ..., as `wasmtime run` numbers its `--dir`s), then the
-    /// default empty, writable `/out` and scratch `/tmp` unless the job
-    /// mounts those itself or mounts `/`. The job digest covers the job's
-    /// order, and the defaults' places follow from it.
+    /// (fd 3, 4, ..., as `wasmtime run` numbers its `--dir`s), then, if it
+    /// has the sandbox dirs ([`Job::adds_sandbox_dirs`]: not when it says
+    /// `sandbox_dirs = false` or mounts `/`), the default empty, writable
+    /// `/out` unless it mounts one itself, and the scratch `/tmp`. The job
+    /// digest covers the job's order and whether the defaults are there,
+    /// and their places follow from it.
     pub fn for_job(job: &'a Job) -> HostConfig<'a> {
         let mut mounts: Vec<(String, bool, &Tree)> = job.mounts.iter().map(|m| (m.guest.clone(), m.writable, m.tree())).collect();
-        // A mount at `/` is the whole file system: nothing beside it. An
-        // input at `/out` (or a relative `out`, placed there) replaces it.
-        let root = job.mounts.iter().any(|m| m.guest == "/");
-        for default in ["/out", "/tmp"] {
-            if !root && !job.mounts.iter().any(|m| guest_place(&m.guest) == default) {
-                mounts.push((default.to_string(), true, &EMPTY_TREE));
+        let mut scratch = None;
+        if job.adds_sandbox_dirs() {
+            // An input at `/out` (or a relative `out`, placed there)
+            // replaces the default one; no input is at `/tmp` (reserved).
+            if !job.mounts.iter().any(|m| guest_place(&m.guest) == "/out") {
+                mounts.push(("/out".to_string(), true, &EMPTY_TREE));
             }
+            scratch = Some(mounts.len());
+            mounts.push(("/tmp".to_string(), true, &EMPTY_TREE));
         }
         let mut argv = vec![job.argv0.clone()];
         argv.extend(job.args.iter().cloned());
@@ -275,6 +282,7 @@ impl<'a> HostConfig<'a> {
             env: job.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             stdin: Arc::new(job.stdin.clone()),
             mounts,
+            scratch,
             seed: job.seed,
             epoch: job.epoch,
             fuel: job.limits.fuel,
@@ -305,6 +313,8 @@ pub struct WasiHost {
     fds: BTreeMap<u32, Fd>,
     /// Preopens: guest name, writable, root inode.
     pub preopens: Vec<(String, bool, Ino)>,
+    /// The index in `preopens` of the sandbox's scratch `/tmp`, if any.
+    scratch: Option<usize>,
     rng: ChaCha20Rng,
     epoch_ns: u64,
     fuel_budget: u64,
@@ -345,6 +355,7 @@ impl WasiHost {
             vfs,
             fds,
             preopens,
+            scratch: cfg.scratch,
             rng,
             epoch_ns,
             fuel_budget: cfg.fuel,
@@ -353,14 +364,16 @@ impl WasiHost {
         }
     }
 
-    /// The final content of every writable mount except `/tmp`, as one tree
+    /// The final content of every writable mount except the sandbox's
+    /// scratch `/tmp` (an input at `/tmp`, in a job without the sandbox
+    /// dirs, is a mount like any other), as one tree
     /// whose top-level names are the mounts' guest paths without the leading
     /// `/` (so the empty name for a mount at `/`, and a relative name as it
     /// is: see [`crate::outcome::Outcome::outputs`]).
     pub fn output_tree(&self) -> Tree {
         let mut out = Tree::new();
-        for (name, writable, ino) in &self.preopens {
-            if !*writable || name == "/tmp" {
+        for (i, (name, writable, ino)) in self.preopens.iter().enumerate() {
+            if !*writable || self.scratch == Some(i) {
                 continue;
             }
             let key = name.trim_start_matches('/').to_string();
