@@ -20,6 +20,7 @@ mod limits;
 mod linking;
 mod nan;
 mod nodes;
+mod pool;
 mod probes;
 mod quorum;
 mod receipts;

@@ -59,7 +59,11 @@ fn client_file() -> Result<ClientFile> {
 
 impl Conn {
     fn url(&self, file: &ClientFile) -> String {
-        self.coordinator.clone().or_else(|| std::env::var("CANON_COORDINATOR").ok()).or_else(|| file.coordinator.clone()).unwrap_or_else(|| format!("http://{DEFAULT_LISTEN}"))
+        self.coordinator
+            .clone()
+            .or_else(|| std::env::var("CANON_COORDINATOR").ok())
+            .or_else(|| file.coordinator.clone())
+            .unwrap_or_else(|| format!("http://{DEFAULT_LISTEN}"))
     }
 
     fn client(&self) -> Result<Client> {
@@ -313,7 +317,10 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
 fn wait(client: &Client, id: &str, bar: bool) -> Result<JobView> {
     let pb = indicatif::ProgressBar::new(0);
     if bar {
-        pb.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} {wide_bar} {pos}/{len} receipts {elapsed}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {wide_bar} {pos}/{len} receipts {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
     } else {
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
@@ -427,7 +434,15 @@ pub fn list(args: ListArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for j in &page.jobs {
-        outln!("{}  {:<10} {:<13} p{}  {}{}", j.id, j.state, j.verdict.as_deref().unwrap_or("-"), j.priority, j.name, j.group.as_deref().map(|g| format!("  [{g}]")).unwrap_or_default())?;
+        outln!(
+            "{}  {:<10} {:<13} p{}  {}{}",
+            j.id,
+            j.state,
+            j.verdict.as_deref().unwrap_or("-"),
+            j.priority,
+            j.name,
+            j.group.as_deref().map(|g| format!("  [{g}]")).unwrap_or_default()
+        )?;
     }
     if let Some(c) = &page.next_cursor {
         eprintln!("canon: more: --cursor {c}");
@@ -479,7 +494,14 @@ pub fn watch(args: WatchArgs) -> Result<ExitCode> {
         let line = if args.json {
             serde_json::to_string(&e).unwrap_or_default()
         } else {
-            format!("{:>8}  {:<17} {}{}{}", e.seq, e.kind, e.job, e.run.as_deref().map(|r| format!(" run {r}")).unwrap_or_default(), e.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())
+            format!(
+                "{:>8}  {:<17} {}{}{}",
+                e.seq,
+                e.kind,
+                e.job,
+                e.run.as_deref().map(|r| format!(" run {r}")).unwrap_or_default(),
+                e.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+            )
         };
         if let Err(err) = outln!("{line}") {
             failed = Some(err);
@@ -522,10 +544,19 @@ pub fn fetch(args: FetchArgs) -> Result<ExitCode> {
     let labelled: Vec<(String, Vec<u8>)> = list.receipts.iter().map(|(run, env)| (format!("run {run}"), env.clone().into_bytes())).collect();
     let tally = canon::quorum::tally(&labelled, &TallyOptions { policy, expected_job: Some(list.job_digest), ledger: None });
     let chosen = match &args.outcome {
-        Some(o) => tally.groups.iter().find(|g| g.outcome.to_string() == *o || g.outcome.to_string().ends_with(o.as_str())).ok_or_else(|| anyhow!("--outcome {o}: no outcome group of the tally has that digest"))?,
+        Some(o) => tally
+            .groups
+            .iter()
+            .find(|g| g.outcome.to_string() == *o || g.outcome.to_string().ends_with(o.as_str()))
+            .ok_or_else(|| anyhow!("--outcome {o}: no outcome group of the tally has that digest"))?,
         None => {
             if tally.verdict != Verdict::Accepted {
-                bail!("job {}: the tally is {} over {} receipts, so no outcome is accepted; name one with --outcome DIGEST to fetch it anyway", args.id, tally.verdict, tally.receipts);
+                bail!(
+                    "job {}: the tally is {} over {} receipts, so no outcome is accepted; name one with --outcome DIGEST to fetch it anyway",
+                    args.id,
+                    tally.verdict,
+                    tally.receipts
+                );
             }
             tally.accepted_group().ok_or_else(|| anyhow!("job {}: accepted, but no accepted group", args.id))?
         }
@@ -590,6 +621,13 @@ pub fn fetch(args: FetchArgs) -> Result<ExitCode> {
     }
     std::fs::write(dir.join("tally.json"), serde_json::to_string_pretty(&tally)? + "\n")?;
     staged.commit()?;
-    eprintln!("canon: fetched outcome {} ({}, {} of {} receipts agree) into {}", chosen.outcome, tally.verdict, chosen.votes.len(), tally.receipts, args.out.display());
+    eprintln!(
+        "canon: fetched outcome {} ({}, {} of {} receipts agree) into {}",
+        chosen.outcome,
+        tally.verdict,
+        chosen.votes.len(),
+        tally.receipts,
+        args.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

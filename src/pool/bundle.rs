@@ -27,7 +27,8 @@
 //!     { "path": "sub/link", "kind": "symlink", "target": "../a.txt" } ] }],
 //!   "seed": 7, "epoch": 946684800, "limits": { "fuel": 1000000, … },
 //!   "timeout_secs": 120, "commit": null, "unknown_imports": "refuse",
-//!   "preloads": [{ "name": "lib", "module": "<sha256>" }]
+//!   "preloads": [{ "name": "lib", "module": "<sha256>" }],
+//!   "sandbox_dirs": true
 //! }
 //! ```
 //!
@@ -53,6 +54,9 @@ pub const MAX_BUNDLE_BYTES: usize = 16 << 20;
 
 /// Most entries, over all mounts, in one bundle.
 pub const MAX_BUNDLE_ENTRIES: usize = 1_000_000;
+
+/// Where [`Bundle::materialize`] gets a blob: its bytes, or why not.
+pub type GetBlob<'a> = dyn FnMut(&Digest) -> Result<Arc<Vec<u8>>, String> + 'a;
 
 /// A job in canonical form (see the [module documentation](self)).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +94,8 @@ pub struct Bundle {
     pub unknown_imports: String,
     /// Modules instantiated before the main one, in order.
     pub preloads: Vec<BundlePreload>,
+    /// Whether the sandbox adds its `/out` and `/tmp`.
+    pub sandbox_dirs: bool,
 }
 
 /// One preopened input tree.
@@ -294,6 +300,7 @@ impl Bundle {
             commit: job.commit.clone(),
             unknown_imports: job.unknown_imports.as_str().into(),
             preloads: job.preloads.iter().map(|p| BundlePreload { name: p.name.clone(), module: p.module_sha256 }).collect(),
+            sandbox_dirs: job.sandbox_dirs,
         };
         (bundle, blobs)
     }
@@ -337,7 +344,11 @@ impl Bundle {
                     Kind::Symlink => e.sha256.is_none() && e.target.is_some(),
                 };
                 if !ok {
-                    return Err(invalid(field(), format!("{:?} with sha256 {:?} and target {:?}", e.kind, e.sha256, e.target), "a file with sha256, a dir with neither, a symlink with target"));
+                    return Err(invalid(
+                        field(),
+                        format!("{:?} with sha256 {:?} and target {:?}", e.kind, e.sha256, e.target),
+                        "a file with sha256, a dir with neither, a symlink with target",
+                    ));
                 }
             }
         }
@@ -367,7 +378,7 @@ impl Bundle {
     /// them with every check of a local spec, and checks that its digest is
     /// the one the bundle names. Each blob is checked against its digest
     /// before it is used.
-    pub fn materialize(&self, stage: &Path, get: &mut dyn FnMut(&Digest) -> Result<Arc<Vec<u8>>, String>) -> Result<Job, BundleError> {
+    pub fn materialize(&self, stage: &Path, get: &mut GetBlob<'_>) -> Result<Job, BundleError> {
         let names = self.blobs();
         let mut fetch = |d: &Digest| -> Result<Arc<Vec<u8>>, BundleError> {
             let what = names.get(d).cloned().unwrap_or_default();
@@ -391,6 +402,7 @@ impl Bundle {
             .epoch(self.epoch)
             .limits(self.limits.into())
             .timeout(Duration::from_secs(self.timeout_secs))
+            .sandbox_dirs(self.sandbox_dirs)
             .unknown_imports(self.unknown_imports.parse().map_err(|_| invalid("unknown_imports", self.unknown_imports.clone(), "\"refuse\" or \"trap\""))?);
         for (name, value) in &self.env {
             builder = builder.env(name.clone(), value.clone());

@@ -19,7 +19,7 @@ pub enum Auth {
     /// A tenant's bearer token.
     Token(String),
     /// A node's key.
-    Node(NodeKey),
+    Node(Box<NodeKey>),
 }
 
 /// A client of one coordinator.

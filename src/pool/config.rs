@@ -175,7 +175,7 @@ impl Config {
         c.max_errors = f.max_errors.unwrap_or(c.max_errors);
         let secs = |field: &str, v: Option<f64>, d: u64| -> Result<u64, String> {
             match v {
-                Some(s) if s.is_finite() && s >= 0.05 && s <= 86_400.0 => Ok((s * 1000.0) as u64),
+                Some(s) if (0.05..=86_400.0).contains(&s) => Ok((s * 1000.0) as u64),
                 Some(s) => Err(format!("{file}: `{field}` is {s}; expected seconds from 0.05 to 86400")),
                 None => Ok(d),
             }

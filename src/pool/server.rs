@@ -139,7 +139,11 @@ impl App {
         let parts = RequestParts { method: method.as_str(), authority, path: uri.path(), query: uri.query(), content_digest: digest };
         let now = now_ms() / 1000;
         let verified = httpsig::verify_request(&parts, input, sig, now, &httpsig_policy()).map_err(|e| unauth(e.to_string()))?;
-        self.replay.lock().map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", "replay guard poisoned"))?.check_and_record(&verified, now).map_err(|e| unauth(e.to_string()))?;
+        self.replay
+            .lock()
+            .map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", "replay guard poisoned"))?
+            .check_and_record(&verified, now)
+            .map_err(|e| unauth(e.to_string()))?;
         if !self.config.allow_nodes.is_empty() && !self.config.allow_nodes.contains(&verified.node) {
             return Err(err(StatusCode::FORBIDDEN, "forbidden", format!("node {} is not allowed to lease work here", verified.node)));
         }
@@ -186,7 +190,11 @@ pub fn router(app: Arc<App>) -> Router {
 async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response> {
     let tenant = app.tenant(&headers)?;
     if body.len() as u64 > app.config.max_body_bytes {
-        return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("request body is {} bytes; the limit is {}", body.len(), app.config.max_body_bytes)));
+        return Err(err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body is {} bytes; the limit is {}", body.len(), app.config.max_body_bytes),
+        ));
     }
     let req: SubmitRequest = json(&body, "submit request")?;
     let bundle = Bundle::parse(req.bundle.as_bytes()).map_err(|e| err(StatusCode::BAD_REQUEST, "bad_bundle", e.to_string()))?;
@@ -196,11 +204,24 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
     }
     let submitter = match &req.signature {
         None => None,
-        Some(env) => Some(submitter::verify(env.as_bytes(), &bundle.job_digest).map_err(|e| err(StatusCode::BAD_REQUEST, "bad_signature", e.to_string()))?.to_string()),
+        Some(env) => {
+            Some(submitter::verify(env.as_bytes(), &bundle.job_digest).map_err(|e| err(StatusCode::BAD_REQUEST, "bad_signature", e.to_string()))?.to_string())
+        }
     };
     let replicas = req.replicas.unwrap_or(app.config.replicas);
     if replicas == 0 || replicas > app.config.max_runs {
-        return Err(err(StatusCode::BAD_REQUEST, "bad_request", format!("`replicas` is {replicas}; expected 1 to {} (the coordinator's max_runs)", app.config.max_runs)));
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("`replicas` is {replicas}; expected 1 to {} (the coordinator's max_runs)", app.config.max_runs),
+        ));
+    }
+    if (replicas as usize) < app.policy.min_quorum {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("`replicas` is {replicas}, below the coordinator's policy min_quorum of {}: the job could never be accepted", app.policy.min_quorum),
+        ));
     }
     let priority = req.priority.unwrap_or(DEFAULT_PRIORITY);
     if priority > MAX_PRIORITY {
@@ -314,7 +335,14 @@ async fn missing(State(app): State<Arc<App>>, method: Method, uri: Uri, headers:
     Ok(axum::Json(MissingResponse { missing }))
 }
 
-async fn put_blob(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, UrlPath(digest): UrlPath<String>, body: Bytes) -> Result<StatusCode> {
+async fn put_blob(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    UrlPath(digest): UrlPath<String>,
+    body: Bytes,
+) -> Result<StatusCode> {
     app.caller(&method, &uri, &headers, &body)?;
     let d = parse_digest(&digest)?;
     let a = app.clone();
@@ -356,7 +384,14 @@ async fn lease(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: H
     Ok(axum::Json(LeaseResponse { leases }))
 }
 
-async fn heartbeat(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, UrlPath(run): UrlPath<String>, body: Bytes) -> Result<axum::Json<HeartbeatResponse>> {
+async fn heartbeat(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    UrlPath(run): UrlPath<String>,
+    body: Bytes,
+) -> Result<axum::Json<HeartbeatResponse>> {
     let node = app.node(&method, &uri, &headers, &body)?;
     let req: HeartbeatRequest = if body.is_empty() { HeartbeatRequest::default() } else { json(&body, "heartbeat")? };
     let store = app.store.clone();
@@ -372,7 +407,13 @@ async fn heartbeat(State(app): State<Arc<App>>, method: Method, uri: Uri, header
 /// Checks a receipt against the run it claims to answer: signature, node,
 /// job digest, run id, and that every output it names was uploaded.
 /// Returns (code, reason) on refusal.
-fn check_receipt(app: &App, node: &NodeId, run: &str, job_digest: &crate::digest::JobDigest, envelope: &[u8]) -> std::result::Result<CheckedReceipt, (&'static str, String)> {
+fn check_receipt(
+    app: &App,
+    node: &NodeId,
+    run: &str,
+    job_digest: &crate::digest::JobDigest,
+    envelope: &[u8],
+) -> std::result::Result<CheckedReceipt, (&'static str, String)> {
     let r = crate::receipt::verify_envelope(envelope).map_err(|e| (e.code(), e.to_string()))?;
     if r.node() != *node {
         return Err(("node_mismatch", format!("the receipt is signed by {}, but the run is leased to {node}", r.node())));
@@ -391,7 +432,14 @@ fn check_receipt(app: &App, node: &NodeId, run: &str, job_digest: &crate::digest
     Ok(CheckedReceipt { envelope: envelope.to_vec(), outcome: r.outcome_digest().to_string() })
 }
 
-async fn complete(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, UrlPath(run): UrlPath<String>, body: Bytes) -> Result<axum::Json<RunAck>> {
+async fn complete(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    UrlPath(run): UrlPath<String>,
+    body: Bytes,
+) -> Result<axum::Json<RunAck>> {
     let node = app.node(&method, &uri, &headers, &body)?;
     let req: CompleteRequest = json(&body, "complete request")?;
     let a = app.clone();
@@ -411,7 +459,14 @@ async fn complete(State(app): State<Arc<App>>, method: Method, uri: Uri, headers
     Ok(axum::Json(ack))
 }
 
-async fn fail(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, UrlPath(run): UrlPath<String>, body: Bytes) -> Result<axum::Json<RunAck>> {
+async fn fail(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    UrlPath(run): UrlPath<String>,
+    body: Bytes,
+) -> Result<axum::Json<RunAck>> {
     let node = app.node(&method, &uri, &headers, &body)?;
     let req: FailRequest = json(&body, "fail request")?;
     let code: String = req.code.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(32).collect();
@@ -468,7 +523,9 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query
         }
     });
     use futures_util::StreamExt as _;
-    let flat = stream.flat_map(|r: std::result::Result<Vec<SseEvent>, std::convert::Infallible>| futures_util::stream::iter(r.unwrap_or_default().into_iter().map(Ok::<_, std::convert::Infallible>)));
+    let flat = stream.flat_map(|r: std::result::Result<Vec<SseEvent>, std::convert::Infallible>| {
+        futures_util::stream::iter(r.unwrap_or_default().into_iter().map(Ok::<_, std::convert::Infallible>))
+    });
     Ok(Sse::new(flat).keep_alive(KeepAlive::default()).into_response())
 }
 
@@ -488,7 +545,10 @@ async fn metrics(State(app): State<Arc<App>>) -> Result<Response> {
     for (st, n) in &c.runs_by_state {
         s.push_str(&format!("canon_runs{{state=\"{}\"}} {n}\n", st.as_str()));
     }
-    s.push_str(&format!("# HELP canon_lease_expiries_total Leases that ran out.\n# TYPE canon_lease_expiries_total counter\ncanon_lease_expiries_total {}\n", c.lease_expiries));
+    s.push_str(&format!(
+        "# HELP canon_lease_expiries_total Leases that ran out.\n# TYPE canon_lease_expiries_total counter\ncanon_lease_expiries_total {}\n",
+        c.lease_expiries
+    ));
     s.push_str("# HELP canon_receipts_rejected_total Receipts refused, by reason.\n# TYPE canon_receipts_rejected_total counter\n");
     for (code, n) in &c.rejected_by_code {
         s.push_str(&format!("canon_receipts_rejected_total{{reason=\"{code}\"}} {n}\n"));

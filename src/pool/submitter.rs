@@ -6,7 +6,7 @@
 //!
 //! A DSSE envelope (the same envelope and key format as receipts) whose
 //! `payloadType` is [`JOB_REQUEST_PAYLOAD_TYPE`] and whose payload is the
-//! JSON object `{"_type":"canon/job-request/v1","jobDigest":"sha256:…"}`,
+//! JSON object `{"_type":"canon/job-request/v1","jobDigest":"<64 hex>"}`,
 //! exactly those two fields. What is signed is the job digest: the bundle a
 //! worker gets must rebuild to that job, so the signature covers everything
 //! the job digest covers. `fixtures/pool/job-request-v1.json` pins a vector.

@@ -56,7 +56,7 @@ fn log(line: &str) {
 /// runs in hand finish and are reported) or `max_runs` runs are done.
 pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), String> {
     let node = opts.key.node_id();
-    let client = Arc::new(Client::new(&opts.coordinator, Auth::Node(opts.key.clone()))?);
+    let client = Arc::new(Client::new(&opts.coordinator, Auth::Node(Box::new(opts.key.clone())))?);
     let sandbox = Arc::new(Sandbox::builder().backend(opts.backend).build().map_err(|e| e.to_string())?);
     let cache = match &opts.cache {
         Some(dir) => Some(Arc::new(super::blobs::BlobStore::open(dir, u64::MAX).map_err(|e| e.to_string())?)),
@@ -158,7 +158,7 @@ impl Heart {
             loop {
                 let tick = Duration::from_millis(10);
                 let mut waited = Duration::ZERO;
-                while waited < every && !q.load(Ordering::SeqCst) && !(r.load(Ordering::SeqCst) && !sent_running) {
+                while waited < every && !q.load(Ordering::SeqCst) && (sent_running || !r.load(Ordering::SeqCst)) {
                     std::thread::sleep(tick);
                     waited += tick;
                 }
@@ -294,7 +294,14 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
         Err(_) => return refuse("refused", format!("the run id {:?} is not a UUID", lease.run)),
     };
     let summary = outcome.summary();
-    let facts = RunFacts { job_digest: job.digest(), run_id, engine: Engine::current(opts.backend.as_str()), outcome: summary.clone(), started, finished: Timestamp::now() };
+    let facts = RunFacts {
+        job_digest: job.digest(),
+        run_id,
+        engine: Engine::current(opts.backend.as_str()),
+        outcome: summary.clone(),
+        started,
+        finished: Timestamp::now(),
+    };
     let envelope = match Statement::new(opts.key.node_id(), facts).sign(&opts.key) {
         Ok(e) => e,
         Err(e) => return refuse("error", format!("cannot sign: {e}")),

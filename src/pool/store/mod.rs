@@ -39,6 +39,9 @@ pub enum StoreError {
     Conflict(String),
 }
 
+/// A job's accepted receipts: (run id, envelope JSON).
+pub type Receipts = Vec<(String, Vec<u8>)>;
+
 /// A job to add.
 #[derive(Clone, Debug)]
 pub struct NewJob {
@@ -184,6 +187,7 @@ pub trait Store: Send + Sync {
     /// Records that a run produced no result, or that its receipt was
     /// refused (`rejected`: then listed among the job's rejections), and
     /// decides the job.
+    #[allow(clippy::too_many_arguments)]
     fn fail(&self, node: &NodeId, run: &str, code: &str, reason: &str, rejected: bool, policy: &Policy, now: Millis) -> Result<RunState, StoreError>;
     /// The run's job digest and state, for checking a receipt before
     /// [`Store::complete`].
@@ -191,7 +195,7 @@ pub trait Store: Send + Sync {
     /// Expires leases past their time and decides their jobs; returns how many.
     fn expire(&self, policy: &Policy, now: Millis) -> Result<usize, StoreError>;
     /// A tenant's job's accepted receipts: (run id, envelope).
-    fn receipts(&self, tenant: &str, id: &str) -> Result<(JobDigest, Vec<(String, Vec<u8>)>), StoreError>;
+    fn receipts(&self, tenant: &str, id: &str) -> Result<(JobDigest, Receipts), StoreError>;
     /// A tenant's events after `after`, oldest first, at most `limit`.
     fn events(&self, tenant: &str, after: i64, limit: usize) -> Result<Vec<Event>, StoreError>;
     /// Deletes events older than `before`, keeping at least the newest `keep`.

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::{Beat, CheckedReceipt, Counts, Event, ListFilter, Leased, Millis, NewJob, Store, StoreError};
+use super::{Beat, CheckedReceipt, Counts, Event, Leased, ListFilter, Millis, NewJob, Store, StoreError};
 use crate::digest::JobDigest;
 use crate::node::NodeId;
 use crate::pool::api::{GroupMode, JobPage, JobState, JobSummary, JobView, RejectedReceipt, RunCounts, RunState, RunView};
@@ -142,7 +142,17 @@ impl SqliteStore {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn event(tx: &Transaction, tenant: &str, now: Millis, kind: &str, job: &str, run: Option<&str>, node: Option<&str>, state: &str, reason: Option<&str>) -> Result<(), StoreError> {
+fn event(
+    tx: &Transaction,
+    tenant: &str,
+    now: Millis,
+    kind: &str,
+    job: &str,
+    run: Option<&str>,
+    node: Option<&str>,
+    state: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO events (at, tenant, kind, job, run, node, state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![now, tenant, kind, job, run, node, state, reason],
@@ -211,8 +221,11 @@ fn decide_job(tx: &Transaction, seq: i64, policy: &Policy, now: Millis) -> Resul
     let progress = JobProgress { job_digest, replicas, max_runs, max_errors, open, total, errors, last_error: code.zip(last) };
     let store_tally = |tally: &crate::quorum::Tally| -> Result<(), StoreError> {
         let json = serde_json::to_string(tally).map_err(|e| StoreError::Db(e.to_string()))?;
-        tx.execute("UPDATE jobs SET verdict = ?2, accepted = ?3, tally = ?4 WHERE seq = ?1", params![seq, tally.verdict.to_string(), tally.accepted.map(|a| a.to_string()), json])
-            .map_err(db)?;
+        tx.execute(
+            "UPDATE jobs SET verdict = ?2, accepted = ?3, tally = ?4 WHERE seq = ?1",
+            params![seq, tally.verdict.to_string(), tally.accepted.map(|a| a.to_string()), json],
+        )
+        .map_err(db)?;
         Ok(())
     };
     match decide(&progress, &receipts, policy) {
@@ -224,7 +237,17 @@ fn decide_job(tx: &Transaction, seq: i64, policy: &Policy, now: Millis) -> Resul
         Decision::Grow { replicas, tally } => {
             store_tally(&tally)?;
             tx.execute("UPDATE jobs SET replicas = ?2 WHERE seq = ?1", params![seq, replicas]).map_err(db)?;
-            event(tx, &tenant, now, "job.replicas", &id, None, None, "running", Some(&format!("receipts disagree ({}): want {replicas} replicas", tally.verdict)))?;
+            event(
+                tx,
+                &tenant,
+                now,
+                "job.replicas",
+                &id,
+                None,
+                None,
+                "running",
+                Some(&format!("receipts disagree ({}): want {replicas} replicas", tally.verdict)),
+            )?;
         }
         Decision::Accept { tally } => {
             store_tally(&tally)?;
@@ -330,7 +353,8 @@ impl Store for SqliteStore {
                 .ok_or_else(|| StoreError::NoJob(id.to_string()))?;
             let (seq, (name, digest, state, reason, group), (mode, priority, replicas, max_runs, submitter), (verdict, accepted, tally, created_at, finished_at)) = row;
             let mut stmt = tx.prepare("SELECT id, node, state, reason, outcome, leased_at, finished_at FROM runs WHERE job_seq = ?1 ORDER BY leased_at, id").map_err(db)?;
-            let rows: Vec<(String, String, String, Option<String>, Option<String>, i64, Option<i64>)> = stmt
+            type Row = (String, String, String, Option<String>, Option<String>, i64, Option<i64>);
+            let rows: Vec<Row> = stmt
                 .query_map([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
                 .map_err(db)?
                 .collect::<Result<_, _>>()
@@ -547,6 +571,7 @@ impl Store for SqliteStore {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn fail(&self, node: &NodeId, run: &str, code: &str, reason: &str, rejected: bool, policy: &Policy, now: Millis) -> Result<RunState, StoreError> {
         self.tx(|tx| {
             let (seq, tenant, job, state) = run_of(tx, node, run)?;
@@ -562,7 +587,8 @@ impl Store for SqliteStore {
             if !matches!(state, RunState::Leased | RunState::Running) {
                 return Ok(state);
             }
-            tx.execute("UPDATE runs SET state = 'failed', reason = ?2, finished_at = ?3 WHERE id = ?1", params![run, format!("{code}: {reason}"), now]).map_err(db)?;
+            tx.execute("UPDATE runs SET state = 'failed', reason = ?2, finished_at = ?3 WHERE id = ?1", params![run, format!("{code}: {reason}"), now])
+                .map_err(db)?;
             tx.execute(
                 "UPDATE jobs SET open_runs = open_runs - 1, error_runs = error_runs + 1, last_error_code = ?2, last_error = ?3 WHERE seq = ?1",
                 params![seq, code, reason],
@@ -597,7 +623,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn receipts(&self, tenant: &str, id: &str) -> Result<(JobDigest, Vec<(String, Vec<u8>)>), StoreError> {
+    fn receipts(&self, tenant: &str, id: &str) -> Result<(JobDigest, super::Receipts), StoreError> {
         self.tx(|tx| {
             let (seq, digest): (i64, String) = tx
                 .query_row("SELECT seq, job_digest FROM jobs WHERE id = ?1 AND tenant = ?2", params![id, tenant], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -616,7 +642,16 @@ impl Store for SqliteStore {
                 .prepare("SELECT seq, at, kind, job, run, node, state, reason FROM events WHERE tenant = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
                 .map_err(db)?;
             stmt.query_map(params![tenant, after, limit as i64], |r| {
-                Ok(Event { seq: r.get(0)?, at: r.get(1)?, kind: r.get(2)?, job: r.get(3)?, run: r.get(4)?, node: r.get(5)?, state: r.get(6)?, reason: r.get(7)? })
+                Ok(Event {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    kind: r.get(2)?,
+                    job: r.get(3)?,
+                    run: r.get(4)?,
+                    node: r.get(5)?,
+                    state: r.get(6)?,
+                    reason: r.get(7)?,
+                })
             })
             .map_err(db)?
             .collect::<Result<_, _>>()
@@ -640,7 +675,8 @@ impl Store for SqliteStore {
     fn counts(&self) -> Result<Counts, StoreError> {
         self.tx(|tx| {
             let mut c = Counts::default();
-            let mut stmt = tx.prepare("SELECT priority, count(*) FROM jobs WHERE state IN ('pending', 'running') GROUP BY priority ORDER BY priority").map_err(db)?;
+            let mut stmt =
+                tx.prepare("SELECT priority, count(*) FROM jobs WHERE state IN ('pending', 'running') GROUP BY priority ORDER BY priority").map_err(db)?;
             c.queue_by_priority = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
             let mut stmt = tx.prepare("SELECT state, count(*) FROM jobs GROUP BY state").map_err(db)?;
             let rows: Vec<(String, u64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;

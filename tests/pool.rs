@@ -1,0 +1,595 @@
+//! The pool end to end: a real `canon serve` and real `canon worker`
+//! processes on loopback, driven by the real client commands and by raw
+//! HTTP where a test plays a hostile client or worker.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use canon::node::NodeKey;
+use canon::pool::api::{JobState, JobView};
+use canon::pool::client::{Auth, Client};
+use serde_json::Value;
+
+use crate::util::{canon_bin, fixture, scratch};
+
+const TOKEN: &str = "test-token-alice";
+const OTHER_TOKEN: &str = "test-token-bob";
+
+/// A coordinator and its workers; every process is killed on drop.
+struct Pool {
+    dir: tempfile::TempDir,
+    url: String,
+    coordinator: Child,
+    workers: Vec<Child>,
+}
+
+impl Pool {
+    /// Starts a coordinator with fast heartbeats and two tenants, and
+    /// `extra` lines of config.
+    fn start(extra: &str) -> Pool {
+        Pool::start_with(extra, None)
+    }
+
+    /// A pool whose jobs are decided by one receipt from any node.
+    fn single(extra: &str) -> Pool {
+        Pool::start_with(&format!("replicas = 1\npolicy = \"policy.toml\"\n{extra}"), Some("min_quorum = 1\nunknown_weight = 1.0\n".into()))
+    }
+
+    /// Like [`Pool::start`], with `policy.toml` beside the config.
+    fn start_with(extra: &str, policy: Option<String>) -> Pool {
+        let dir = scratch();
+        if let Some(p) = policy {
+            std::fs::write(dir.path().join("policy.toml"), p).expect("policy");
+        }
+        let config = dir.path().join("coordinator.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\nheartbeat_secs = 0.2\nlease_secs = 1.0\n{extra}\n\
+                 [[tenant]]\nname = \"alice\"\ntoken = \"{TOKEN}\"\n[[tenant]]\nname = \"bob\"\ntoken = \"{OTHER_TOKEN}\"\n"
+            ),
+        )
+        .expect("write config");
+        let (coordinator, url) = spawn_coordinator(dir.path(), &config);
+        Pool { dir, url, coordinator, workers: Vec::new() }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The key file of worker `i`, created on first use.
+    fn key(&self, i: usize) -> PathBuf {
+        let p = self.path().join(format!("worker-{i}.key"));
+        if !p.exists() {
+            NodeKey::from_seed(&[i as u8 + 100; 32]).save_new(&p).expect("save key");
+        }
+        p
+    }
+
+    fn node_id(&self, i: usize) -> String {
+        node_id(i)
+    }
+
+    /// Starts worker `i` with more flags.
+    fn worker(&mut self, i: usize, flags: &[&str]) {
+        let key = self.key(i);
+        let child = Command::new(canon_bin())
+            .args(["worker", "--coordinator", &self.url, "--key"])
+            .arg(&key)
+            .args(flags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(self.path().join(format!("worker-{i}.log"))).expect("log")))
+            .spawn()
+            .expect("spawn worker");
+        self.workers.push(child);
+    }
+
+    fn client(&self, token: &str) -> Client {
+        Client::new(&self.url, Auth::Token(token.into())).expect("client")
+    }
+
+    fn canon(&self, args: &[&str]) -> Output {
+        Command::new(canon_bin()).args(args).env("CANON_COORDINATOR", &self.url).env("CANON_TOKEN", TOKEN).env("HOME", self.path()).output().expect("run canon")
+    }
+
+    fn wait(&self, id: &str, timeout: Duration) -> JobView {
+        let c = self.client(TOKEN);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = c.status(id).expect("status");
+            if v.state.is_final() {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "job {id} still {} after {timeout:?}: {v:#?}", v.state);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        let _ = self.coordinator.kill();
+        let _ = self.coordinator.wait();
+    }
+}
+
+/// Starts `canon serve` and reads the address it bound from its first line.
+fn spawn_coordinator(data: &Path, config: &Path) -> (Child, String) {
+    let mut child = Command::new(canon_bin())
+        .args(["serve", "--data"])
+        .arg(data.join("data"))
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(data.join("coordinator.log")).expect("log")))
+        .spawn()
+        .expect("spawn coordinator");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read address");
+    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("coordinator said {line:?}")).to_string();
+    (child, url)
+}
+
+fn submit(pool: &Pool, job: &Path, flags: &[&str]) -> String {
+    let mut args = vec!["submit", job.to_str().expect("utf-8")];
+    args.extend_from_slice(flags);
+    let o = pool.canon(&args);
+    assert!(o.status.success(), "submit failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Worker `i`'s node id.
+fn node_id(i: usize) -> String {
+    NodeKey::from_seed(&[i as u8 + 100; 32]).node_id().to_string()
+}
+
+/// The policy: the four workers, weight 1 each. The total weight is 4, so
+/// three agreeing receipts (0.75) meet the 2/3 threshold and two do not.
+fn four_worker_policy() -> String {
+    (0..4).map(|i| format!("[[node]]\nid = \"{}\"\nname = \"w{i}\"\n", node_id(i))).collect()
+}
+
+/// Files under `dir`, relative path to bytes.
+fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    fn walk(base: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.insert(p.strip_prefix(base).expect("prefix").display().to_string(), std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn four_workers_one_byzantine_reach_accepted_verdicts_and_name_the_liar() {
+    let mut pool = Pool::start_with("replicas = 3\nmax_runs = 4\npolicy = \"policy.toml\"", Some(four_worker_policy()));
+    let jobs = ["hello.toml", "probe-writeout.toml", "sha256chain.toml", "mixed.toml"];
+    let ids: Vec<String> = jobs.iter().map(|j| submit(&pool, &fixture(&format!("jobs/{j}")), &[])).collect();
+    // The liar first, so it takes part.
+    pool.worker(3, &["--faulty"]);
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..3 {
+        pool.worker(i, &[]);
+    }
+    let liar = pool.node_id(3);
+    let mut liar_ran = 0;
+    for (job, id) in jobs.iter().zip(&ids) {
+        let v = pool.wait(id, Duration::from_secs(120));
+        assert_eq!(v.state, JobState::Succeeded, "{job}: {v:#?}");
+        assert_eq!(v.verdict.as_deref(), Some("accepted"));
+        let tally = v.tally.as_ref().expect("tally");
+        let dissenters: Vec<&str> = tally["dissenters"].as_array().expect("dissenters").iter().filter_map(|d| d["node"].as_str()).collect();
+        let ran = v.run_list.iter().any(|r| r.node == liar && r.state == canon::pool::api::RunState::Succeeded);
+        if ran {
+            liar_ran += 1;
+            assert_eq!(dissenters, vec![liar.as_str()], "{job}: the liar is the one dissenter");
+            // 2 honest of 4 is not enough: a fourth replica was dispatched.
+            assert_eq!(v.replicas, 4, "{job}");
+        } else {
+            assert!(dissenters.is_empty(), "{job}: {dissenters:?}");
+        }
+        // One run per node per job.
+        let mut nodes: Vec<&str> = v.run_list.iter().map(|r| r.node.as_str()).collect();
+        nodes.sort();
+        nodes.dedup();
+        assert_eq!(nodes.len(), v.run_list.len(), "{job}: a node ran the job twice");
+
+        // What a client fetches is what an in-process run produces.
+        let fetched = pool.path().join(format!("fetched-{job}"));
+        let o = pool.canon(&["fetch", id, "--out", fetched.to_str().expect("utf-8")]);
+        assert!(o.status.success(), "fetch {job}: {}", String::from_utf8_lossy(&o.stderr));
+        let local = pool.path().join(format!("local-{job}"));
+        let o = Command::new(canon_bin()).arg("run").arg(fixture(&format!("jobs/{job}"))).arg("--out").arg(&local).output().expect("canon run");
+        assert!(o.status.success() || o.status.code() == Some(1), "run {job}: {}", String::from_utf8_lossy(&o.stderr));
+        let mut want = files(&local);
+        want.remove("outcome.json");
+        let mut got = files(&fetched);
+        got.retain(|k, _| !k.starts_with("receipts/") && k != "tally.json");
+        assert_eq!(got, want, "{job}: fetched artifacts differ from the in-process run's");
+    }
+    assert!(liar_ran >= 1, "the byzantine worker never ran a job");
+}
+
+#[test]
+fn a_tenant_cannot_see_or_cancel_another_tenants_job() {
+    let pool = Pool::start("");
+    let id = submit(&pool, &fixture("jobs/hello.toml"), &[]);
+    let bob = pool.client(OTHER_TOKEN);
+    for e in [bob.status(&id).err(), bob.cancel(&id, None).err(), bob.receipts(&id).err()] {
+        assert_eq!(e.expect("refused").code(), Some("not_found"));
+    }
+    assert!(bob.list(None, None, 50, None).expect("list").jobs.is_empty());
+    assert_eq!(pool.client(TOKEN).list(None, None, 50, None).expect("list").jobs.len(), 1);
+    let e = pool.client("not-a-token").status(&id).expect_err("refused");
+    assert_eq!(e.code(), Some("unauthorized"));
+}
+
+/// A raw worker request: method, path, body, with the headers given.
+fn raw(pool: &Pool, method: &str, path: &str, body: &[u8], headers: &[(String, String)]) -> (u16, String) {
+    let http = reqwest::blocking::Client::new();
+    let mut rb = http.request(method.parse().expect("method"), format!("{}{path}", pool.url)).body(body.to_vec());
+    for (k, v) in headers {
+        rb = rb.header(k.as_str(), v.as_str());
+    }
+    let r = rb.send().expect("send");
+    let status = r.status().as_u16();
+    (status, r.text().unwrap_or_default())
+}
+
+fn signed(pool: &Pool, key: &NodeKey, method: &str, path: &str, body: &[u8]) -> Vec<(String, String)> {
+    use canon::pool::httpsig;
+    let authority = pool.url.trim_start_matches("http://").to_string();
+    let digest = httpsig::content_digest(body);
+    let parts = httpsig::RequestParts { method, authority: &authority, path, query: None, content_digest: &digest };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64;
+    let sig = httpsig::sign_request(key, &parts, now, &httpsig::new_nonce()).expect("sign");
+    vec![("content-digest".into(), digest), ("signature-input".into(), sig.signature_input), ("signature".into(), sig.signature)]
+}
+
+#[test]
+fn forged_and_replayed_worker_requests_are_refused() {
+    let pool = Pool::start("");
+    let key = NodeKey::from_seed(&[7; 32]);
+    let body = br#"{"slots":1}"#;
+    // Honest: accepted (nothing to lease).
+    let h = signed(&pool, &key, "POST", "/v1/lease", body);
+    assert_eq!(raw(&pool, "POST", "/v1/lease", body, &h).0, 200);
+    // The same request again: a replay.
+    let (status, text) = raw(&pool, "POST", "/v1/lease", body, &h);
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("replay"), "{text}");
+    // Signed for one body, sent with another.
+    let h = signed(&pool, &key, "POST", "/v1/lease", body);
+    let (status, text) = raw(&pool, "POST", "/v1/lease", br#"{"slots":9}"#, &h);
+    assert_eq!(status, 401, "{text}");
+    // Signed for one path, sent to another.
+    let h = signed(&pool, &key, "POST", "/v1/lease", b"");
+    let (status, _) = raw(&pool, "POST", "/v1/runs/x/fail", b"", &h);
+    assert_eq!(status, 401);
+    // No signature; a tenant's token is not a worker's identity.
+    let (status, _) = raw(&pool, "POST", "/v1/lease", body, &[("authorization".into(), format!("Bearer {TOKEN}"))]);
+    assert_eq!(status, 401);
+    // A run leased to nobody: not found for this node.
+    let b = br#"{"code":"error","reason":"x"}"#;
+    let h = signed(&pool, &key, "POST", "/v1/runs/00000000-0000-0000-0000-000000000000/fail", b);
+    assert_eq!(raw(&pool, "POST", "/v1/runs/00000000-0000-0000-0000-000000000000/fail", b, &h).0, 404);
+}
+
+#[test]
+fn a_worker_that_requires_signed_jobs_refuses_unsigned_and_wrongly_signed_ones() {
+    let mut pool = Pool::single("max_runs = 1\nmax_errors = 0");
+    let submitter = NodeKey::from_seed(&[9; 32]);
+    let key_path = pool.path().join("submitter.key");
+    submitter.save_new(&key_path).expect("key");
+    let stranger_path = pool.path().join("stranger.key");
+    NodeKey::from_seed(&[10; 32]).save_new(&stranger_path).expect("key");
+    let hello = fixture("jobs/hello.toml");
+    let unsigned = submit(&pool, &hello, &[]);
+    let by_stranger = submit(&pool, &hello, &["--sign", stranger_path.to_str().expect("utf-8")]);
+    let signed = submit(&pool, &hello, &["--sign", key_path.to_str().expect("utf-8")]);
+    pool.worker(0, &["--trust-submitter", &submitter.node_id().to_string()]);
+    let v = pool.wait(&signed, Duration::from_secs(60));
+    assert_eq!(v.state, JobState::Succeeded, "{v:#?}");
+    assert_eq!(v.submitter.as_deref(), Some(submitter.node_id().to_string().as_str()));
+    for (id, why) in [(unsigned, "not signed"), (by_stranger, "not a submitter this worker trusts")] {
+        let v = pool.wait(&id, Duration::from_secs(60));
+        assert_eq!(v.state, JobState::Failed, "{v:#?}");
+        let reason = v.run_list[0].reason.clone().unwrap_or_default();
+        assert!(reason.contains(why), "{reason}");
+    }
+}
+
+#[test]
+fn replace_supersedes_the_groups_jobs_and_enqueue_keeps_order() {
+    let mut pool = Pool::single("max_runs = 2");
+    let hello = fixture("jobs/hello.toml");
+    let a = submit(&pool, &hello, &["--group", "deploy", "--mode", "enqueue"]);
+    let b = submit(&pool, &hello, &["--group", "deploy", "--mode", "enqueue"]);
+    let c = submit(&pool, &hello, &["--group", "deploy"]);
+    let alice = pool.client(TOKEN);
+    for id in [&a, &b] {
+        let v = alice.status(id).expect("status");
+        assert_eq!(v.state, JobState::Cancelled);
+        assert_eq!(v.reason, Some(format!("superseded by {c}")));
+    }
+    // Enqueue: in submission order, one at a time.
+    let d = submit(&pool, &hello, &["--group", "ship", "--mode", "enqueue"]);
+    let e = submit(&pool, &hello, &["--group", "ship", "--mode", "enqueue"]);
+    pool.worker(0, &["--concurrency", "2"]);
+    for id in [&c, &d, &e] {
+        assert_eq!(pool.wait(id, Duration::from_secs(60)).state, JobState::Succeeded);
+    }
+    let d_end = alice.status(&d).expect("d").finished_at.expect("finished");
+    let e_start = alice.status(&e).expect("e").run_list[0].leased_at;
+    assert!(e_start >= d_end, "the group's second job started before its first ended");
+}
+
+#[test]
+fn a_killed_worker_loses_its_lease_and_another_node_finishes_the_job() {
+    let mut pool = Pool::single("max_runs = 3");
+    // A job that runs long enough to kill its worker mid-run.
+    let spec = crate::util::job_spec(pool.path(), "slow.toml", "sha256chain.wasm", "args = [\"3000000\"]\n[limits]\nfuel = 100000000000\ntimeout = 60");
+    let id = submit(&pool, &spec, &[]);
+    pool.worker(0, &[]);
+    let alice = pool.client(TOKEN);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alice.status(&id).expect("status").runs.running == 0 {
+        assert!(Instant::now() < deadline, "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut w = pool.workers.remove(0);
+    w.kill().expect("SIGKILL");
+    let _ = w.wait();
+    pool.worker(1, &[]);
+    let v = pool.wait(&id, Duration::from_secs(120));
+    assert_eq!(v.state, JobState::Succeeded, "{v:#?}");
+    let states: Vec<(&str, &str)> = v.run_list.iter().map(|r| (r.node.as_str(), r.state.as_str())).collect();
+    assert_eq!(states, vec![(pool.node_id(0).as_str(), "expired"), (pool.node_id(1).as_str(), "succeeded")]);
+}
+
+#[test]
+fn events_resume_after_last_event_id_with_nothing_missed_or_repeated() {
+    let mut pool = Pool::single("");
+    let alice = pool.client(TOKEN);
+    let hello = fixture("jobs/hello.toml");
+    let first = submit(&pool, &hello, &[]);
+    pool.worker(0, &[]);
+    pool.wait(&first, Duration::from_secs(60));
+    // Read everything so far, stopping half way.
+    let mut all = Vec::new();
+    alice
+        .events(None, Some(0), &mut |e| {
+            all.push(e);
+            all.last().is_some_and(|e| e.kind != "job.succeeded")
+        })
+        .expect("events");
+    let half = all.len() / 2;
+    let resume_after = all[half - 1].seq;
+    let mut resumed = Vec::new();
+    alice
+        .events(None, Some(resume_after), &mut |e| {
+            resumed.push(e);
+            resumed.len() < all.len() - half
+        })
+        .expect("events");
+    let a: Vec<i64> = all[half..].iter().map(|e| e.seq).collect();
+    let b: Vec<i64> = resumed.iter().map(|e| e.seq).collect();
+    assert_eq!(a, b);
+    // Bob sees none of Alice's events.
+    let bob = pool.client(OTHER_TOKEN);
+    let bob_job = submit_as(&pool, OTHER_TOKEN, &hello);
+    let mut bobs = Vec::new();
+    bob.events(None, Some(0), &mut |e| {
+        bobs.push(e);
+        false
+    })
+    .expect("events");
+    assert_eq!(bobs[0].job, bob_job);
+}
+
+fn submit_as(pool: &Pool, token: &str, job: &Path) -> String {
+    let o = Command::new(canon_bin())
+        .args(["submit", job.to_str().expect("utf-8")])
+        .env("CANON_COORDINATOR", &pool.url)
+        .env("CANON_TOKEN", token)
+        .output()
+        .expect("submit");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn a_full_queue_refuses_with_queue_full_and_stores_nothing() {
+    let pool = Pool::start("max_unfinished = 2");
+    let hello = fixture("jobs/hello.toml");
+    submit(&pool, &hello, &[]);
+    submit(&pool, &hello, &[]);
+    let o = pool.canon(&["submit", hello.to_str().expect("utf-8")]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("429") && err.contains("queue_full"), "{err}");
+    assert_eq!(pool.client(TOKEN).list(None, None, 50, None).expect("list").jobs.len(), 2);
+}
+
+#[test]
+fn list_pages_with_a_cursor_newest_first() {
+    let pool = Pool::start("");
+    let hello = fixture("jobs/hello.toml");
+    let ids: Vec<String> = (0..5).map(|_| submit(&pool, &hello, &[])).collect();
+    let alice = pool.client(TOKEN);
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = alice.list(None, None, 2, cursor.as_deref()).expect("list");
+        seen.extend(page.jobs.iter().map(|j| j.id.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+}
+
+#[test]
+fn cancel_stops_pending_runs_and_tells_a_running_worker() {
+    let mut pool = Pool::single("");
+    let spec = crate::util::job_spec(pool.path(), "slow.toml", "sha256chain.wasm", "args = [\"3000000\"]\n[limits]\nfuel = 100000000000\ntimeout = 60");
+    let pending = submit(&pool, &fixture("jobs/hello.toml"), &[]);
+    let o = pool.canon(&["cancel", &pending, "--reason", "not needed"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let running = submit(&pool, &spec, &[]);
+    pool.worker(0, &[]);
+    let alice = pool.client(TOKEN);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alice.status(&running).expect("status").runs.running == 0 {
+        assert!(Instant::now() < deadline, "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    alice.cancel(&running, Some("changed my mind".into())).expect("cancel");
+    let v = alice.status(&pending).expect("status");
+    assert_eq!((v.state, v.reason.as_deref(), v.run_list.len()), (JobState::Cancelled, Some("not needed"), 0));
+    let v = alice.status(&running).expect("status");
+    assert_eq!(v.state, JobState::Cancelled);
+    assert_eq!(v.run_list[0].state, canon::pool::api::RunState::Cancelled);
+    // Cancelling again is a conflict, with the state named.
+    let e = alice.cancel(&running, None).expect_err("conflict");
+    assert_eq!(e.code(), Some("conflict"));
+}
+
+#[test]
+fn fetch_refuses_without_an_accepted_outcome() {
+    let pool = Pool::start("");
+    let id = submit(&pool, &fixture("jobs/hello.toml"), &[]);
+    let out = pool.path().join("fetched");
+    let o = pool.canon(&["fetch", &id, "--out", out.to_str().expect("utf-8")]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("insufficient"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.exists(), "nothing is written");
+}
+
+#[test]
+fn metrics_and_openapi_are_served() {
+    let pool = Pool::start("");
+    submit(&pool, &fixture("jobs/hello.toml"), &[]);
+    let text = reqwest::blocking::get(format!("{}/metrics", pool.url)).expect("metrics").text().expect("text");
+    assert!(text.contains("canon_queue_depth{priority=\"4\"} 1"), "{text}");
+    let doc: Value = reqwest::blocking::get(format!("{}/openapi.json", pool.url)).expect("openapi").json().expect("json");
+    assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+}
+
+/// Every route the router has, as (method, path), read from its source.
+fn routes() -> Vec<(String, String)> {
+    let src = std::fs::read_to_string(crate::util::root().join("src/pool/server.rs")).expect("server.rs");
+    let mut out = Vec::new();
+    for line in src.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
+        let path = line.split('"').nth(1).expect("path").to_string();
+        let handlers = &line[line.find(',').expect("handlers")..];
+        for m in ["get", "post", "put", "delete", "patch"] {
+            if handlers.contains(&format!(" {m}(")) || handlers.contains(&format!(".{m}(")) {
+                out.push((m.to_string(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_route_is_in_the_openapi_document() {
+    let doc: Value = serde_json::from_str(canon::pool::server::OPENAPI).expect("openapi.json");
+    let routes = routes();
+    assert!(routes.len() >= 15, "{routes:?}");
+    for (method, path) in &routes {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in docs/openapi.json");
+    }
+    let documented: usize = doc["paths"].as_object().expect("paths").values().map(|v| v.as_object().map_or(0, |o| o.len())).sum();
+    assert_eq!(documented, routes.len(), "docs/openapi.json documents a route the server does not have");
+}
+
+/// Every fixture job travels as a bundle and rebuilds to the same job,
+/// whatever the staging directory.
+#[test]
+fn bundles_rebuild_every_fixture_job_to_its_digest() {
+    use canon::pool::bundle::Bundle;
+    let mut n = 0;
+    for entry in std::fs::read_dir(fixture("jobs")).expect("jobs").flatten() {
+        let path = entry.path();
+        let Ok(job) = canon::job::Job::load(&path) else { continue };
+        let (bundle, blobs) = Bundle::of(&job);
+        let parsed = Bundle::parse(&bundle.to_json()).expect("parse");
+        assert_eq!(parsed, bundle);
+        for _ in 0..2 {
+            let stage = scratch();
+            let mut get = |d: &canon::digest::Digest| blobs.get(d).cloned().ok_or_else(|| "missing".to_string());
+            let rebuilt = parsed.materialize(stage.path(), &mut get).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(rebuilt.digest(), job.digest(), "{}", path.display());
+            assert_eq!(rebuilt.encode(), job.encode());
+        }
+        n += 1;
+    }
+    assert!(n > 20, "only {n} fixture jobs loaded");
+}
+
+#[test]
+fn a_corrupt_blob_or_a_lying_bundle_is_refused_before_anything_runs() {
+    use canon::pool::bundle::{Bundle, BundleError};
+    let job = canon::job::Job::load(&fixture("jobs/probe-writeout.toml")).expect("job");
+    let (bundle, blobs) = Bundle::of(&job);
+    // A blob whose bytes are not the ones its digest names.
+    let stage = scratch();
+    let mut corrupt = |d: &canon::digest::Digest| {
+        let mut b = blobs.get(d).map(|b| b.to_vec()).ok_or("missing")?;
+        if *d == bundle.module {
+            b[10] ^= 1;
+        }
+        Ok(std::sync::Arc::new(b))
+    };
+    assert!(matches!(bundle.materialize(stage.path(), &mut corrupt), Err(BundleError::BlobMismatch { .. })));
+    // A bundle whose fields describe another job than the digest it names.
+    let mut lying = bundle.clone();
+    lying.args.push("extra".into());
+    let stage = scratch();
+    let mut get = |d: &canon::digest::Digest| blobs.get(d).cloned().ok_or_else(|| "missing".to_string());
+    assert!(matches!(lying.materialize(stage.path(), &mut get), Err(BundleError::DigestMismatch { .. })));
+    // Unknown fields and a path that climbs out are refused on parse.
+    let mut v: Value = serde_json::from_slice(&bundle.to_json()).expect("json");
+    v["extra"] = Value::Bool(true);
+    assert!(Bundle::parse(v.to_string().as_bytes()).is_err());
+}
+
+/// The signed job request is pinned: its payload bytes and its signature
+/// for a fixed key and job digest.
+#[test]
+fn job_request_signatures_match_their_vector() {
+    use canon::pool::submitter;
+    let path = fixture("pool/job-request-v1.json");
+    let key = NodeKey::from_seed(&[42; 32]);
+    let job: canon::digest::JobDigest = "sha256:0000000000000000000000000000000000000000000000000000000000000001".parse().expect("digest");
+    let signed = submitter::sign(&key, &job);
+    if std::env::var_os("CANON_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&path, [&signed[..], b"\n"].concat()).expect("bless");
+    }
+    let want = std::fs::read(&path).expect("vector (bless with CANON_BLESS=1)");
+    assert_eq!(String::from_utf8_lossy(&signed), String::from_utf8_lossy(want.trim_ascii_end()));
+    assert_eq!(submitter::verify(&signed, &job).expect("verifies"), key.node_id());
+    let other: canon::digest::JobDigest = "sha256:0000000000000000000000000000000000000000000000000000000000000002".parse().expect("digest");
+    assert!(matches!(submitter::verify(&signed, &other), Err(submitter::SubmitterError::OtherJob { .. })));
+    let mut forged: Value = serde_json::from_slice(&signed).expect("json");
+    forged["signatures"][0]["keyid"] = Value::String(NodeKey::from_seed(&[43; 32]).node_id().to_string());
+    assert!(matches!(submitter::verify(forged.to_string().as_bytes(), &job), Err(submitter::SubmitterError::BadSignature(_))));
+}
