@@ -26,6 +26,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("sandbox", &["abi", "digest", "encoding", "tree", "outcome", "job", "instrument"]),
     // Test support, above both.
     ("fuzzing", &["abi", "digest", "encoding", "tree", "outcome", "job", "instrument", "sandbox"]),
+    // The pool joins both sides: its coordinator verifies and tallies, its
+    // worker runs.
+    ("pool", &["abi", "digest", "encoding", "tree", "outcome", "job", "node", "receipt", "quorum", "instrument", "sandbox"]),
 ];
 
 /// The top-level modules that `text` names as `crate::NAME` or inside
