@@ -95,3 +95,36 @@ fn an_unrepresentable_timeout_is_no_deadline() {
     let o = sandbox.run(&job).expect("a result");
     assert_eq!(o.termination, Termination::Exit(0));
 }
+
+/// A run stopped through its `Cancel` handle ends at once with no result,
+/// whether cancelled while it runs or before it starts, and a handle that
+/// is never cancelled changes nothing.
+#[test]
+fn a_cancelled_run_stops_with_no_result_and_an_uncancelled_one_is_unchanged() {
+    use canon::sandbox::{Cancel, RunOptions};
+    let dir = scratch();
+    // Would run for days; the job's own safety timeout is an hour.
+    let spec = job_spec(dir.path(), "forever.toml", "sha256chain.wasm", &FOREVER.replace("timeout = 1", "timeout = 3600"));
+    let job = Job::load(&spec).expect("job");
+    let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
+    let cancel = Cancel::new();
+    let stopper = cancel.clone();
+    let started = std::time::Instant::now();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stopper.cancel();
+    });
+    let r = sandbox.run_with(&job, RunOptions { cancel: Some(cancel), ..RunOptions::default() });
+    t.join().expect("join");
+    assert!(matches!(r, Err(RunError::Cancelled)), "{r:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "cancel did not stop the run");
+
+    let early = Cancel::new();
+    early.cancel();
+    assert!(matches!(sandbox.run_with(&job, RunOptions { cancel: Some(early), ..RunOptions::default() }), Err(RunError::Cancelled)));
+
+    let hello = Job::load(&crate::util::fixture("jobs/hello.toml")).expect("hello");
+    let plain = sandbox.run(&hello).expect("run");
+    let with_handle = sandbox.run_with(&hello, RunOptions { cancel: Some(Cancel::new()), ..RunOptions::default() }).expect("run");
+    assert_eq!(plain.summary().outcome_digest, with_handle.summary().outcome_digest);
+}

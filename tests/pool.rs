@@ -448,7 +448,8 @@ fn list_pages_with_a_cursor_newest_first() {
 #[test]
 fn cancel_stops_pending_runs_and_tells_a_running_worker() {
     let mut pool = Pool::single("");
-    let spec = crate::util::job_spec(pool.path(), "slow.toml", "sha256chain.wasm", "args = [\"3000000\"]\n[limits]\nfuel = 100000000000\ntimeout = 60");
+    // Runs for days unless stopped (its safety timeout is an hour).
+    let spec = crate::util::job_spec(pool.path(), "forever.toml", "sha256chain.wasm", &crate::util::FOREVER.replace("timeout = 1", "timeout = 3600"));
     let pending = submit(&pool, &fixture("jobs/hello.toml"), &[]);
     let o = pool.canon(&["cancel", &pending, "--reason", "not needed"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -469,6 +470,12 @@ fn cancel_stops_pending_runs_and_tells_a_running_worker() {
     // Cancelling again is a conflict, with the state named.
     let e = alice.cancel(&running, None).expect_err("conflict");
     assert_eq!(e.code(), Some("conflict"));
+    // The worker (one slot) stopped its sandbox: it takes the next job at
+    // once, where the cancelled one would have held the slot for days.
+    let next = submit(&pool, &fixture("jobs/hello.toml"), &[]);
+    assert_eq!(pool.wait(&next, Duration::from_secs(60)).state, JobState::Succeeded);
+    let log = std::fs::read_to_string(pool.path().join("worker-0.log")).expect("log");
+    assert!(log.contains("stopped: changed my mind"), "{log}");
 }
 
 #[test]
@@ -592,4 +599,31 @@ fn job_request_signatures_match_their_vector() {
     let mut forged: Value = serde_json::from_slice(&signed).expect("json");
     forged["signatures"][0]["keyid"] = Value::String(NodeKey::from_seed(&[43; 32]).node_id().to_string());
     assert!(matches!(submitter::verify(forged.to_string().as_bytes(), &job), Err(submitter::SubmitterError::BadSignature(_))));
+}
+
+#[test]
+fn higher_priority_runs_first_and_fifo_within_a_priority() {
+    let mut pool = Pool::single("");
+    let hello = fixture("jobs/hello.toml");
+    let low = submit(&pool, &hello, &["--priority", "1"]);
+    let mid_a = submit(&pool, &hello, &["--priority", "5"]);
+    let high = submit(&pool, &hello, &["--priority", "9"]);
+    let mid_b = submit(&pool, &hello, &["--priority", "5"]);
+    let o = pool.canon(&["submit", hello.to_str().expect("utf-8"), "--priority", "10"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("`priority` is 10"), "{}", String::from_utf8_lossy(&o.stderr));
+    pool.worker(0, &["--concurrency", "1"]);
+    let order = [&high, &mid_a, &mid_b, &low];
+    let leased: Vec<i64> = order.iter().map(|id| pool.wait(id, Duration::from_secs(60)).run_list[0].leased_at).collect();
+    assert!(leased.windows(2).all(|w| w[0] <= w[1]), "leased out of order: {leased:?}");
+    // Equal times cannot tell order apart: the event log can.
+    let mut events = Vec::new();
+    pool.client(TOKEN)
+        .events(None, Some(0), &mut |e| {
+            if e.kind == "run.leased" {
+                events.push(e.job.clone());
+            }
+            events.len() < 4
+        })
+        .expect("events");
+    assert_eq!(events, order.iter().map(|s| s.to_string()).collect::<Vec<_>>());
 }

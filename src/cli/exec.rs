@@ -228,7 +228,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let staged = args.out.as_deref().map(|out| super::outdir::Staged::new(out, mounted)).transpose()?;
     let sandbox = Sandbox::builder().backend(args.backend).build()?;
     super::progress::precompile(&sandbox, &job, super::progress::wanted(args.progress))?;
-    let outcome = sandbox.run_with(&job, RunOptions { stream_stdio: true })?;
+    let outcome = sandbox.run_with(&job, RunOptions { stream_stdio: true, ..RunOptions::default() })?;
     if let Some(staged) = staged {
         outcome.write_outputs(staged.path()).context("cannot write the output tree")?;
         staged.commit()?;

@@ -21,7 +21,7 @@ use crate::digest::Digest;
 use crate::node::{NodeId, NodeKey};
 use crate::outcome::Outcome;
 use crate::receipt::{Engine, RunFacts, RunId, Statement, Timestamp};
-use crate::sandbox::{Backend, RunError, Sandbox};
+use crate::sandbox::{Backend, Cancel, RunError, RunOptions, Sandbox};
 use crate::tree::Node;
 
 /// How a worker runs.
@@ -138,8 +138,8 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
     }
 }
 
-/// Heartbeats a run until dropped; `stopped` turns true when the
-/// coordinator says to stop.
+/// Heartbeats a run until dropped; when the coordinator says to stop, it
+/// records why and stops the sandbox through `cancel`.
 struct Heart {
     quit: Arc<AtomicBool>,
     running: Arc<AtomicBool>,
@@ -148,7 +148,7 @@ struct Heart {
 }
 
 impl Heart {
-    fn start(client: Arc<Client>, run: String, every: Duration) -> Heart {
+    fn start(client: Arc<Client>, run: String, every: Duration, cancel: Cancel) -> Heart {
         let quit = Arc::new(AtomicBool::new(false));
         let running = Arc::new(AtomicBool::new(false));
         let stopped = Arc::new(Mutex::new(None));
@@ -171,6 +171,7 @@ impl Heart {
                         if let Ok(mut g) = s.lock() {
                             *g = Some(h.reason.unwrap_or_else(|| "stop".into()));
                         }
+                        cancel.cancel();
                         return;
                     }
                     Ok(_) => sent_running = running,
@@ -178,6 +179,7 @@ impl Heart {
                         if let Ok(mut g) = s.lock() {
                             *g = Some("the coordinator does not know this run".into());
                         }
+                        cancel.cancel();
                         return;
                     }
                     // A missed heartbeat: try again next tick; the lease
@@ -205,7 +207,8 @@ impl Drop for Heart {
 
 /// Runs one lease to its receipt (Ok) or its failure report (Err).
 fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs::BlobStore>, opts: &WorkerOptions, lease: Lease) -> Result<String, String> {
-    let heart = Heart::start(client.clone(), lease.run.clone(), Duration::from_millis(lease.heartbeat_ms.max(50)));
+    let cancel = Cancel::new();
+    let heart = Heart::start(client.clone(), lease.run.clone(), Duration::from_millis(lease.heartbeat_ms.max(50)), cancel.clone());
     let refuse = |code: &str, reason: String| -> Result<String, String> {
         match client.fail(&lease.run, code, &reason) {
             Ok(_) => Err(format!("{code}: {reason}")),
@@ -253,8 +256,9 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
     drop(stage);
     heart.running.store(true, Ordering::SeqCst);
     let started = Timestamp::now();
-    let outcome = match sandbox.run(&job) {
+    let outcome = match sandbox.run_with(&job, RunOptions { cancel: Some(cancel), ..RunOptions::default() }) {
         Ok(o) => o,
+        Err(RunError::Cancelled) => return Err(format!("stopped: {}; nothing sent", heart.stopped().unwrap_or_default())),
         Err(RunError::Timeout(t)) => return refuse("timeout", format!("no result within the safety timeout of {t:?}")),
         Err(e) => return refuse("error", e.to_string()),
     };

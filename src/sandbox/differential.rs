@@ -194,7 +194,7 @@ impl RunResult {
             RunError::Timeout(_) => RunResult::Timeout,
             RunError::NativeStackOverflow(_) => RunResult::NativeStackOverflow,
             RunError::Panicked(message) => RunResult::Panic(message),
-            e @ (RunError::Host(_) | RunError::Engine(_) | RunError::Cache(_)) => RunResult::Host(e.to_string()),
+            e @ (RunError::Host(_) | RunError::Engine(_) | RunError::Cache(_) | RunError::Cancelled) => RunResult::Host(e.to_string()),
         }
     }
 

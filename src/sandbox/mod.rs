@@ -21,6 +21,7 @@ pub mod wasi;
 pub mod watchdog;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, ExternType, Global, GlobalType, Linker, Memory, MemoryType, Module, Mutability, Store, StoreLimitsBuilder, Trap, Val, ValType};
@@ -65,6 +66,9 @@ pub enum RunError {
     /// The host failed in a way that is not a property of the job.
     #[error("the host failed while running the guest: {0}")]
     Host(String),
+    /// The run was stopped through its [`Cancel`] handle: no result.
+    #[error("the run was cancelled: no result")]
+    Cancelled,
     /// canon itself panicked while running the guest: a bug in canon, never
     /// an outcome (the message is the panic's).
     #[error("canon panicked while running the guest (a bug in canon; no result): {0}")]
@@ -72,11 +76,58 @@ pub enum RunError {
 }
 
 /// Options for one run that do not change its outcome.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// Copy the guest's stdout and stderr to the host's as they are written
     /// (they are captured either way). Default: off.
     pub stream_stdio: bool,
+    /// Stops the run from another thread when cancelled: the run then has
+    /// no result ([`RunError::Cancelled`]). Default: none.
+    pub cancel: Option<Cancel>,
+}
+
+/// A handle that stops a run from another thread (a worker whose job was
+/// cancelled). Stopping uses the watchdog's mechanism: the run's next fuel
+/// check fails, so a guest stops within one check, wherever it is.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    cancelled: std::sync::atomic::AtomicBool,
+    /// The armed run this handle stops, while it runs.
+    armed: std::sync::Mutex<Option<u64>>,
+}
+
+impl Cancel {
+    /// A handle that has not been cancelled.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Stops the run (now if it is running, at its start if not yet).
+    pub fn cancel(&self) {
+        self.0.cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(id) = *self.0.armed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            watchdog::fire(id);
+        }
+    }
+
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Ties the handle to the armed run `id` (or unties it, with None).
+    fn attach(&self, id: Option<u64>) {
+        let mut armed = self.0.armed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *armed = id;
+        if let Some(id) = id
+            && self.is_cancelled()
+        {
+            watchdog::fire(id);
+        }
+    }
 }
 
 /// Builds a [`Sandbox`].
@@ -273,8 +324,14 @@ impl Sandbox {
             ),
             None => None,
         };
-        let checks = Checks { fuel, depth, armed: armed.as_ref() };
+        if let Some(c) = &options.cancel {
+            c.attach(armed.as_ref().map(Armed::id));
+        }
+        let checks = Checks { fuel, depth, armed: armed.as_ref(), cancel: options.cancel.as_ref() };
         let termination = self.instantiate_and_start(&mut store, linker, job, modules, &checks);
+        if let Some(c) = &options.cancel {
+            c.attach(None);
+        }
         drop(armed);
         let termination = termination?;
         // Out of fuel means the whole budget: the block that did not fit is
@@ -351,6 +408,7 @@ struct Checks<'a> {
     fuel: Global,
     depth: Global,
     armed: Option<&'a Armed>,
+    cancel: Option<&'a Cancel>,
 }
 
 impl Checks<'_> {
@@ -359,6 +417,9 @@ impl Checks<'_> {
         // Past the deadline every check fails: no result, whatever stopped
         // the run.
         if self.armed.is_some_and(Armed::fired) {
+            if self.cancel.is_some_and(Cancel::is_cancelled) {
+                return Err(RunError::Cancelled);
+            }
             return Err(RunError::Timeout(job.timeout));
         }
         // A failed fuel check stores the (negative) counter before it traps;

@@ -62,10 +62,42 @@ pub struct Armed {
 }
 
 impl Armed {
-    /// Has the run's deadline passed and its surcharges been raised?
+    /// Has the run's deadline passed (or the run been stopped with
+    /// [`fire`]) and its surcharges been raised?
     pub fn fired(&self) -> bool {
         lock().armed.iter().any(|e| e.id == self.id && e.fired)
     }
+
+    /// The run's id, for [`fire`].
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// Raises the surcharges of armed run `id` now, as if its deadline had
+/// passed, so its next check stops it. Nothing happens if it is no longer
+/// armed.
+pub fn fire(id: u64) {
+    let mut runs = lock();
+    if let Some(e) = runs.armed.iter_mut().find(|e| e.id == id && !e.fired) {
+        raise(e);
+    }
+}
+
+/// Stores [`DEADLINE_SURCHARGE`] in every slot of the entry's page.
+fn raise(e: &mut Entry) {
+    // SAFETY: the entry is still armed (guards remove theirs under the lock,
+    // which the caller holds, before the memory goes away), so `arm`'s
+    // contract holds: the address is valid and aligned. The store is
+    // atomic; guest code reads the page with plain loads, as it reads
+    // wasmtime's own epoch counter.
+    #[allow(unsafe_code)]
+    for slot in 0..SURCHARGE_SLOTS as usize {
+        unsafe {
+            AtomicI64::from_ptr(e.page.0.add(slot)).store(DEADLINE_SURCHARGE, Ordering::Relaxed);
+        }
+    }
+    e.fired = true;
 }
 
 impl Drop for Armed {
@@ -106,18 +138,7 @@ fn watch() {
     loop {
         let now = Instant::now();
         for e in runs.armed.iter_mut().filter(|e| !e.fired && e.deadline <= now) {
-            // SAFETY: the entry is still armed (guards remove theirs under
-            // this lock before the memory goes away), so `arm`'s contract
-            // holds: the address is valid and aligned. The store is atomic;
-            // guest code reads the page with plain loads, as it reads
-            // wasmtime's own epoch counter.
-            #[allow(unsafe_code)]
-            for slot in 0..SURCHARGE_SLOTS as usize {
-                unsafe {
-                    AtomicI64::from_ptr(e.page.0.add(slot)).store(DEADLINE_SURCHARGE, Ordering::Relaxed);
-                }
-            }
-            e.fired = true;
+            raise(e);
         }
         let next = runs.armed.iter().filter(|e| !e.fired).map(|e| e.deadline).min();
         runs = match next {
