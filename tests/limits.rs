@@ -128,3 +128,25 @@ fn a_cancelled_run_stops_with_no_result_and_an_uncancelled_one_is_unchanged() {
     let with_handle = sandbox.run_with(&hello, RunOptions { cancel: Some(Cancel::new()), ..RunOptions::default() }).expect("run");
     assert_eq!(plain.summary().outcome_digest, with_handle.summary().outcome_digest);
 }
+
+/// A stdio tap sees exactly the bytes the outcome captures, in order, and
+/// the outcome is the same with and without it.
+#[test]
+fn a_stdio_tap_sees_the_captured_bytes_and_changes_nothing() {
+    use canon::sandbox::{RunOptions, StdioTap};
+    use std::sync::{Arc, Mutex};
+    let job = Job::load(&crate::util::fixture("jobs/mixed.toml")).expect("job");
+    let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
+    let seen: Arc<Mutex<(Vec<u8>, Vec<u8>)>> = Arc::default();
+    let s = seen.clone();
+    let tap = StdioTap(Arc::new(move |stream: u32, bytes: &[u8]| {
+        let mut g = s.lock().expect("lock");
+        if stream == 1 { g.0.extend_from_slice(bytes) } else { g.1.extend_from_slice(bytes) }
+    }));
+    let tapped = sandbox.run_with(&job, RunOptions { tap: Some(tap), ..RunOptions::default() }).expect("run");
+    let plain = sandbox.run(&job).expect("run");
+    assert_eq!(tapped.summary().outcome_digest, plain.summary().outcome_digest);
+    let g = seen.lock().expect("lock");
+    assert!(!tapped.stdout.is_empty());
+    assert_eq!((&g.0, &g.1), (&tapped.stdout, &tapped.stderr));
+}

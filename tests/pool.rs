@@ -627,3 +627,69 @@ fn higher_priority_runs_first_and_fifo_within_a_priority() {
         .expect("events");
     assert_eq!(events, order.iter().map(|s| s.to_string()).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_runs_log_reads_from_an_offset_and_follows_until_the_run_ends() {
+    let mut pool = Pool::single("");
+    // The log holds the worker's own lines and the guest's output.
+    let id = submit(&pool, &fixture("jobs/hello.toml"), &[]);
+    pool.worker(0, &[]);
+    let v = pool.wait(&id, Duration::from_secs(60));
+    assert_eq!(v.state, JobState::Succeeded);
+    let whole = pool.canon(&["logs", &id]);
+    assert!(whole.status.success(), "{}", String::from_utf8_lossy(&whole.stderr));
+    let text = String::from_utf8_lossy(&whole.stdout).into_owned();
+    assert!(text.contains("hello from canon"), "the guest's stdout is in the log: {text}");
+    assert!(text.contains("[canon worker] job ") && text.contains("receipt signed"), "{text}");
+    let tail = pool.canon(&["logs", &id, "--offset", "10"]);
+    assert_eq!(String::from_utf8_lossy(&tail.stdout), text[10..]);
+    // By node, and following a finished run ends at once with the whole log.
+    let followed = pool.canon(&["logs", &id, "--node", &pool.node_id(0), "--follow"]);
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), text);
+    // Another tenant cannot read it.
+    let bob = Command::new(canon_bin()).args(["logs", &id]).env("CANON_COORDINATOR", &pool.url).env("CANON_TOKEN", OTHER_TOKEN).output().expect("logs");
+    assert!(!bob.status.success());
+}
+
+#[test]
+fn following_a_running_log_sees_output_as_it_is_written() {
+    let mut pool = Pool::single("");
+    // A job that runs for days: the worker's line saying it started must
+    // reach a follower while it still runs.
+    let spec = crate::util::job_spec(pool.path(), "forever.toml", "sha256chain.wasm", &crate::util::FOREVER.replace("timeout = 1", "timeout = 3600"));
+    let id = submit(&pool, &spec, &[]);
+    pool.worker(0, &[]);
+    let mut child = Command::new(canon_bin())
+        .args(["logs", &id, "--follow"])
+        .env("CANON_COORDINATOR", &pool.url)
+        .env("CANON_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("follow");
+    // Wait for the run to start, then for the worker's "running" line.
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !line.contains("running on") {
+        line.clear();
+        if reader.read_line(&mut line).expect("read") == 0 {
+            // `logs` found no run yet: try again.
+            let _ = child.wait();
+            assert!(Instant::now() < deadline, "no log line while the run went on");
+            std::thread::sleep(Duration::from_millis(100));
+            child = Command::new(canon_bin())
+                .args(["logs", &id, "--follow"])
+                .env("CANON_COORDINATOR", &pool.url)
+                .env("CANON_TOKEN", TOKEN)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("follow");
+            reader = BufReader::new(child.stdout.take().expect("stdout"));
+        }
+    }
+    assert_eq!(pool.client(TOKEN).status(&id).expect("status").state, JobState::Running);
+    // Cancelling ends the run, and with it the follow.
+    pool.client(TOKEN).cancel(&id, None).expect("cancel");
+    let status = child.wait().expect("follow ends");
+    assert!(status.success());
+}

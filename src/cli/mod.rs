@@ -83,6 +83,8 @@ enum Command {
     Cancel(pool::CancelArgs),
     /// Follow job and run state changes as they happen.
     Watch(pool::WatchArgs),
+    /// Print a run's log, from an offset, or follow it.
+    Logs(pool::LogsArgs),
     /// Download a job's accepted artifacts, checked against its receipts.
     Fetch(pool::FetchArgs),
 }
@@ -105,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::List(args) => pool::list(args),
         Command::Cancel(args) => pool::cancel(args),
         Command::Watch(args) => pool::watch(args),
+        Command::Logs(args) => pool::logs(args),
         Command::Fetch(args) => pool::fetch(args),
     };
     match result {

@@ -631,3 +631,42 @@ pub fn fetch(args: FetchArgs) -> Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// `canon logs`.
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// The job's id.
+    id: String,
+    /// The run on this node (its did:key, or the end of it); default: the
+    /// job's first run.
+    #[arg(long)]
+    node: Option<String>,
+    /// This run (its UUID).
+    #[arg(long, conflicts_with = "node")]
+    run: Option<String>,
+    /// Start at this byte of the log.
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    /// Keep printing what is appended until the run ends.
+    #[arg(long)]
+    follow: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// Prints a run's log: the worker's lines and the guest's stdout and stderr
+/// as they were written.
+pub fn logs(args: LogsArgs) -> Result<ExitCode> {
+    let client = args.conn.client()?;
+    let view = client.status(&args.id)?;
+    let run = match (&args.run, &args.node) {
+        (Some(r), _) => view.run_list.iter().find(|x| x.id == *r).ok_or_else(|| anyhow!("job {} has no run {r}", args.id))?,
+        (None, Some(n)) => {
+            view.run_list.iter().find(|x| x.node == *n || x.node.ends_with(n.as_str())).ok_or_else(|| anyhow!("job {} has no run on node {n}", args.id))?
+        }
+        (None, None) => view.run_list.first().ok_or_else(|| anyhow!("job {} has no runs yet ({})", args.id, view.state))?,
+    };
+    let mut out = std::io::stdout().lock();
+    client.read_log(&args.id, &run.id, args.offset, args.follow, &mut out)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -404,6 +404,16 @@ pub struct RunAck {
     pub rejected: Option<String>,
 }
 
+/// The answer to a log append.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LogAck {
+    /// The log's size now.
+    pub size: u64,
+    /// Whether these bytes were appended (false: the offset was not the
+    /// log's size; resume from `size`).
+    pub appended: bool,
+}
+
 /// `GET /v1/jobs/{id}/receipts`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReceiptList {

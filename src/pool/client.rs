@@ -227,6 +227,33 @@ impl Client {
         Ok(())
     }
 
+    /// Appends to a run's log at `offset` (workers).
+    pub fn append_log(&self, run: &str, offset: u64, bytes: Vec<u8>) -> Result<LogAck> {
+        let path = format!("/v1/runs/{run}/log?offset={offset}");
+        let url = self.url(&path).to_string();
+        let r = self.request(Method::POST, &path, bytes, Some(Duration::from_secs(60)))?;
+        r.json().map_err(|e| ClientError::Transport { url, message: format!("bad response: {e}") })
+    }
+
+    /// A run's log from `offset`, copied to `out`; with `follow`, until the
+    /// run ends. Returns the bytes copied.
+    pub fn read_log(&self, job: &str, run: &str, offset: u64, follow: bool, out: &mut dyn std::io::Write) -> Result<u64> {
+        let path = format!("/v1/jobs/{job}/runs/{run}/log?offset={offset}&follow={follow}");
+        let mut r = self.request(Method::GET, &path, Vec::new(), if follow { None } else { Some(Duration::from_secs(60)) })?;
+        let mut n = 0u64;
+        let mut buf = [0u8; 8192];
+        loop {
+            let k = std::io::Read::read(&mut r, &mut buf).map_err(|e| ClientError::Transport { url: path.clone(), message: e.to_string() })?;
+            if k == 0 {
+                return Ok(n);
+            }
+            out.write_all(&buf[..k])
+                .and_then(|_| out.flush())
+                .map_err(|e| ClientError::Transport { url: path.clone(), message: format!("writing the log: {e}") })?;
+            n += k as u64;
+        }
+    }
+
     /// Leases up to `slots` runs (workers).
     pub fn lease(&self, slots: u32) -> Result<Vec<Lease>> {
         let r: LeaseResponse = self.call(Method::POST, "/v1/lease", Self::body(&LeaseRequest { slots: Some(slots) }))?;

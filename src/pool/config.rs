@@ -11,6 +11,7 @@
 //! max_unfinished = 100000        # pending + running jobs, all tenants (queue_full past it)
 //! max_body_bytes = "16 MiB"      # a request body (a bundle, a receipt)
 //! max_blob_bytes = "1 GiB"       # one blob
+//! max_log_bytes = "4 MiB"        # one run's log
 //! event_retention_secs = 86400   # events kept at least this long for Last-Event-ID
 //! durable = false                # true: fsync every transaction (power-loss safe)
 //! allow_nodes = ["did:key:…"]    # only these nodes may lease (default: any)
@@ -66,6 +67,8 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// Most bytes in one blob.
     pub max_blob_bytes: u64,
+    /// Most bytes in one run's log.
+    pub max_log_bytes: u64,
     /// How long events are kept, ms.
     pub event_retention_ms: i64,
     /// fsync every transaction.
@@ -92,6 +95,7 @@ impl Default for Config {
             max_unfinished: 100_000,
             max_body_bytes: 16 << 20,
             max_blob_bytes: 1 << 30,
+            max_log_bytes: 4 << 20,
             event_retention_ms: 86_400_000,
             durable: false,
             allow_nodes: Vec::new(),
@@ -113,6 +117,7 @@ struct File {
     max_unfinished: Option<u64>,
     max_body_bytes: Option<toml::Value>,
     max_blob_bytes: Option<toml::Value>,
+    max_log_bytes: Option<toml::Value>,
     event_retention_secs: Option<u64>,
     durable: Option<bool>,
     #[serde(default)]
@@ -191,6 +196,9 @@ impl Config {
         }
         if let Some(v) = &f.max_blob_bytes {
             c.max_blob_bytes = size(&file, "max_blob_bytes", v)?;
+        }
+        if let Some(v) = &f.max_log_bytes {
+            c.max_log_bytes = size(&file, "max_log_bytes", v)?;
         }
         if let Some(s) = f.event_retention_secs {
             c.event_retention_ms = (s as i64).saturating_mul(1000);

@@ -25,6 +25,7 @@ use super::blobs::{BlobError, BlobStore};
 use super::bundle::Bundle;
 use super::config::{Config, Tenant};
 use super::httpsig::{self, ReplayGuard, RequestParts, VerifyPolicy};
+use super::logs::{LogError, LogStore};
 use super::store::{Beat, Capacity, CheckedReceipt, ListFilter, NewJob, SqliteStore, Store, StoreError};
 use super::submitter;
 use crate::digest::Digest;
@@ -35,6 +36,7 @@ use crate::quorum::Policy;
 pub struct App {
     store: Arc<dyn Store>,
     blobs: BlobStore,
+    logs: LogStore,
     config: Config,
     policy: Policy,
     replay: Mutex<ReplayGuard>,
@@ -84,6 +86,17 @@ impl From<StoreError> for Error {
     }
 }
 
+impl From<LogError> for Error {
+    fn from(e: LogError) -> Error {
+        match e {
+            LogError::Offset { .. } => err(StatusCode::CONFLICT, "conflict", e.to_string()),
+            LogError::TooLarge { .. } => err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            LogError::BadRun(_) => err(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            LogError::Io { .. } => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        }
+    }
+}
+
 impl From<BlobError> for Error {
     fn from(e: BlobError) -> Error {
         match e {
@@ -107,8 +120,9 @@ impl App {
         std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
         let store = SqliteStore::open(&data.join("canon.db"), config.durable).map_err(|e| e.to_string())?;
         let blobs = BlobStore::open(&data.join("blobs"), config.max_blob_bytes).map_err(|e| e.to_string())?;
+        let logs = LogStore::open(&data.join("logs"), config.max_log_bytes).map_err(|e| e.to_string())?;
         let replay = ReplayGuard::for_policy(&httpsig_policy());
-        Ok(App { store: Arc::new(store), blobs, config, policy, replay: Mutex::new(replay), events: tokio::sync::Notify::new() })
+        Ok(App { store: Arc::new(store), blobs, logs, config, policy, replay: Mutex::new(replay), events: tokio::sync::Notify::new() })
     }
 
     fn tenant(&self, headers: &HeaderMap) -> Result<Tenant> {
@@ -173,6 +187,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/jobs/{id}/receipts", get(receipts))
         .route("/v1/jobs/{id}/blobs/{digest}", get(job_blob))
+        .route("/v1/jobs/{id}/runs/{run}/log", get(read_log))
         .route("/v1/events", get(events))
         .route("/v1/blobs/missing", post(missing))
         .route("/v1/blobs/{digest}", put(put_blob).get(get_blob))
@@ -180,6 +195,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/runs/{id}/heartbeat", post(heartbeat))
         .route("/v1/runs/{id}/complete", post(complete))
         .route("/v1/runs/{id}/fail", post(fail))
+        .route("/v1/runs/{id}/log", post(append_log))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -475,6 +491,91 @@ async fn fail(
     let state = blocking(move || Ok(a.store.fail(&node, &run, &code, &reason, false, &a.policy, now_ms())?)).await?;
     app.events.notify_waiters();
     Ok(axum::Json(RunAck { state, rejected: None }))
+}
+
+#[derive(Deserialize)]
+struct AppendQuery {
+    offset: u64,
+}
+
+/// A worker appends to its open run's log at the offset it believes the
+/// log is at; at another offset nothing is written and the answer says the
+/// log's size, so a retry never writes twice.
+async fn append_log(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    UrlPath(run): UrlPath<String>,
+    Query(q): Query<AppendQuery>,
+    body: Bytes,
+) -> Result<axum::Json<LogAck>> {
+    let node = app.node(&method, &uri, &headers, &body)?;
+    let a = app.clone();
+    blocking(move || {
+        let (_, state) = a.store.run_job(&node, &run)?;
+        if !matches!(state, RunState::Leased | RunState::Running) {
+            return Err(err(StatusCode::CONFLICT, "conflict", format!("run {run} is {}: its log is closed", state.as_str())));
+        }
+        match a.logs.append(&run, q.offset, &body) {
+            Ok(size) => Ok(axum::Json(LogAck { size, appended: true })),
+            Err(LogError::Offset { size, .. }) => Ok(axum::Json(LogAck { size, appended: false })),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    offset: Option<u64>,
+    follow: Option<bool>,
+}
+
+/// A run's log from `offset`; with `follow=true` the response stays open
+/// and carries what is appended until the run ends.
+async fn read_log(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath((id, run)): UrlPath<(String, String)>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response> {
+    let tenant = app.tenant(&headers)?;
+    let store = app.store.clone();
+    let (t, j, r) = (tenant.name.clone(), id.clone(), run.clone());
+    blocking(move || Ok(store.run_state(&t, &j, &r)?)).await?;
+    let offset = q.offset.unwrap_or(0);
+    if !q.follow.unwrap_or(false) {
+        let a = app.clone();
+        let bytes = blocking(move || Ok(a.logs.read(&run, offset, a.config.max_log_bytes as usize)?)).await?;
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response());
+    }
+    let stream = futures_util::stream::unfold((app, tenant.name, id, run, offset, false), |(app, tenant, id, run, offset, ended)| async move {
+        if ended {
+            return None;
+        }
+        loop {
+            let a = app.clone();
+            let (t, j, r) = (tenant.clone(), id.clone(), run.clone());
+            let polled = tokio::task::spawn_blocking(move || -> std::result::Result<(Vec<u8>, bool), String> {
+                // The state first: bytes appended before it ended are read after.
+                let open = matches!(a.store.run_state(&t, &j, &r).map_err(|e| e.to_string())?, RunState::Leased | RunState::Running);
+                let bytes = a.logs.read(&r, offset, 64 << 10).map_err(|e| e.to_string())?;
+                Ok((bytes, open))
+            })
+            .await;
+            match polled {
+                Ok(Ok((bytes, _))) if !bytes.is_empty() => {
+                    let next = offset + bytes.len() as u64;
+                    return Some((Ok::<_, std::io::Error>(Bytes::from(bytes)), (app, tenant, id, run, next, false)));
+                }
+                Ok(Ok((_, true))) => tokio::time::sleep(Duration::from_millis(100)).await,
+                // Ended, and everything read.
+                _ => return Some((Ok(Bytes::new()), (app, tenant, id, run, offset, true))),
+            }
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], axum::body::Body::from_stream(stream)).into_response())
 }
 
 #[derive(Deserialize)]

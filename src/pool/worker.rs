@@ -138,13 +138,77 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
     }
 }
 
-/// Heartbeats a run until dropped; when the coordinator says to stop, it
-/// records why and stops the sandbox through `cancel`.
+/// Most bytes of one run's log a worker sends; past it the log says it was
+/// cut (the coordinator has its own limit too).
+const MAX_LOG_BYTES: usize = 4 << 20;
+
+/// A run's log, buffered until the heartbeat thread sends it: the worker's
+/// own lines and the guest's stdout and stderr as they are written.
+#[derive(Default)]
+struct RunLog {
+    pending: Mutex<Vec<u8>>,
+    taken: AtomicUsize,
+}
+
+impl RunLog {
+    fn push(&self, bytes: &[u8]) {
+        let before = self.taken.fetch_add(bytes.len(), Ordering::SeqCst);
+        if let Ok(mut p) = self.pending.lock() {
+            if before + bytes.len() <= MAX_LOG_BYTES {
+                p.extend_from_slice(bytes);
+            } else if before < MAX_LOG_BYTES {
+                p.extend_from_slice(&bytes[..MAX_LOG_BYTES - before]);
+                p.extend_from_slice(b"\n[canon worker: log cut at 4 MiB]\n");
+            }
+        }
+    }
+
+    fn line(&self, text: &str) {
+        self.push(format!("[canon worker] {text}\n").as_bytes());
+    }
+
+    fn take(&self) -> Vec<u8> {
+        self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default()
+    }
+
+    fn put_back(&self, mut bytes: Vec<u8>) {
+        if let Ok(mut p) = self.pending.lock() {
+            bytes.extend_from_slice(&p);
+            *p = bytes;
+        }
+    }
+}
+
+/// Sends what the log holds; `sent` is how much the coordinator has.
+fn flush(client: &Client, run: &str, log: &RunLog, sent: &mut u64) {
+    let chunk = log.take();
+    if chunk.is_empty() {
+        return;
+    }
+    match client.append_log(run, *sent, chunk.clone()) {
+        Ok(ack) if ack.appended => *sent = ack.size,
+        // The coordinator has more than we thought (a retried append that
+        // did land): send only what it lacks.
+        Ok(ack) => {
+            let skip = ack.size.saturating_sub(*sent) as usize;
+            *sent = ack.size;
+            if skip < chunk.len() {
+                log.put_back(chunk[skip..].to_vec());
+            }
+        }
+        Err(ClientError::Api { .. }) => {}
+        Err(_) => log.put_back(chunk),
+    }
+}
+
+/// Heartbeats a run and sends its log until closed; when the coordinator
+/// says to stop, it records why and stops the sandbox through `cancel`.
 struct Heart {
     quit: Arc<AtomicBool>,
     running: Arc<AtomicBool>,
     stopped: Arc<Mutex<Option<String>>>,
-    handle: Option<std::thread::JoinHandle<()>>,
+    log: Arc<RunLog>,
+    handle: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Heart {
@@ -152,56 +216,70 @@ impl Heart {
         let quit = Arc::new(AtomicBool::new(false));
         let running = Arc::new(AtomicBool::new(false));
         let stopped = Arc::new(Mutex::new(None));
-        let (q, r, s) = (quit.clone(), running.clone(), stopped.clone());
+        let log = Arc::new(RunLog::default());
+        let (q, r, s, l) = (quit.clone(), running.clone(), stopped.clone(), log.clone());
         let handle = std::thread::spawn(move || {
             let mut sent_running = false;
+            let mut sent_log = 0u64;
+            // Logs go out at least twice a second, heartbeats every `every`.
+            let log_every = every.min(Duration::from_millis(500));
             loop {
                 let tick = Duration::from_millis(10);
                 let mut waited = Duration::ZERO;
+                let mut since_log = Duration::ZERO;
                 while waited < every && !q.load(Ordering::SeqCst) && (sent_running || !r.load(Ordering::SeqCst)) {
                     std::thread::sleep(tick);
                     waited += tick;
+                    since_log += tick;
+                    if since_log >= log_every {
+                        flush(&client, &run, &l, &mut sent_log);
+                        since_log = Duration::ZERO;
+                    }
                 }
+                flush(&client, &run, &l, &mut sent_log);
                 if q.load(Ordering::SeqCst) {
                     return;
                 }
                 let running = r.load(Ordering::SeqCst);
-                match client.heartbeat(&run, running) {
-                    Ok(h) if !h.proceed => {
-                        if let Ok(mut g) = s.lock() {
-                            *g = Some(h.reason.unwrap_or_else(|| "stop".into()));
-                        }
-                        cancel.cancel();
-                        return;
+                let stop = match client.heartbeat(&run, running) {
+                    Ok(h) if !h.proceed => Some(h.reason.unwrap_or_else(|| "stop".into())),
+                    Ok(_) => {
+                        sent_running = running;
+                        None
                     }
-                    Ok(_) => sent_running = running,
-                    Err(ClientError::Api { status: 404, .. }) => {
-                        if let Ok(mut g) = s.lock() {
-                            *g = Some("the coordinator does not know this run".into());
-                        }
-                        cancel.cancel();
-                        return;
-                    }
+                    Err(ClientError::Api { status: 404, .. }) => Some("the coordinator does not know this run".into()),
                     // A missed heartbeat: try again next tick; the lease
                     // allows several.
-                    Err(_) => {}
+                    Err(_) => None,
+                };
+                if let Some(why) = stop {
+                    if let Ok(mut g) = s.lock() {
+                        *g = Some(why);
+                    }
+                    cancel.cancel();
+                    return;
                 }
             }
         });
-        Heart { quit, running, stopped, handle: Some(handle) }
+        Heart { quit, running, stopped, log, handle: Mutex::new(Some(handle)) }
     }
 
     fn stopped(&self) -> Option<String> {
         self.stopped.lock().ok().and_then(|g| g.clone())
     }
+
+    /// Stops heartbeating, after sending what the log holds.
+    fn close(&self) {
+        self.quit.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.lock().ok().and_then(|mut h| h.take()) {
+            let _ = h.join();
+        }
+    }
 }
 
 impl Drop for Heart {
     fn drop(&mut self) {
-        self.quit.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+        self.close();
     }
 }
 
@@ -210,6 +288,8 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
     let cancel = Cancel::new();
     let heart = Heart::start(client.clone(), lease.run.clone(), Duration::from_millis(lease.heartbeat_ms.max(50)), cancel.clone());
     let refuse = |code: &str, reason: String| -> Result<String, String> {
+        heart.log.line(&format!("no result: {code}: {reason}"));
+        heart.close();
         match client.fail(&lease.run, code, &reason) {
             Ok(_) => Err(format!("{code}: {reason}")),
             Err(e) => Err(format!("{code}: {reason} (and the report failed: {e})")),
@@ -254,9 +334,12 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
         Err(e) => return refuse("refused", e.to_string()),
     };
     drop(stage);
+    heart.log.line(&format!("job {} ({}), {} blobs checked; running on {}", job.digest(), job.name, bundle.blobs().len(), opts.backend.as_str()));
     heart.running.store(true, Ordering::SeqCst);
     let started = Timestamp::now();
-    let outcome = match sandbox.run_with(&job, RunOptions { cancel: Some(cancel), ..RunOptions::default() }) {
+    let tap_log = heart.log.clone();
+    let tap = crate::sandbox::StdioTap(Arc::new(move |_stream: u32, bytes: &[u8]| tap_log.push(bytes)));
+    let outcome = match sandbox.run_with(&job, RunOptions { cancel: Some(cancel), tap: Some(tap), ..RunOptions::default() }) {
         Ok(o) => o,
         Err(RunError::Cancelled) => return Err(format!("stopped: {}; nothing sent", heart.stopped().unwrap_or_default())),
         Err(RunError::Timeout(t)) => return refuse("timeout", format!("no result within the safety timeout of {t:?}")),
@@ -311,7 +394,8 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
         Err(e) => return refuse("error", format!("cannot sign: {e}")),
     };
     let receipt = String::from_utf8_lossy(&envelope.to_json()).into_owned();
-    drop(heart);
+    heart.log.line(&format!("{} ({}), fuel {}; receipt signed", summary.termination, summary.outcome_digest, summary.fuel_consumed));
+    heart.close();
     match client.complete(&lease.run, receipt) {
         Ok(ack) => match ack.rejected {
             None => Ok(format!("{} ({}), receipt {}", summary.termination, summary.outcome_digest.short(), ack.state.as_str())),

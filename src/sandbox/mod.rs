@@ -34,6 +34,7 @@ use cache::ModuleCache;
 pub use cache::{CacheError, CacheHit};
 pub use engine::Backend;
 use limiter::Limiter;
+pub use wasi::StdioTap;
 use wasi::{HostConfig, Stop, StoreData, WasiHost};
 use watchdog::Armed;
 
@@ -84,6 +85,8 @@ pub struct RunOptions {
     /// Stops the run from another thread when cancelled: the run then has
     /// no result ([`RunError::Cancelled`]). Default: none.
     pub cancel: Option<Cancel>,
+    /// Sees stdout and stderr as they are written (a live log). Default: none.
+    pub tap: Option<StdioTap>,
 }
 
 /// A handle that stops a run from another thread (a worker whose job was
@@ -283,6 +286,7 @@ impl Sandbox {
         let host_err = |e: wasmtime::Error| RunError::Host(format!("{e:#}"));
         let mut config = HostConfig::for_job(job);
         config.stream_stdio = options.stream_stdio;
+        config.tap = options.tap.clone();
         let limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(job.limits.memory_bytes).unwrap_or(usize::MAX))
             .table_elements(engine::MAX_TABLE_ELEMENTS)

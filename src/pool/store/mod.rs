@@ -189,6 +189,9 @@ pub trait Store: Send + Sync {
     /// decides the job.
     #[allow(clippy::too_many_arguments)]
     fn fail(&self, node: &NodeId, run: &str, code: &str, reason: &str, rejected: bool, policy: &Policy, now: Millis) -> Result<RunState, StoreError>;
+    /// The state of run `run` of a tenant's job `job` (not found if the run
+    /// is not that job's or the job not that tenant's).
+    fn run_state(&self, tenant: &str, job: &str, run: &str) -> Result<RunState, StoreError>;
     /// The run's job digest and state, for checking a receipt before
     /// [`Store::complete`].
     fn run_job(&self, node: &NodeId, run: &str) -> Result<(JobDigest, RunState), StoreError>;

@@ -532,6 +532,20 @@ impl Store for SqliteStore {
         })
     }
 
+    fn run_state(&self, tenant: &str, job: &str, run: &str) -> Result<RunState, StoreError> {
+        self.tx(|tx| {
+            let state: Option<String> = tx
+                .query_row(
+                    "SELECT r.state FROM runs r JOIN jobs j ON j.seq = r.job_seq WHERE r.id = ?1 AND j.id = ?2 AND j.tenant = ?3",
+                    params![run, job, tenant],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            parse_state(state.ok_or_else(|| StoreError::NoRun(run.to_string()))?)
+        })
+    }
+
     fn run_job(&self, node: &NodeId, run: &str) -> Result<(JobDigest, RunState), StoreError> {
         self.tx(|tx| {
             let (seq, _, _, state) = run_of(tx, node, run)?;

@@ -9,5 +9,5 @@ pub mod link;
 pub mod mem;
 pub mod vfs;
 
-pub use host::{HostConfig, Stop, WasiHost};
+pub use host::{HostConfig, StdioTap, Stop, WasiHost};
 pub use link::{StoreData, add_to_linker};

@@ -474,6 +474,9 @@ impl WasiHost {
             let written = &buf[start..];
             let _ = if stream == 1 { std::io::stdout().write_all(written) } else { std::io::stderr().write_all(written) };
         }
+        if let Some(tap) = &self.tap {
+            (tap.0)(stream, &buf[start..]);
+        }
         Ok(total)
     }
 

@@ -250,6 +250,22 @@ pub struct HostConfig<'a> {
     pub output_files: u64,
     /// Also copy the guest's stdout/stderr to the host's as they are written.
     pub stream_stdio: bool,
+    /// Also hand the guest's stdout/stderr to this as they are written.
+    pub tap: Option<StdioTap>,
+}
+
+/// Sees the guest's stdout (stream 1) and stderr (2) as they are written,
+/// after they are captured: a live log. It cannot change the outcome.
+#[derive(Clone)]
+pub struct StdioTap(pub Arc<TapFn>);
+
+/// What a [`StdioTap`] calls: the stream (1 or 2) and the bytes written.
+pub type TapFn = dyn Fn(u32, &[u8]) + Send + Sync;
+
+impl std::fmt::Debug for StdioTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StdioTap")
+    }
 }
 
 /// The content of the default `/out` and `/tmp`.
@@ -291,6 +307,7 @@ impl<'a> HostConfig<'a> {
             output_bytes: job.limits.output_bytes,
             output_files: job.limits.output_files,
             stream_stdio: false,
+            tap: None,
         }
     }
 }
@@ -308,6 +325,7 @@ pub struct WasiHost {
     stdout_cap: u64,
     stderr_cap: u64,
     stream_stdio: bool,
+    tap: Option<StdioTap>,
     /// The file system.
     pub vfs: Vfs,
     fds: BTreeMap<u32, Fd>,
@@ -352,6 +370,7 @@ impl WasiHost {
             stdout_cap: cfg.stdout_cap,
             stderr_cap: cfg.stderr_cap,
             stream_stdio: cfg.stream_stdio,
+            tap: cfg.tap,
             vfs,
             fds,
             preopens,
