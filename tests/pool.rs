@@ -693,3 +693,34 @@ fn following_a_running_log_sees_output_as_it_is_written() {
     let status = child.wait().expect("follow ends");
     assert!(status.success());
 }
+
+#[test]
+fn a_tenant_learns_nothing_of_another_tenants_blobs_and_cannot_use_them() {
+    let pool = Pool::start("");
+    let alice = pool.client(TOKEN);
+    let bob = pool.client(OTHER_TOKEN);
+    let secret = b"alice's input".to_vec();
+    let d = canon::digest::Digest::of(&secret);
+    alice.put_blob(&d, secret).expect("upload");
+    assert!(alice.missing(vec![d]).expect("missing").is_empty());
+    assert_eq!(bob.missing(vec![d]).expect("missing"), vec![d], "bob must not learn that the coordinator holds alice's bytes");
+    // A bundle of bob's naming alice's blob is refused until bob uploads it.
+    let job = canon::job::Job::load(&fixture("jobs/hello.toml")).expect("job");
+    let (bundle, blobs) = canon::pool::bundle::Bundle::of(&job);
+    for (digest, bytes) in &blobs {
+        alice.put_blob(digest, bytes.to_vec()).expect("upload");
+    }
+    let req = canon::pool::api::SubmitRequest {
+        bundle: String::from_utf8(bundle.to_json()).expect("utf-8"),
+        replicas: None,
+        group: None,
+        mode: Default::default(),
+        priority: None,
+        signature: None,
+    };
+    assert_eq!(bob.submit(&req).expect_err("refused").code(), Some("missing_blobs"));
+    assert!(alice.submit(&req).is_ok());
+    // A blob uploaded under a wrong digest is refused and not stored.
+    let e = bob.put_blob(&d, b"other bytes".to_vec()).expect_err("refused");
+    assert_eq!(e.code(), Some("blob_mismatch"));
+}

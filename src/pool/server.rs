@@ -164,9 +164,9 @@ impl App {
         Ok(verified.node)
     }
 
-    /// Checks that a tenant (bearer token) or a worker (signature) asks.
-    fn caller(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<()> {
-        if headers.contains_key("signature") { self.node(method, uri, headers, body).map(|_| ()) } else { self.tenant(headers).map(|_| ()) }
+    /// A tenant (bearer token: `Some`) or a worker (signature: `None`).
+    fn caller(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Option<Tenant>> {
+        if headers.contains_key("signature") { self.node(method, uri, headers, body).map(|_| None) } else { self.tenant(headers).map(Some) }
     }
 }
 
@@ -214,7 +214,14 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
     }
     let req: SubmitRequest = json(&body, "submit request")?;
     let bundle = Bundle::parse(req.bundle.as_bytes()).map_err(|e| err(StatusCode::BAD_REQUEST, "bad_bundle", e.to_string()))?;
-    let missing: Vec<String> = bundle.blobs().into_iter().filter(|(d, _)| !app.blobs.has(d)).map(|(d, what)| format!("{d} ({what})")).collect();
+    // Only blobs this tenant uploaded count: another tenant's bytes are not
+    // this tenant's to use, or to learn about.
+    let named: Vec<(Digest, String)> = bundle.blobs().into_iter().collect();
+    let digests: Vec<Digest> = named.iter().map(|(d, _)| *d).collect();
+    let (store, t) = (app.store.clone(), tenant.name.clone());
+    let owned = blocking(move || Ok(store.tenant_blobs(&t, &digests)?)).await?;
+    let missing: Vec<String> =
+        named.iter().zip(owned).filter(|((d, _), own)| !own || !app.blobs.has(d)).map(|((d, what), _)| format!("{d} ({what})")).collect();
     if !missing.is_empty() {
         return Err(err(StatusCode::UNPROCESSABLE_ENTITY, "missing_blobs", format!("upload these blobs first: {}", missing.join(", "))));
     }
@@ -341,13 +348,22 @@ fn receipt_names(envelope: &[u8], d: &Digest) -> bool {
 }
 
 async fn missing(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<axum::Json<MissingResponse>> {
-    app.caller(&method, &uri, &headers, &body)?;
+    let tenant = app.caller(&method, &uri, &headers, &body)?;
     let req: MissingRequest = json(&body, "missing request")?;
     if req.digests.len() > 1_000_000 {
         return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "at most 1 000 000 digests per request"));
     }
     let a = app.clone();
-    let missing = blocking(move || Ok(req.digests.into_iter().filter(|d| !a.blobs.has(d)).collect())).await?;
+    // A tenant learns only about blobs it uploaded itself; a worker (which
+    // uploads outputs) about any.
+    let missing = blocking(move || {
+        let owned = match &tenant {
+            Some(t) => a.store.tenant_blobs(&t.name, &req.digests)?,
+            None => vec![true; req.digests.len()],
+        };
+        Ok(req.digests.into_iter().zip(owned).filter(|(d, own)| !own || !a.blobs.has(d)).map(|(d, _)| d).collect())
+    })
+    .await?;
     Ok(axum::Json(MissingResponse { missing }))
 }
 
@@ -359,10 +375,17 @@ async fn put_blob(
     UrlPath(digest): UrlPath<String>,
     body: Bytes,
 ) -> Result<StatusCode> {
-    app.caller(&method, &uri, &headers, &body)?;
+    let tenant = app.caller(&method, &uri, &headers, &body)?;
     let d = parse_digest(&digest)?;
     let a = app.clone();
-    blocking(move || Ok(a.blobs.put(&d, &body)?)).await?;
+    blocking(move || {
+        a.blobs.put(&d, &body)?;
+        if let Some(t) = tenant {
+            a.store.record_blob(&t.name, &d, now_ms())?;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -11,7 +11,7 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use crate::digest::JobDigest;
+use crate::digest::{Digest, JobDigest};
 use crate::node::NodeId;
 use crate::pool::api::{GroupMode, JobPage, JobState, JobView, RunState};
 use crate::quorum::Policy;
@@ -205,6 +205,10 @@ pub trait Store: Send + Sync {
     fn prune_events(&self, before: Millis, keep: u64) -> Result<u64, StoreError>;
     /// The oldest and newest event sequence numbers held (0 if none).
     fn event_bounds(&self) -> Result<(i64, i64), StoreError>;
+    /// Records that `tenant` uploaded the blob `digest`.
+    fn record_blob(&self, tenant: &str, digest: &Digest, now: Millis) -> Result<(), StoreError>;
+    /// For each digest, whether `tenant` uploaded it.
+    fn tenant_blobs(&self, tenant: &str, digests: &[Digest]) -> Result<Vec<bool>, StoreError>;
     /// Counts for metrics.
     fn counts(&self) -> Result<Counts, StoreError>;
 }

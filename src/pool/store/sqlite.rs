@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{Beat, CheckedReceipt, Counts, Event, Leased, ListFilter, Millis, NewJob, Store, StoreError};
-use crate::digest::JobDigest;
+use crate::digest::{Digest, JobDigest};
 use crate::node::NodeId;
 use crate::pool::api::{GroupMode, JobPage, JobState, JobSummary, JobView, RejectedReceipt, RunCounts, RunState, RunView};
 use crate::pool::queue::{Decision, JobProgress, decide};
@@ -90,6 +90,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_tenant ON events (tenant, seq);
     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    // 2: which tenant uploaded which blob, so that one tenant cannot learn
+    // whether another holds some bytes.
+    "CREATE TABLE tenant_blobs (
+        tenant TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, digest)
+    ) WITHOUT ROWID;",
 ];
 
 /// The SQLite store.
@@ -684,6 +692,20 @@ impl Store for SqliteStore {
 
     fn event_bounds(&self) -> Result<(i64, i64), StoreError> {
         self.tx(|tx| tx.query_row("SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM events", [], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db))
+    }
+
+    fn record_blob(&self, tenant: &str, digest: &Digest, now: Millis) -> Result<(), StoreError> {
+        self.tx(|tx| {
+            tx.execute("INSERT OR IGNORE INTO tenant_blobs (tenant, digest, at) VALUES (?1, ?2, ?3)", params![tenant, digest.to_string(), now]).map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn tenant_blobs(&self, tenant: &str, digests: &[Digest]) -> Result<Vec<bool>, StoreError> {
+        self.tx(|tx| {
+            let mut stmt = tx.prepare_cached("SELECT 1 FROM tenant_blobs WHERE tenant = ?1 AND digest = ?2").map_err(db)?;
+            digests.iter().map(|d| stmt.exists(params![tenant, d.to_string()]).map_err(db)).collect()
+        })
     }
 
     fn counts(&self) -> Result<Counts, StoreError> {
