@@ -105,11 +105,18 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 impl App {
     /// Opens the store and blobs under `data` with `config` and `policy`.
+    /// It returns at the start of a whole second: worker signatures made
+    /// before it are refused, since the replay guard starts empty.
     pub fn open(data: &Path, config: Config, policy: Policy) -> std::result::Result<App, String> {
         std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
         let store = SqliteStore::open(&data.join("canon.db"), config.durable).map_err(|e| e.to_string())?;
         let blobs = BlobStore::open(&data.join("blobs"), config.max_blob_bytes).map_err(|e| e.to_string())?;
-        let replay = ReplayGuard::for_policy(&httpsig_policy());
+        // Nonces are held in memory: refuse every signature made before
+        // this process's first whole second, which the previous one may
+        // have accepted, and open no sooner, so no fresh one is refused.
+        let not_before = now_ms() / 1000 + 1;
+        std::thread::sleep(Duration::from_millis((not_before * 1000 - now_ms()).max(0) as u64));
+        let replay = ReplayGuard::for_policy(&httpsig_policy()).not_before(not_before);
         Ok(App { store: Arc::new(store), blobs, config, policy, replay: Mutex::new(replay), events: tokio::sync::Notify::new() })
     }
 
