@@ -12,8 +12,9 @@ if command -v rustup >/dev/null; then
 fi
 
 # System tools, from Debian: OpenSSH's ssh-keygen makes node keys for the
-# interop tests, GNU time measures the hostile suite's peak RSS, and Python
-# runs securesystemslib, which verifies canon's DSSE envelopes.
+# interop tests, GNU time measures the hostile suite's peak RSS, Python
+# runs securesystemslib, which verifies canon's DSSE envelopes, and
+# iproute2's `ip` puts a worker in a network namespace to cut it off.
 apt_install() {
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && apt-get install -y -qq "$@" >/dev/null
@@ -25,6 +26,7 @@ packages=()
 command -v ssh-keygen >/dev/null || packages+=(openssh-client)
 [ -x /usr/bin/time ] || packages+=(time)
 command -v python3 >/dev/null || packages+=(python3 python3-venv)
+command -v ip >/dev/null || packages+=(iproute2)
 if [ "${#packages[@]}" -gt 0 ]; then
     apt_install "${packages[@]}"
 fi
