@@ -73,9 +73,12 @@ if ! job=$("$canon" submit fixtures/jobs/hello.toml 2> "$tmp/submit.log") \
     cat "$tmp/submit.log" "$tmp/worker.log" >&2
     exit 2
 fi
+# Its cache (the crashes `st replay` reruns) goes under target/.
 cat > "$tmp/schemathesis.toml" <<TOML
 [parameters]
 "path.id" = "$job"
+[cache]
+directory = "$PWD/target/schemathesis"
 TOML
 
 # GET /v1/events is a server-sent event stream that stays open: it has no
