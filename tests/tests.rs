@@ -21,6 +21,7 @@ mod linking;
 mod nan;
 mod nodes;
 mod pool;
+mod pool_faults;
 mod probes;
 mod quorum;
 mod receipts;

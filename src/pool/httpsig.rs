@@ -60,6 +60,14 @@
 //! are dropped, and when it holds its maximum of live entries it refuses
 //! new requests rather than forget a nonce that could still be replayed.
 //!
+//! The guard lives in memory, so a restarted verifier has forgotten every
+//! nonce. [`ReplayGuard::not_before`] closes that gap without persisting
+//! any: a guard made at start refuses every signature `created` before the
+//! second after it started, which no request seen by the previous process
+//! can carry (unless its signer's clock ran ahead, by at most
+//! [`VerifyPolicy::max_future_skew_secs`]). Honest signers sign each
+//! request afresh, so all they lose is a retry.
+//!
 //! # Verifying a request, in order
 //!
 //! 1. [`check_content_digest`] on the `Content-Digest` value and the body as
@@ -349,6 +357,15 @@ pub enum HttpSigError {
         /// The label of the signature.
         label: String,
     },
+    /// `created` is before the guard's start ([`ReplayGuard::not_before`]):
+    /// a request the verifier's previous process may have accepted.
+    #[error("Signature-Input: created={created} is before {not_before}, when this verifier started; sign the request afresh")]
+    BeforeStart {
+        /// The signature's `created`.
+        created: i64,
+        /// The oldest `created` accepted.
+        not_before: i64,
+    },
     /// This node already used this nonce within the window.
     #[error("nonce {nonce:?} of {node} was already used within the replay window")]
     Replayed {
@@ -403,6 +420,7 @@ impl HttpSigError {
             HttpSigError::Expired { .. } | HttpSigError::PastExpires { .. } => "expired",
             HttpSigError::CreatedInFuture { .. } => "created_in_future",
             HttpSigError::BadSignature { .. } => "bad_signature",
+            HttpSigError::BeforeStart { .. } => "before_start",
             HttpSigError::Replayed { .. } => "replayed",
             HttpSigError::ReplayGuardFull { .. } => "replay_guard_full",
             HttpSigError::DigestMismatch { .. } => "digest_mismatch",
@@ -1357,10 +1375,15 @@ pub fn verify_request(request: &RequestParts<'_>, signature_input: &str, signatu
 /// are live, new requests are refused ([`HttpSigError::ReplayGuardFull`])
 /// rather than a live nonce forgotten. The limit is global: limiting how
 /// fast one node may send belongs in the server, in front of this.
+///
+/// Its memory does not outlive the process: a server makes it with
+/// [`ReplayGuard::not_before`] its start, so that a restart does not reopen
+/// the window for requests the previous process accepted.
 #[derive(Debug, Clone)]
 pub struct ReplayGuard {
     max_age_secs: i64,
     max_entries: usize,
+    not_before: i64,
     seen: HashSet<(NodeId, String)>,
     /// `(forget_after, node, nonce)`, ordered by the first.
     by_expiry: BTreeSet<(i64, NodeId, String)>,
@@ -1373,7 +1396,16 @@ impl ReplayGuard {
     /// one would forget nonces that can still be replayed); for
     /// `max_entries`, [`DEFAULT_REPLAY_ENTRIES`] is a reasonable start.
     pub fn new(max_age_secs: i64, max_entries: usize) -> ReplayGuard {
-        ReplayGuard { max_age_secs, max_entries, seen: HashSet::new(), by_expiry: BTreeSet::new() }
+        ReplayGuard { max_age_secs, max_entries, not_before: i64::MIN, seen: HashSet::new(), by_expiry: BTreeSet::new() }
+    }
+
+    /// Refuses every signature `created` before `not_before` (Unix seconds;
+    /// [`HttpSigError::BeforeStart`]). A verifier that starts at time `t`
+    /// sets `floor(t) + 1`: a request its previous process accepted was
+    /// signed at or before that process's end, so it is refused, whatever
+    /// nonce it carries. The default value for this is no limit.
+    pub fn not_before(self, not_before: i64) -> ReplayGuard {
+        ReplayGuard { not_before, ..self }
     }
 
     /// An empty guard for requests verified under `policy`, holding at most
@@ -1404,9 +1436,13 @@ impl ReplayGuard {
         }
     }
 
-    /// Refuses `verified` if its node already used its nonce within the
-    /// window, or if the guard is full; otherwise remembers it.
+    /// Refuses `verified` if it was created before the guard's
+    /// [`ReplayGuard::not_before`], if its node already used its nonce
+    /// within the window, or if the guard is full; otherwise remembers it.
     pub fn check_and_record(&mut self, verified: &Verified, now: i64) -> Result<(), HttpSigError> {
+        if verified.created < self.not_before {
+            return Err(HttpSigError::BeforeStart { created: verified.created, not_before: self.not_before });
+        }
         self.evict(now);
         let pair = (verified.node, verified.nonce.clone());
         if self.seen.contains(&pair) {
@@ -1779,6 +1815,23 @@ mod tests {
         assert!(verify_request(&parts(&digest), &h.signature_input, &h.signature, NOW + 301, &policy).is_err());
         guard.check_and_record(&Verified { nonce: new_nonce(), ..v.clone() }, NOW + 301).expect("fresh nonce");
         assert_eq!(guard.len(), 1, "the two expired pairs were evicted");
+    }
+
+    #[test]
+    fn a_guard_made_at_start_refuses_what_its_predecessor_may_have_seen() {
+        let digest = body_digest();
+        let h = signed(&digest);
+        let v = verify(&parts(&digest), &h).expect("verifies");
+        let policy = VerifyPolicy::default();
+        // The previous process accepted it at NOW and died; the new one
+        // starts within the same second and knows none of its nonces.
+        let mut restarted = ReplayGuard::for_policy(&policy).not_before(NOW + 1);
+        let e = restarted.check_and_record(&v, NOW + 2).expect_err("replay across a restart");
+        assert_eq!(e, HttpSigError::BeforeStart { created: NOW, not_before: NOW + 1 });
+        assert_eq!(e.code(), "before_start");
+        assert!(restarted.is_empty());
+        // The signer signs afresh and is accepted.
+        restarted.check_and_record(&Verified { created: NOW + 1, nonce: new_nonce(), ..v }, NOW + 2).expect("fresh");
     }
 
     #[test]

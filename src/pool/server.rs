@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -81,6 +82,7 @@ impl From<StoreError> for Error {
             StoreError::NoRun(_) => err(StatusCode::NOT_FOUND, "not_found", e.to_string()),
             StoreError::QueueFull(_) => Error { retry_after: Some(5), ..err(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string()) },
             StoreError::Conflict(_) => err(StatusCode::CONFLICT, "conflict", e.to_string()),
+            StoreError::BadRequest(_) => err(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
             StoreError::Db(_) => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         }
     }
@@ -116,12 +118,19 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 impl App {
     /// Opens the store and blobs under `data` with `config` and `policy`.
+    /// It returns at the start of a whole second: worker signatures made
+    /// before it are refused, since the replay guard starts empty.
     pub fn open(data: &Path, config: Config, policy: Policy) -> std::result::Result<App, String> {
         std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
         let store = SqliteStore::open(&data.join("canon.db"), config.durable).map_err(|e| e.to_string())?;
         let blobs = BlobStore::open(&data.join("blobs"), config.max_blob_bytes).map_err(|e| e.to_string())?;
         let logs = LogStore::open(&data.join("logs"), config.max_log_bytes).map_err(|e| e.to_string())?;
-        let replay = ReplayGuard::for_policy(&httpsig_policy());
+        // Nonces are held in memory: refuse every signature made before
+        // this process's first whole second, which the previous one may
+        // have accepted, and open no sooner, so no fresh one is refused.
+        let not_before = now_ms() / 1000 + 1;
+        std::thread::sleep(Duration::from_millis((not_before * 1000 - now_ms()).max(0) as u64));
+        let replay = ReplayGuard::for_policy(&httpsig_policy()).not_before(not_before);
         Ok(App { store: Arc::new(store), blobs, logs, config, policy, replay: Mutex::new(replay), events: tokio::sync::Notify::new() })
     }
 
@@ -172,6 +181,12 @@ impl App {
 
 fn httpsig_policy() -> VerifyPolicy {
     VerifyPolicy::default()
+}
+
+/// A query string, or the API's `bad_request` (axum's own rejection is
+/// plain text).
+fn query<T>(q: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
+    q.map(|Query(v)| v).map_err(|e| err(StatusCode::BAD_REQUEST, "bad_request", format!("query: {}", e.body_text())))
 }
 
 fn json<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T> {
@@ -287,10 +302,15 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-async fn list(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<axum::Json<JobPage>> {
+async fn list(State(app): State<Arc<App>>, headers: HeaderMap, q: std::result::Result<Query<ListQuery>, QueryRejection>) -> Result<axum::Json<JobPage>> {
     let tenant = app.tenant(&headers)?;
+    let q = query(q)?;
     let state = q.status.map(|s| s.parse::<JobState>()).transpose().map_err(|e| err(StatusCode::BAD_REQUEST, "bad_request", format!("`status`: {e}")))?;
-    let filter = ListFilter { state, group: q.group, limit: q.limit.unwrap_or(50), cursor: q.cursor };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(err(StatusCode::BAD_REQUEST, "bad_request", format!("`limit` is {limit}; expected 1 to 1000")));
+    }
+    let filter = ListFilter { state, group: q.group, limit, cursor: q.cursor };
     let store = app.store.clone();
     Ok(axum::Json(blocking(move || Ok(store.list(&tenant.name, &filter)?)).await?))
 }
@@ -610,8 +630,9 @@ struct EventsQuery {
 /// Server-sent events: every job and run state change of the tenant, with
 /// its sequence number as the event id; `Last-Event-ID` (or `?after=`)
 /// resumes after it.
-async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<EventsQuery>) -> Result<Response> {
+async fn events(State(app): State<Arc<App>>, headers: HeaderMap, q: std::result::Result<Query<EventsQuery>, QueryRejection>) -> Result<Response> {
     let tenant = app.tenant(&headers)?;
+    let q = query(q)?;
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(|s| s.trim().parse::<i64>());
     let store = app.store.clone();
     let (first, newest) = blocking(move || Ok(store.event_bounds()?)).await?;

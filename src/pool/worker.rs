@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::api::Lease;
 use super::bundle::Bundle;
@@ -50,6 +50,47 @@ pub struct WorkerOptions {
 /// What one run came to, for the worker's log.
 fn log(line: &str) {
     eprintln!("canon worker: {line}");
+}
+
+/// How long a run's requests (blob fetches and uploads, its receipt or its
+/// failure report) are retried while the coordinator cannot be reached or
+/// answers 5xx or 429: a coordinator restarting, or a network cut. A late
+/// receipt still counts while its job is open, so it is worth keeping.
+const RETRY_FOR: Duration = Duration::from_secs(300);
+
+/// How many times a run's request is retried when its signature is refused
+/// (401): a restarted coordinator refuses signatures made before it started,
+/// and a fresh one is accepted.
+const RETRY_UNAUTHORIZED: u32 = 3;
+
+/// `call`, retried with backoff (50 ms, doubling to 5 s) while it fails
+/// in a way that may pass: see [`RETRY_FOR`] and [`RETRY_UNAUTHORIZED`].
+/// Every attempt is signed afresh.
+fn retrying<T>(what: &str, mut call: impl FnMut() -> Result<T, ClientError>) -> Result<T, ClientError> {
+    let deadline = Instant::now() + RETRY_FOR;
+    let mut wait = Duration::from_millis(50);
+    let mut refused = 0;
+    loop {
+        let e = match call() {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let again = match &e {
+            ClientError::Transport { .. } => true,
+            ClientError::Api { status, .. } if *status >= 500 || *status == 429 => true,
+            ClientError::Api { status: 401, .. } => {
+                refused += 1;
+                refused <= RETRY_UNAUTHORIZED
+            }
+            ClientError::Api { .. } => false,
+        };
+        if !again || Instant::now() + wait > deadline {
+            return Err(e);
+        }
+        log(&format!("{what}: {e}; retrying in {wait:?}"));
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Runs the worker until `stop` is set (then drains: no new leases, the
@@ -290,7 +331,7 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
     let refuse = |code: &str, reason: String| -> Result<String, String> {
         heart.log.line(&format!("no result: {code}: {reason}"));
         heart.close();
-        match client.fail(&lease.run, code, &reason) {
+        match retrying("fail", || client.fail(&lease.run, code, &reason)) {
             Ok(_) => Err(format!("{code}: {reason}")),
             Err(e) => Err(format!("{code}: {reason} (and the report failed: {e})")),
         }
@@ -322,7 +363,7 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
         {
             return Ok(Arc::new(b));
         }
-        let bytes = client.get_blob(d).map_err(|e| e.to_string())?;
+        let bytes = retrying("get blob", || client.get_blob(d)).map_err(|e| e.to_string())?;
         if let Some(c) = cache {
             // Checked against the digest before it is kept.
             let _ = c.put(d, &bytes);
@@ -365,13 +406,13 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
             Node::Dir(_) => {}
         }
     });
-    let missing = match client.missing(blobs.keys().copied().collect()) {
+    let missing = match retrying("missing", || client.missing(blobs.keys().copied().collect())) {
         Ok(m) => m,
         Err(e) => return refuse("error", format!("cannot ask which outputs to upload: {e}")),
     };
     for d in missing {
         if let Some(b) = blobs.remove(&d)
-            && let Err(e) = client.put_blob(&d, b)
+            && let Err(e) = retrying("put blob", || client.put_blob(&d, b.clone()))
         {
             return refuse("error", format!("cannot upload output {d}: {e}"));
         }
@@ -396,7 +437,7 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
     let receipt = String::from_utf8_lossy(&envelope.to_json()).into_owned();
     heart.log.line(&format!("{} ({}), fuel {}; receipt signed", summary.termination, summary.outcome_digest, summary.fuel_consumed));
     heart.close();
-    match client.complete(&lease.run, receipt) {
+    match retrying("complete", || client.complete(&lease.run, receipt.clone())) {
         Ok(ack) => match ack.rejected {
             None => Ok(format!("{} ({}), receipt {}", summary.termination, summary.outcome_digest.short(), ack.state.as_str())),
             Some(why) => Err(format!("receipt refused: {why}")),

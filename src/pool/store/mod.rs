@@ -37,6 +37,9 @@ pub enum StoreError {
     /// The request conflicts with the job's state.
     #[error("{0}")]
     Conflict(String),
+    /// The request is malformed (a cursor this store never gave).
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 /// A job's accepted receipts: (run id, envelope JSON).

@@ -415,7 +415,7 @@ impl Store for SqliteStore {
         let limit = filter.limit.clamp(1, 1000);
         let before: i64 = match &filter.cursor {
             None => i64::MAX,
-            Some(c) => c.parse().map_err(|_| StoreError::Conflict(format!("cursor {c:?}: not a cursor this coordinator gave")))?,
+            Some(c) => c.parse().map_err(|_| StoreError::BadRequest(format!("`cursor` {c:?}: not a cursor this coordinator gave")))?,
         };
         self.tx(|tx| {
             let mut stmt = tx
