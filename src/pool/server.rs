@@ -550,10 +550,11 @@ async fn append_log(
     uri: Uri,
     headers: HeaderMap,
     UrlPath(run): UrlPath<String>,
-    Query(q): Query<AppendQuery>,
+    q: std::result::Result<Query<AppendQuery>, QueryRejection>,
     body: Bytes,
 ) -> Result<axum::Json<LogAck>> {
     let node = app.node(&method, &uri, &headers, &body)?;
+    let q = query(q)?;
     let a = app.clone();
     blocking(move || {
         let (_, state) = a.store.run_job(&node, &run)?;
@@ -581,9 +582,10 @@ async fn read_log(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     UrlPath((id, run)): UrlPath<(String, String)>,
-    Query(q): Query<LogQuery>,
+    q: std::result::Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Response> {
     let tenant = app.tenant(&headers)?;
+    let q = query(q)?;
     let store = app.store.clone();
     let (t, j, r) = (tenant.name.clone(), id.clone(), run.clone());
     blocking(move || Ok(store.run_state(&t, &j, &r)?)).await?;
