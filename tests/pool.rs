@@ -304,6 +304,14 @@ fn a_worker_that_requires_signed_jobs_refuses_unsigned_and_wrongly_signed_ones()
     let v = pool.wait(&signed, Duration::from_secs(60));
     assert_eq!(v.state, JobState::Succeeded, "{v:#?}");
     assert_eq!(v.submitter.as_deref(), Some(submitter.node_id().to_string().as_str()));
+    // Its receipt names the signed request it answered.
+    let receipts = pool.client(TOKEN).receipts(&signed).expect("receipts");
+    let r = canon::receipt::verify_envelope(receipts.receipts[0].1.as_bytes()).expect("receipt");
+    let named = r.statement.predicate.job_request.expect("the receipt names the request");
+    assert_eq!(named.submitter, submitter.node_id());
+    let db = rusqlite::Connection::open(pool.path().join("data/canon.db")).expect("db");
+    let sig: String = db.query_row("SELECT signature FROM jobs WHERE id = ?1", [&signed], |r| r.get(0)).expect("signature");
+    assert_eq!(named.sha256, canon::digest::Digest::of(sig.as_bytes()));
     for (id, why) in [(unsigned, "not signed"), (by_stranger, "not a submitter this worker trusts")] {
         let v = pool.wait(&id, Duration::from_secs(60));
         assert_eq!(v.state, JobState::Failed, "{v:#?}");
@@ -723,4 +731,45 @@ fn a_tenant_learns_nothing_of_another_tenants_blobs_and_cannot_use_them() {
     // A blob uploaded under a wrong digest is refused and not stored.
     let e = bob.put_blob(&d, b"other bytes".to_vec()).expect_err("refused");
     assert_eq!(e.code(), Some("blob_mismatch"));
+}
+
+/// A worker that leaves the signed request out of its receipt, or names
+/// one for an unsigned job, has its receipt refused with the reason.
+#[test]
+fn a_receipt_that_misnames_the_jobs_signed_request_is_refused() {
+    use canon::receipt::{Engine, JobRequestRef, RunFacts, RunId, Statement, Timestamp};
+    let pool = Pool::single("max_errors = 5");
+    let key_path = pool.path().join("submitter.key");
+    NodeKey::from_seed(&[9; 32]).save_new(&key_path).expect("key");
+    let hello = fixture("jobs/hello.toml");
+    let signed = submit(&pool, &hello, &["--sign", key_path.to_str().expect("utf-8")]);
+    let job = canon::job::Job::load(&hello).expect("job");
+    let outcome = canon::sandbox::Sandbox::builder().cache_dir(None).build().expect("sandbox").run(&job).expect("run");
+    let key = NodeKey::from_seed(&[77; 32]);
+    let liar = Client::new(&pool.url, Auth::Node(Box::new(key.clone()))).expect("client");
+    let lease = liar.lease(1).expect("lease").pop().expect("a lease");
+    assert_eq!(lease.job, signed);
+    let facts = |run: &str| RunFacts {
+        job_digest: job.digest(),
+        run_id: RunId::from_uuid(run.parse().expect("uuid")),
+        engine: Engine::current("cranelift"),
+        outcome: outcome.summary(),
+        started: Timestamp::now(),
+        finished: Timestamp::now(),
+    };
+    let bare = Statement::new(key.node_id(), facts(&lease.run)).sign(&key).expect("sign");
+    let ack = liar.complete(&lease.run, String::from_utf8(bare.to_json()).expect("utf-8")).expect("answered");
+    assert!(ack.rejected.as_deref().is_some_and(|r| r.starts_with("request_mismatch")), "{ack:?}");
+    let v = pool.client(TOKEN).status(&signed).expect("status");
+    assert_eq!(v.rejected[0].code, "request_mismatch");
+
+    // An unsigned job, and a receipt naming a request nobody made.
+    let unsigned = submit(&pool, &hello, &[]);
+    let other = NodeKey::from_seed(&[78; 32]);
+    let liar = Client::new(&pool.url, Auth::Node(Box::new(other.clone()))).expect("client");
+    let lease = liar.lease(2).expect("lease").into_iter().find(|l| l.job == unsigned).expect("a lease");
+    let made_up = JobRequestRef { submitter: other.node_id(), sha256: canon::digest::Digest::of(b"no such request") };
+    let forged = Statement::new(other.node_id(), facts(&lease.run)).answering(made_up).sign(&other).expect("sign");
+    let ack = liar.complete(&lease.run, String::from_utf8(forged.to_json()).expect("utf-8")).expect("answered");
+    assert!(ack.rejected.as_deref().is_some_and(|r| r.starts_with("request_mismatch")), "{ack:?}");
 }

@@ -369,6 +369,22 @@ fn vectors_receipt() {
     assert_eq!(verify(&stored).expect("vector verifies").statement, s);
 }
 
+/// A receipt of a signed job names the request it answered; the field is
+/// pinned, and a receipt of an unsigned job (the vector above) has none.
+#[test]
+fn vectors_receipt_answering_a_signed_request() {
+    let request =
+        canon::receipt::JobRequestRef { submitter: canon::node::NodeKey::from_seed(&[42; 32]).node_id(), sha256: canon::digest::Digest::of(b"request") };
+    let s = vector_statement().answering(request.clone());
+    let env = s.sign(&vector_key()).expect("sign");
+    check_vector("receipt-request-statement.json", &env.payload);
+    let v: serde_json::Value = serde_json::from_slice(&env.payload).expect("json");
+    assert_eq!(v["predicate"]["jobRequest"]["submitter"], request.submitter.to_string());
+    assert_eq!(verify(&env.to_json()).expect("verifies").statement.predicate.job_request, Some(request));
+    let plain: serde_json::Value = serde_json::from_slice(&vector_statement().sign(&vector_key()).expect("sign").payload).expect("json");
+    assert!(plain["predicate"].get("jobRequest").is_none());
+}
+
 // ---------------------------------------------------------------- OpenSSH keys
 
 /// The Python that has tests/interop/requirements.txt installed:

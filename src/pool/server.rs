@@ -27,7 +27,7 @@ use super::bundle::Bundle;
 use super::config::{Config, Tenant};
 use super::httpsig::{self, ReplayGuard, RequestParts, VerifyPolicy};
 use super::logs::{LogError, LogStore};
-use super::store::{Beat, Capacity, CheckedReceipt, ListFilter, NewJob, SqliteStore, Store, StoreError};
+use super::store::{Beat, Capacity, CheckedReceipt, ListFilter, NewJob, RunJob, SqliteStore, Store, StoreError};
 use super::submitter;
 use crate::digest::Digest;
 use crate::node::NodeId;
@@ -466,13 +466,8 @@ async fn heartbeat(
 /// Checks a receipt against the run it claims to answer: signature, node,
 /// job digest, run id, and that every output it names was uploaded.
 /// Returns (code, reason) on refusal.
-fn check_receipt(
-    app: &App,
-    node: &NodeId,
-    run: &str,
-    job_digest: &crate::digest::JobDigest,
-    envelope: &[u8],
-) -> std::result::Result<CheckedReceipt, (&'static str, String)> {
+fn check_receipt(app: &App, node: &NodeId, run: &str, job: &RunJob, envelope: &[u8]) -> std::result::Result<CheckedReceipt, (&'static str, String)> {
+    let job_digest = &job.job_digest;
     let r = crate::receipt::verify_envelope(envelope).map_err(|e| (e.code(), e.to_string()))?;
     if r.node() != *node {
         return Err(("node_mismatch", format!("the receipt is signed by {}, but the run is leased to {node}", r.node())));
@@ -481,6 +476,20 @@ fn check_receipt(
     let run_id = r.statement.predicate.run_id.to_string();
     if run_id != run {
         return Err(("run_mismatch", format!("the receipt answers run {run_id}, not this lease's run {run}")));
+    }
+    // A signed job's receipt names the signature it answered; an unsigned
+    // job's names none.
+    let named = r.statement.predicate.job_request.as_ref().map(|q| q.sha256);
+    let signed = job.signature.as_ref().map(|s| Digest::of(s.as_bytes()));
+    if named != signed {
+        return Err((
+            "request_mismatch",
+            match (signed, named) {
+                (Some(s), None) => format!("the job was signed (request {s}) but the receipt names no request"),
+                (None, Some(n)) => format!("the job was not signed but the receipt names request {n}"),
+                (s, n) => format!("the receipt names request {n:?}, the job's is {s:?}"),
+            },
+        ));
     }
     let o = &r.statement.predicate.outcome;
     let mut needed = vec![o.stdout_sha256, o.stderr_sha256];
@@ -503,9 +512,9 @@ async fn complete(
     let req: CompleteRequest = json(&body, "complete request")?;
     let a = app.clone();
     let ack = blocking(move || {
-        let (job_digest, _) = a.store.run_job(&node, &run)?;
+        let job = a.store.run_job(&node, &run)?;
         let now = now_ms();
-        match check_receipt(&a, &node, &run, &job_digest, req.receipt.as_bytes()) {
+        match check_receipt(&a, &node, &run, &job, req.receipt.as_bytes()) {
             Ok(checked) => Ok(RunAck { state: a.store.complete(&node, &run, checked, &a.policy, now)?, rejected: None }),
             Err((code, reason)) => {
                 let state = a.store.fail(&node, &run, code, &reason, true, &a.policy, now)?;
@@ -557,7 +566,7 @@ async fn append_log(
     let q = query(q)?;
     let a = app.clone();
     blocking(move || {
-        let (_, state) = a.store.run_job(&node, &run)?;
+        let state = a.store.run_job(&node, &run)?.state;
         if !matches!(state, RunState::Leased | RunState::Running) {
             return Err(err(StatusCode::CONFLICT, "conflict", format!("run {run} is {}: its log is closed", state.as_str())));
         }

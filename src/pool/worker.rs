@@ -343,16 +343,21 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
     if bundle.job_digest != lease.job_digest {
         return refuse("refused", format!("leased as job {} but the bundle names job {}", lease.job_digest, bundle.job_digest));
     }
-    if !opts.trust_submitters.is_empty() {
-        let Some(sig) = &lease.signature else {
+    // The signed request the receipt will name: checked whether or not
+    // this worker requires one.
+    let request = match &lease.signature {
+        None if !opts.trust_submitters.is_empty() => {
             return refuse("refused", "the job is not signed, and this worker runs only jobs signed by a trusted submitter".into());
-        };
-        match super::submitter::verify(sig.as_bytes(), &lease.job_digest) {
-            Ok(who) if opts.trust_submitters.contains(&who) => {}
+        }
+        None => None,
+        Some(sig) => match super::submitter::verify(sig.as_bytes(), &lease.job_digest) {
+            Ok(who) if opts.trust_submitters.is_empty() || opts.trust_submitters.contains(&who) => {
+                Some(crate::receipt::JobRequestRef { submitter: who, sha256: Digest::of(sig.as_bytes()) })
+            }
             Ok(who) => return refuse("refused", format!("the job is signed by {who}, who is not a submitter this worker trusts")),
             Err(e) => return refuse("refused", e.to_string()),
-        }
-    }
+        },
+    };
     let stage = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => return refuse("error", format!("cannot make a staging directory: {e}")),
@@ -430,7 +435,12 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
         started,
         finished: Timestamp::now(),
     };
-    let envelope = match Statement::new(opts.key.node_id(), facts).sign(&opts.key) {
+    let statement = Statement::new(opts.key.node_id(), facts);
+    let statement = match request {
+        Some(r) => statement.answering(r),
+        None => statement,
+    };
+    let envelope = match statement.sign(&opts.key) {
         Ok(e) => e,
         Err(e) => return refuse("error", format!("cannot sign: {e}")),
     };

@@ -73,7 +73,7 @@ use crate::tree::{Change, Manifest, Tree};
 
 pub use dsse::{Envelope, EnvelopeSignature, IN_TOTO_PAYLOAD_TYPE, pae};
 pub use statement::{
-    DigestSet, Engine, PREDICATE_TYPE, Predicate, RunFacts, RunId, STATEMENT_TYPE, STDERR_SUBJECT, STDOUT_SUBJECT, Statement, Subject, Timestamp,
+    DigestSet, Engine, JobRequestRef, PREDICATE_TYPE, Predicate, RunFacts, RunId, STATEMENT_TYPE, STDERR_SUBJECT, STDOUT_SUBJECT, Statement, Subject, Timestamp,
 };
 
 /// The determinism ABI version and wasmtime version receipts record; the

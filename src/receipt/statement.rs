@@ -206,10 +206,25 @@ pub struct Predicate {
     /// What came out, with every digest needed to recompute the outcome digest.
     #[serde(with = "outcome_wire")]
     pub outcome: OutcomeSummary,
+    /// The signed job request (a submitter's signature) the run answered,
+    /// if the job was signed; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_request: Option<JobRequestRef>,
     /// When the run started (informational, wall clock).
     pub started: Timestamp,
     /// When the run finished (informational, wall clock).
     pub finished: Timestamp,
+}
+
+/// The signed job request a receipt answers: who signed it, and the SHA-256
+/// of its DSSE envelope's JSON as the worker received it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequestRef {
+    /// The submitter's node id.
+    pub submitter: NodeId,
+    /// SHA-256 of the envelope.
+    pub sha256: Digest,
 }
 
 /// Everything a node states about one run; [`Statement::new`] builds the
@@ -243,10 +258,17 @@ impl Statement {
                 node,
                 engine: facts.engine,
                 outcome: facts.outcome,
+                job_request: None,
                 started: facts.started,
                 finished: facts.finished,
             },
         }
+    }
+
+    /// The statement, naming the signed job request the run answered.
+    pub fn answering(mut self, request: JobRequestRef) -> Statement {
+        self.predicate.job_request = Some(request);
+        self
     }
 
     /// The subjects as a map from name to SHA-256; `None` if a name repeats.

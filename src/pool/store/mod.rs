@@ -100,6 +100,17 @@ pub struct Leased {
     pub signature: Option<String>,
 }
 
+/// A run's job, as a receipt for the run is checked against it.
+#[derive(Clone, Debug)]
+pub struct RunJob {
+    /// The job digest the receipt must name.
+    pub job_digest: JobDigest,
+    /// The run's state.
+    pub state: RunState,
+    /// The submitter's signature of the job (envelope JSON), if signed.
+    pub signature: Option<String>,
+}
+
 /// What a heartbeat learns.
 #[derive(Clone, Debug)]
 pub enum Beat {
@@ -197,7 +208,7 @@ pub trait Store: Send + Sync {
     fn run_state(&self, tenant: &str, job: &str, run: &str) -> Result<RunState, StoreError>;
     /// The run's job digest and state, for checking a receipt before
     /// [`Store::complete`].
-    fn run_job(&self, node: &NodeId, run: &str) -> Result<(JobDigest, RunState), StoreError>;
+    fn run_job(&self, node: &NodeId, run: &str) -> Result<RunJob, StoreError>;
     /// Expires leases past their time and decides their jobs; returns how many.
     fn expire(&self, policy: &Policy, now: Millis) -> Result<usize, StoreError>;
     /// A tenant's job's accepted receipts: (run id, envelope).

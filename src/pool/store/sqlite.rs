@@ -554,11 +554,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn run_job(&self, node: &NodeId, run: &str) -> Result<(JobDigest, RunState), StoreError> {
+    fn run_job(&self, node: &NodeId, run: &str) -> Result<super::RunJob, StoreError> {
         self.tx(|tx| {
             let (seq, _, _, state) = run_of(tx, node, run)?;
-            let d: String = tx.query_row("SELECT job_digest FROM jobs WHERE seq = ?1", [seq], |r| r.get(0)).map_err(db)?;
-            Ok((d.parse().map_err(|_| StoreError::Db("bad digest in store".into()))?, state))
+            let (d, signature): (String, Option<String>) =
+                tx.query_row("SELECT job_digest, signature FROM jobs WHERE seq = ?1", [seq], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?;
+            Ok(super::RunJob { job_digest: d.parse().map_err(|_| StoreError::Db("bad digest in store".into()))?, state, signature })
         })
     }
 
