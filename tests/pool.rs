@@ -773,3 +773,30 @@ fn a_receipt_that_misnames_the_jobs_signed_request_is_refused() {
     let ack = liar.complete(&lease.run, String::from_utf8(forged.to_json()).expect("utf-8")).expect("answered");
     assert!(ack.rejected.as_deref().is_some_and(|r| r.starts_with("request_mismatch")), "{ack:?}");
 }
+
+/// SIGTERM drains a worker: it leases nothing more, finishes the run in
+/// hand, reports it, and exits 0.
+#[test]
+fn sigterm_drains_a_worker_it_finishes_the_run_in_hand_and_leases_nothing_more() {
+    let mut pool = Pool::single("");
+    // A few seconds of work.
+    let spec = crate::util::job_spec(pool.path(), "slow.toml", "sha256chain.wasm", "args = [\"10000000\"]\n[limits]\nfuel = 1000000000000\ntimeout = 600");
+    let first = submit(&pool, &spec, &[]);
+    let second = submit(&pool, &fixture("jobs/hello.toml"), &[]);
+    pool.worker(0, &["--concurrency", "1"]);
+    let alice = pool.client(TOKEN);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alice.status(&first).expect("status").runs.running == 0 {
+        assert!(Instant::now() < deadline, "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut w = pool.workers.remove(0);
+    let term = Command::new("kill").args(["-TERM", &w.id().to_string()]).status().expect("kill");
+    assert!(term.success());
+    let status = w.wait().expect("worker exits");
+    assert!(status.success(), "the worker exits 0 after draining: {status:?}");
+    let v = alice.status(&first).expect("status");
+    assert_eq!((v.state, v.run_list.len(), v.run_list[0].state), (JobState::Succeeded, 1, canon::pool::api::RunState::Succeeded), "{v:#?}");
+    let v = alice.status(&second).expect("status");
+    assert_eq!((v.state, v.run_list.len()), (JobState::Pending, 0), "a draining worker took new work");
+}
