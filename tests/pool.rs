@@ -800,3 +800,58 @@ fn sigterm_drains_a_worker_it_finishes_the_run_in_hand_and_leases_nothing_more()
     let v = alice.status(&second).expect("status");
     assert_eq!((v.state, v.run_list.len()), (JobState::Pending, 0), "a draining worker took new work");
 }
+
+/// Garbage collection deletes what nothing names past the retention, and
+/// spares the blobs of unfinished jobs and of jobs within the retention.
+#[test]
+fn garbage_collection_spares_what_jobs_name_and_deletes_the_rest() {
+    let mut pool = Pool::single("blob_grace_secs = 2\nblob_retention_secs = 2\ngc_interval_secs = 0.2");
+    let alice = pool.client(TOKEN);
+    let stray = b"uploaded, never submitted".to_vec();
+    let stray_d = canon::digest::Digest::of(&stray);
+    alice.put_blob(&stray_d, stray).expect("upload");
+    // A job nobody runs yet keeps its blobs however long it waits.
+    let waiting = submit(&pool, &fixture("jobs/probe-writeout.toml"), &["--priority", "0"]);
+    let done = submit(&pool, &fixture("jobs/hello.toml"), &["--priority", "9"]);
+    pool.worker(0, &["--max-runs", "1"]);
+    assert_eq!(pool.wait(&done, Duration::from_secs(60)).state, JobState::Succeeded);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Watched on disk: asking the coordinator would mark it as used.
+    let hex = stray_d.to_string();
+    let stray_file = pool.path().join("data/blobs/sha256").join(&hex[..2]).join(&hex);
+    assert!(stray_file.exists());
+    while stray_file.exists() {
+        assert!(Instant::now() < deadline, "the stray blob was never collected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(alice.missing(vec![stray_d]).expect("missing"), vec![stray_d]);
+    // Within the retention the finished job's outputs can be fetched.
+    let policy = pool.path().join("policy.toml");
+    let policy = policy.to_str().expect("utf-8");
+    let o = pool.canon(&["fetch", &done, "--policy", policy, "--out", pool.path().join("early").to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Past it they are gone, with a clear error; the waiting job's are not.
+    std::thread::sleep(Duration::from_secs(3));
+    let o = pool.canon(&["fetch", &done, "--policy", policy, "--out", pool.path().join("late").to_str().expect("utf-8")]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not held"), "{}", String::from_utf8_lossy(&o.stderr));
+    pool.worker(1, &[]);
+    assert_eq!(pool.wait(&waiting, Duration::from_secs(60)).state, JobState::Succeeded, "the waiting job's inputs were collected");
+    let metrics = reqwest::blocking::get(format!("{}/metrics", pool.url)).expect("metrics").text().expect("text");
+    assert!(!metrics.contains("canon_blobs_collected_total 0\n"), "{metrics}");
+}
+
+#[test]
+fn oversized_bodies_and_unknown_routes_get_the_json_error_body() {
+    let pool = Pool::start("max_body_bytes = 2048\nmax_blob_bytes = 1024");
+    let alice = pool.client(TOKEN);
+    let big = vec![7u8; 4096];
+    let e = alice.put_blob(&canon::digest::Digest::of(&big), big).expect_err("refused");
+    assert_eq!(e.code(), Some("too_large"), "{e}");
+    let mid = vec![7u8; 1500];
+    let e = alice.put_blob(&canon::digest::Digest::of(&mid), mid).expect_err("refused");
+    assert_eq!(e.code(), Some("too_large"), "{e}");
+    let r = reqwest::blocking::get(format!("{}/v1/nowhere", pool.url)).expect("get");
+    assert_eq!(r.status().as_u16(), 404);
+    let body: Value = r.json().expect("a JSON error body");
+    assert_eq!(body["error"], "not_found");
+}

@@ -6,9 +6,9 @@
 //! whole, checked blob or none, whatever crashes when. Reads are checked
 //! again, so a blob corrupted on disk is reported, not served.
 //!
-//! Garbage collection: none yet. Every blob a job names, and every output a
-//! receipt names, is kept as long as the data directory is. docs/POOL.md
-//! says so.
+//! Garbage collection (docs/POOL.md, "Blobs"): the coordinator deletes a
+//! blob older than the grace period that no unfinished job, and no job
+//! finished within the retention, names.
 
 use std::fs;
 use std::io::Write as _;
@@ -89,6 +89,20 @@ impl BlobStore {
         self.path(d).is_file()
     }
 
+    /// Whether the blob is held, marking it as just used so that garbage
+    /// collection spares it for the grace period (a client told "you need
+    /// not upload this" must find it still there).
+    pub fn keep(&self, d: &Digest) -> bool {
+        let path = self.path(d);
+        match fs::OpenOptions::new().append(true).open(&path) {
+            Ok(f) => {
+                let _ = f.set_modified(std::time::SystemTime::now());
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Stores `bytes` under `d`, after checking that they hash to it.
     pub fn put(&self, d: &Digest, bytes: &[u8]) -> Result<(), BlobError> {
         if bytes.len() as u64 > self.max_blob_bytes {
@@ -99,7 +113,7 @@ impl BlobStore {
             return Err(BlobError::Mismatch { expected: *d, actual });
         }
         let path = self.path(d);
-        if path.is_file() {
+        if self.keep(d) {
             return Ok(());
         }
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
@@ -124,6 +138,27 @@ impl BlobStore {
             return Err(BlobError::Corrupt { digest: *d, path });
         }
         Ok(bytes)
+    }
+
+    /// The blobs whose files were last written before `cutoff`.
+    pub fn older_than(&self, cutoff: std::time::SystemTime) -> Vec<Digest> {
+        let mut out = Vec::new();
+        let Ok(dirs) = fs::read_dir(&self.root) else { return out };
+        for d in dirs.flatten() {
+            let Ok(files) = fs::read_dir(d.path()) else { continue };
+            for f in files.flatten() {
+                let old = f.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < cutoff);
+                if let (true, Some(Ok(digest))) = (old, f.file_name().to_str().map(str::parse::<Digest>)) {
+                    out.push(digest);
+                }
+            }
+        }
+        out
+    }
+
+    /// Deletes a blob; whether it was there.
+    pub fn remove(&self, d: &Digest) -> bool {
+        fs::remove_file(self.path(d)).is_ok()
     }
 
     /// Total bytes held (walks the store; for metrics).

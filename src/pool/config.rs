@@ -12,6 +12,9 @@
 //! max_body_bytes = "16 MiB"      # a request body (a bundle, a receipt)
 //! max_blob_bytes = "1 GiB"       # one blob
 //! max_log_bytes = "4 MiB"        # one run's log
+//! blob_retention_secs = 604800   # a job's blobs are kept this long after it ends
+//! blob_grace_secs = 3600         # a blob younger than this is never collected
+//! gc_interval_secs = 3600        # how often blobs are collected
 //! event_retention_secs = 86400   # events kept at least this long for Last-Event-ID
 //! durable = false                # true: fsync every transaction (power-loss safe)
 //! allow_nodes = ["did:key:…"]    # only these nodes may lease (default: any)
@@ -69,6 +72,13 @@ pub struct Config {
     pub max_blob_bytes: u64,
     /// Most bytes in one run's log.
     pub max_log_bytes: u64,
+    /// Blobs of a job are kept this long after it ends, ms.
+    pub blob_retention_ms: i64,
+    /// A blob younger than this is never collected (an upload not yet
+    /// submitted), ms.
+    pub blob_grace_ms: i64,
+    /// How often garbage is collected, ms.
+    pub gc_interval_ms: u64,
     /// How long events are kept, ms.
     pub event_retention_ms: i64,
     /// fsync every transaction.
@@ -96,6 +106,9 @@ impl Default for Config {
             max_body_bytes: 16 << 20,
             max_blob_bytes: 1 << 30,
             max_log_bytes: 4 << 20,
+            blob_retention_ms: 7 * 86_400_000,
+            blob_grace_ms: 3_600_000,
+            gc_interval_ms: 3_600_000,
             event_retention_ms: 86_400_000,
             durable: false,
             allow_nodes: Vec::new(),
@@ -118,6 +131,9 @@ struct File {
     max_body_bytes: Option<toml::Value>,
     max_blob_bytes: Option<toml::Value>,
     max_log_bytes: Option<toml::Value>,
+    blob_retention_secs: Option<f64>,
+    blob_grace_secs: Option<f64>,
+    gc_interval_secs: Option<f64>,
     event_retention_secs: Option<u64>,
     durable: Option<bool>,
     #[serde(default)]
@@ -199,6 +215,22 @@ impl Config {
         }
         if let Some(v) = &f.max_log_bytes {
             c.max_log_bytes = size(&file, "max_log_bytes", v)?;
+        }
+        let span = |field: &str, v: Option<f64>, d: i64| -> Result<i64, String> {
+            match v {
+                Some(s) if (0.0..=3.2e8).contains(&s) => Ok((s * 1000.0) as i64),
+                Some(s) => Err(format!("{file}: `{field}` is {s}; expected seconds from 0 to 320000000")),
+                None => Ok(d),
+            }
+        };
+        c.blob_retention_ms = span("blob_retention_secs", f.blob_retention_secs, c.blob_retention_ms)?;
+        c.blob_grace_ms = span("blob_grace_secs", f.blob_grace_secs, c.blob_grace_ms)?;
+        c.gc_interval_ms = secs("gc_interval_secs", f.gc_interval_secs, c.gc_interval_ms)?;
+        // A worker uploads a run's outputs before its receipt names them;
+        // until then nothing names them, and only the grace period keeps
+        // them. A run's lease bounds that gap.
+        if c.blob_grace_ms < c.lease_ms as i64 {
+            return Err(format!("{file}: `blob_grace_secs` must be at least `lease_secs`, so a run's outputs outlive the wait for its receipt"));
         }
         if let Some(s) = f.event_retention_secs {
             c.event_retention_ms = (s as i64).saturating_mul(1000);

@@ -173,6 +173,19 @@ impl App {
         Ok(verified.node)
     }
 
+    /// Deletes the blobs older than the grace period that no unfinished job
+    /// and no job finished within the retention names; returns how many.
+    pub fn collect_garbage(&self, now: i64) -> std::result::Result<u64, StoreError> {
+        let cutoff = std::time::UNIX_EPOCH + Duration::from_millis((now - self.config.blob_grace_ms).max(0) as u64);
+        let old = self.blobs.older_than(cutoff);
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let (newest, roots) = self.store.gc_roots(now - self.config.blob_retention_ms)?;
+        let candidates: Vec<Digest> = old.into_iter().filter(|d| !roots.contains(d)).collect();
+        self.store.gc_commit(newest, candidates, &mut |d| self.blobs.remove(d))
+    }
+
     /// A tenant (bearer token: `Some`) or a worker (signature: `None`).
     fn caller(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Option<Tenant>> {
         if headers.contains_key("signature") { self.node(method, uri, headers, body).map(|_| None) } else { self.tenant(headers).map(Some) }
@@ -191,6 +204,29 @@ fn query<T>(q: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
 
 fn json<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| err(StatusCode::BAD_REQUEST, "bad_request", format!("{what}: {e}")))
+}
+
+/// axum's own refusals (a body past the limit, an unknown route, a method a
+/// route lacks) as the API's JSON error body.
+async fn json_rejections(r: Response) -> Response {
+    let json = r.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("application/json"));
+    if json {
+        return r;
+    }
+    let code = match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "bad_request",
+        _ => return r,
+    };
+    let status = r.status();
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than this coordinator accepts (max_body_bytes, max_blob_bytes)".to_string(),
+        StatusCode::NOT_FOUND => "no such route (docs/openapi.json lists them)".to_string(),
+        other => format!("{other}"),
+    };
+    err(status, code, message).into_response()
 }
 
 /// The routes.
@@ -215,6 +251,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(json_rejections))
         .with_state(app)
 }
 
@@ -381,7 +418,7 @@ async fn missing(State(app): State<Arc<App>>, method: Method, uri: Uri, headers:
             Some(t) => a.store.tenant_blobs(&t.name, &req.digests)?,
             None => vec![true; req.digests.len()],
         };
-        Ok(req.digests.into_iter().zip(owned).filter(|(d, own)| !own || !a.blobs.has(d)).map(|(d, _)| d).collect())
+        Ok(req.digests.into_iter().zip(owned).filter(|(d, own)| !own || !a.blobs.keep(d)).map(|(d, _)| d).collect())
     })
     .await?;
     Ok(axum::Json(MissingResponse { missing }))
@@ -709,6 +746,10 @@ async fn metrics(State(app): State<Arc<App>>) -> Result<Response> {
     for (code, n) in &c.rejected_by_code {
         s.push_str(&format!("canon_receipts_rejected_total{{reason=\"{code}\"}} {n}\n"));
     }
+    s.push_str(&format!(
+        "# HELP canon_blobs_collected_total Blobs garbage-collected.\n# TYPE canon_blobs_collected_total counter\ncanon_blobs_collected_total {}\n",
+        c.blobs_collected
+    ));
     s.push_str(&format!("# HELP canon_blob_bytes Bytes of blobs held.\n# TYPE canon_blob_bytes gauge\ncanon_blob_bytes {blob_bytes}\n"));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response())
 }
@@ -736,6 +777,16 @@ pub async fn serve(app: Arc<App>, listen: SocketAddr, ready: impl FnOnce(SocketA
                 && n > 0
             {
                 sweeper.events.notify_waiters();
+            }
+        }
+    });
+    let collector = app.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(collector.config.gc_interval_ms)).await;
+            let a = collector.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.collect_garbage(now_ms())).await {
+                eprintln!("canon serve: garbage collection: {e}");
             }
         }
     });

@@ -9,6 +9,8 @@
 
 mod sqlite;
 
+use std::collections::BTreeSet;
+
 pub use sqlite::SqliteStore;
 
 use crate::digest::{Digest, JobDigest};
@@ -174,6 +176,8 @@ pub struct Counts {
     pub runs_by_state: Vec<(RunState, u64)>,
     /// Leases that expired.
     pub lease_expiries: u64,
+    /// Blobs garbage-collected.
+    pub blobs_collected: u64,
     /// Receipts rejected, by code.
     pub rejected_by_code: Vec<(String, u64)>,
 }
@@ -223,6 +227,15 @@ pub trait Store: Send + Sync {
     fn record_blob(&self, tenant: &str, digest: &Digest, now: Millis) -> Result<(), StoreError>;
     /// For each digest, whether `tenant` uploaded it.
     fn tenant_blobs(&self, tenant: &str, digests: &[Digest]) -> Result<Vec<bool>, StoreError>;
+    /// Garbage collection, first step: the newest job's sequence number and
+    /// every blob named by a job that is unfinished or finished at or after
+    /// `retain_after` (its bundle's blobs and its receipts' outputs).
+    fn gc_roots(&self, retain_after: Millis) -> Result<(i64, BTreeSet<Digest>), StoreError>;
+    /// Garbage collection, last step, in one transaction that submits wait
+    /// for: of `candidates`, drops those a job newer than `since_seq` names,
+    /// calls `delete` on the rest, forgets which tenants uploaded the ones
+    /// deleted, and returns how many were.
+    fn gc_commit(&self, since_seq: i64, candidates: Vec<Digest>, delete: &mut dyn FnMut(&Digest) -> bool) -> Result<u64, StoreError>;
     /// Counts for metrics.
     fn counts(&self) -> Result<Counts, StoreError>;
 }

@@ -7,6 +7,7 @@
 //! call returns) but not a power loss of the machine; `durable = true`
 //! (`synchronous = FULL`) survives that too, at an fsync per transaction.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -269,6 +270,23 @@ fn decide_job(tx: &Transaction, seq: i64, policy: &Policy, now: Millis) -> Resul
         }
     }
     Ok(())
+}
+
+/// Adds the blobs a stored bundle names.
+fn bundle_blobs(bundle: &str, into: &mut BTreeSet<Digest>) {
+    if let Ok(b) = crate::pool::bundle::Bundle::parse(bundle.as_bytes()) {
+        into.extend(b.blobs().into_keys());
+    }
+}
+
+/// Adds the outputs a stored (already verified) receipt names.
+fn receipt_blobs(envelope: &[u8], into: &mut BTreeSet<Digest>) {
+    if let Ok(r) = crate::receipt::verify_envelope(envelope) {
+        let o = &r.statement.predicate.outcome;
+        into.insert(o.stdout_sha256);
+        into.insert(o.stderr_sha256);
+        into.extend(o.manifest.entries.iter().filter(|e| e.kind != crate::tree::Kind::Dir).map(|e| e.sha256));
+    }
 }
 
 fn parse_state<T: std::str::FromStr<Err = String>>(s: String) -> Result<T, StoreError> {
@@ -709,6 +727,45 @@ impl Store for SqliteStore {
         })
     }
 
+    fn gc_roots(&self, retain_after: Millis) -> Result<(i64, BTreeSet<Digest>), StoreError> {
+        self.tx(|tx| {
+            let newest: i64 = tx.query_row("SELECT coalesce(max(seq), 0) FROM jobs", [], |r| r.get(0)).map_err(db)?;
+            let mut roots = BTreeSet::new();
+            let mut stmt = tx.prepare("SELECT seq, bundle FROM jobs WHERE state IN ('pending', 'running') OR finished_at >= ?1").map_err(db)?;
+            let jobs: Vec<(i64, String)> = stmt.query_map([retain_after], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
+            let mut receipts = tx.prepare_cached("SELECT receipt FROM runs WHERE job_seq = ?1 AND state = 'succeeded'").map_err(db)?;
+            for (seq, bundle) in jobs {
+                bundle_blobs(&bundle, &mut roots);
+                let envs: Vec<Vec<u8>> = receipts.query_map([seq], |r| r.get(0)).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
+                for env in envs {
+                    receipt_blobs(&env, &mut roots);
+                }
+            }
+            Ok((newest, roots))
+        })
+    }
+
+    fn gc_commit(&self, since_seq: i64, candidates: Vec<Digest>, delete: &mut dyn FnMut(&Digest) -> bool) -> Result<u64, StoreError> {
+        self.tx(|tx| {
+            // Jobs submitted since the roots were taken may name candidates.
+            let mut newer = BTreeSet::new();
+            let mut stmt = tx.prepare("SELECT bundle FROM jobs WHERE seq > ?1").map_err(db)?;
+            let bundles: Vec<String> = stmt.query_map([since_seq], |r| r.get(0)).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
+            for b in bundles {
+                bundle_blobs(&b, &mut newer);
+            }
+            let mut deleted = 0;
+            for d in candidates.into_iter().filter(|d| !newer.contains(d)) {
+                if delete(&d) {
+                    tx.execute("DELETE FROM tenant_blobs WHERE digest = ?1", [d.to_string()]).map_err(db)?;
+                    deleted += 1;
+                }
+            }
+            bump(tx, "blobs_collected", deleted as i64)?;
+            Ok(deleted)
+        })
+    }
+
     fn counts(&self) -> Result<Counts, StoreError> {
         self.tx(|tx| {
             let mut c = Counts::default();
@@ -721,6 +778,7 @@ impl Store for SqliteStore {
             let mut stmt = tx.prepare("SELECT state, count(*) FROM runs GROUP BY state").map_err(db)?;
             let rows: Vec<(String, u64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
             c.runs_by_state = rows.into_iter().filter_map(|(s, n)| s.parse().ok().map(|s| (s, n))).collect();
+            c.blobs_collected = tx.query_row("SELECT coalesce(sum(value), 0) FROM counters WHERE name = 'blobs_collected'", [], |r| r.get(0)).map_err(db)?;
             c.lease_expiries = tx.query_row("SELECT coalesce(sum(value), 0) FROM counters WHERE name = 'lease_expiries'", [], |r| r.get(0)).map_err(db)?;
             let mut stmt = tx.prepare("SELECT substr(name, 10), value FROM counters WHERE name LIKE 'rejected.%' ORDER BY name").map_err(db)?;
             c.rejected_by_code = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
