@@ -855,3 +855,149 @@ fn oversized_bodies_and_unknown_routes_get_the_json_error_body() {
     let body: Value = r.json().expect("a JSON error body");
     assert_eq!(body["error"], "not_found");
 }
+
+/// A node the coordinator does not allow is refused work, with the reason.
+#[test]
+fn a_node_outside_allow_nodes_cannot_lease() {
+    let allowed = NodeKey::from_seed(&[1; 32]);
+    let pool = Pool::start(&format!("allow_nodes = [\"{}\"]", allowed.node_id()));
+    submit(&pool, &fixture("jobs/hello.toml"), &[]);
+    let stranger = Client::new(&pool.url, Auth::Node(Box::new(NodeKey::from_seed(&[2; 32])))).expect("client");
+    let e = stranger.lease(1).expect_err("refused");
+    assert_eq!(e.code(), Some("forbidden"), "{e}");
+    let ok = Client::new(&pool.url, Auth::Node(Box::new(allowed))).expect("client");
+    assert_eq!(ok.lease(1).expect("lease").len(), 1);
+}
+
+/// An honest receipt for `lease`, made by `key`, with its outputs uploaded.
+fn honest_receipt(client: &Client, key: &NodeKey, lease: &canon::pool::api::Lease, job: &canon::job::Job) -> String {
+    use canon::receipt::{Engine, RunFacts, RunId, Statement, Timestamp};
+    let outcome = canon::sandbox::Sandbox::builder().cache_dir(None).build().expect("sandbox").run(job).expect("run");
+    for bytes in [&outcome.stdout, &outcome.stderr] {
+        client.put_blob(&canon::digest::Digest::of(bytes), bytes.clone()).expect("upload");
+    }
+    let facts = RunFacts {
+        job_digest: job.digest(),
+        run_id: RunId::from_uuid(lease.run.parse().expect("uuid")),
+        engine: Engine::current("cranelift"),
+        outcome: outcome.summary(),
+        started: Timestamp::now(),
+        finished: Timestamp::now(),
+    };
+    String::from_utf8(Statement::new(key.node_id(), facts).sign(key).expect("sign").to_json()).expect("utf-8")
+}
+
+/// Receipts that are not what their lease asked for are refused, each with
+/// its reason, and listed in the job's status.
+#[test]
+fn forged_and_misdirected_receipts_are_refused_with_their_reasons() {
+    let pool = Pool::single("max_errors = 10\nmax_runs = 10");
+    let hello = fixture("jobs/hello.toml");
+    let id = submit(&pool, &hello, &[]);
+    let job = canon::job::Job::load(&hello).expect("job");
+    let a = NodeKey::from_seed(&[31; 32]);
+    let b = NodeKey::from_seed(&[32; 32]);
+    let ca = Client::new(&pool.url, Auth::Node(Box::new(a.clone()))).expect("client");
+    let cb = Client::new(&pool.url, Auth::Node(Box::new(b.clone()))).expect("client");
+    // Signed by another node than the lease's.
+    let la = ca.lease(1).expect("lease").pop().expect("lease");
+    let by_b = honest_receipt(&cb, &b, &la, &job);
+    let ack = ca.complete(&la.run, by_b.clone()).expect("answered");
+    assert!(ack.rejected.as_deref().is_some_and(|r| r.starts_with("node_mismatch")), "{ack:?}");
+    // For another run (b's receipt of a's run, replayed onto b's own lease).
+    let lb = cb.lease(1).expect("lease").pop().expect("lease");
+    let ack = cb.complete(&lb.run, by_b).expect("answered");
+    assert!(ack.rejected.as_deref().is_some_and(|r| r.starts_with("run_mismatch")), "{ack:?}");
+    // A tampered signature.
+    let c = NodeKey::from_seed(&[33; 32]);
+    let cc = Client::new(&pool.url, Auth::Node(Box::new(c.clone()))).expect("client");
+    let lc = cc.lease(1).expect("lease").pop().expect("lease");
+    let mut env: Value = serde_json::from_str(&honest_receipt(&cc, &c, &lc, &job)).expect("json");
+    let sig = env["signatures"][0]["sig"].as_str().expect("sig").to_string();
+    env["signatures"][0]["sig"] = Value::String(format!("{}{}", if sig.starts_with('A') { "B" } else { "A" }, &sig[1..]));
+    let ack = cc.complete(&lc.run, env.to_string()).expect("answered");
+    assert!(ack.rejected.as_deref().is_some_and(|r| r.contains("signature")), "{ack:?}");
+    let v = pool.client(TOKEN).status(&id).expect("status");
+    let codes: Vec<&str> = v.rejected.iter().map(|r| r.code.as_str()).collect();
+    assert_eq!(codes.len(), 3, "{codes:?}");
+    assert_eq!(&codes[..2], &["node_mismatch", "run_mismatch"]);
+    assert_eq!(v.state, JobState::Running, "no refused receipt counts");
+}
+
+/// The late-receipt rule: a receipt whose lease ran out still counts while
+/// its job is open, since its node has no other run of the job.
+#[test]
+fn a_late_receipt_counts_while_the_job_is_open() {
+    let pool = Pool::single("");
+    let hello = fixture("jobs/hello.toml");
+    let id = submit(&pool, &hello, &[]);
+    let job = canon::job::Job::load(&hello).expect("job");
+    let key = NodeKey::from_seed(&[41; 32]);
+    let node = Client::new(&pool.url, Auth::Node(Box::new(key.clone()))).expect("client");
+    let lease = node.lease(1).expect("lease").pop().expect("lease");
+    let receipt = honest_receipt(&node, &key, &lease, &job);
+    // No heartbeat: the lease (1 s) runs out.
+    let alice = pool.client(TOKEN);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alice.status(&id).expect("status").runs.expired == 0 {
+        assert!(Instant::now() < deadline, "the lease never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The same node cannot lease the job again.
+    assert!(node.lease(1).expect("lease").is_empty());
+    let ack = node.complete(&lease.run, receipt).expect("answered");
+    assert_eq!((ack.state, ack.rejected), (canon::pool::api::RunState::Succeeded, None));
+    let v = alice.status(&id).expect("status");
+    assert_eq!(v.state, JobState::Succeeded, "{v:#?}");
+}
+
+/// `replace` supersedes a job that a worker is running: the job ends
+/// cancelled, the worker stops it and goes on to the new one.
+#[test]
+fn replace_supersedes_a_running_job_and_its_worker_stops() {
+    let mut pool = Pool::single("");
+    let spec = crate::util::job_spec(pool.path(), "forever.toml", "sha256chain.wasm", &crate::util::FOREVER.replace("timeout = 1", "timeout = 3600"));
+    let old = submit(&pool, &spec, &["--group", "deploy"]);
+    pool.worker(0, &["--concurrency", "1"]);
+    let alice = pool.client(TOKEN);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alice.status(&old).expect("status").runs.running == 0 {
+        assert!(Instant::now() < deadline, "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let new = submit(&pool, &fixture("jobs/hello.toml"), &["--group", "deploy"]);
+    let v = alice.status(&old).expect("status");
+    assert_eq!((v.state, v.reason.clone()), (JobState::Cancelled, Some(format!("superseded by {new}"))));
+    assert_eq!(v.run_list[0].state, canon::pool::api::RunState::Cancelled);
+    // The one slot is free again: the superseded run was stopped.
+    assert_eq!(pool.wait(&new, Duration::from_secs(60)).state, JobState::Succeeded);
+}
+
+/// A bundle whose fields describe another job than the digest it names is
+/// refused by the worker before anything runs, with the reason.
+#[test]
+fn a_worker_refuses_a_bundle_whose_job_digest_does_not_match() {
+    let mut pool = Pool::single("max_runs = 1\nmax_errors = 0");
+    let job = canon::job::Job::load(&fixture("jobs/hello.toml")).expect("job");
+    let (mut bundle, blobs) = canon::pool::bundle::Bundle::of(&job);
+    bundle.args.push("injected".into());
+    let alice = pool.client(TOKEN);
+    for (d, b) in &blobs {
+        alice.put_blob(d, b.to_vec()).expect("upload");
+    }
+    let req = canon::pool::api::SubmitRequest {
+        bundle: String::from_utf8(bundle.to_json()).expect("utf-8"),
+        replicas: None,
+        group: None,
+        mode: Default::default(),
+        priority: None,
+        signature: None,
+    };
+    let id = alice.submit(&req).expect("submit").id;
+    pool.worker(0, &[]);
+    let v = pool.wait(&id, Duration::from_secs(60));
+    assert_eq!(v.state, JobState::Failed, "{v:#?}");
+    let reason = v.run_list[0].reason.clone().unwrap_or_default();
+    assert!(reason.contains("refused") && reason.contains("describes job"), "{reason}");
+    assert_eq!(v.runs.succeeded, 0);
+}
