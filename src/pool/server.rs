@@ -39,6 +39,9 @@ pub struct App {
     policy: Policy,
     replay: Mutex<ReplayGuard>,
     events: tokio::sync::Notify,
+    /// Wakes lease requests held for work (`wait_ms`): a job was
+    /// submitted, or a run ended, which may want another run.
+    work: tokio::sync::Notify,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -108,7 +111,7 @@ impl App {
         let store = SqliteStore::open(&data.join("canon.db"), config.durable).map_err(|e| e.to_string())?;
         let blobs = BlobStore::open(&data.join("blobs"), config.max_blob_bytes).map_err(|e| e.to_string())?;
         let replay = ReplayGuard::for_policy(&httpsig_policy());
-        Ok(App { store: Arc::new(store), blobs, config, policy, replay: Mutex::new(replay), events: tokio::sync::Notify::new() })
+        Ok(App { store: Arc::new(store), blobs, config, policy, replay: Mutex::new(replay), events: tokio::sync::Notify::new(), work: tokio::sync::Notify::new() })
     }
 
     fn tenant(&self, headers: &HeaderMap) -> Result<Tenant> {
@@ -253,6 +256,7 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
     let store = app.store.clone();
     let superseded = blocking(move || Ok(store.submit(new, capacity, now_ms())?)).await?;
     app.events.notify_waiters();
+    app.work.notify_waiters();
     Ok((StatusCode::CREATED, axum::Json(SubmitResponse { id, job_digest, superseded })).into_response())
 }
 
@@ -363,9 +367,21 @@ async fn lease(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: H
     let node = app.node(&method, &uri, &headers, &body)?;
     let req: LeaseRequest = if body.is_empty() { LeaseRequest::default() } else { json(&body, "lease request")? };
     let slots = req.slots.unwrap_or(1).clamp(1, 64);
-    let store = app.store.clone();
     let lease_ms = app.config.lease_ms as i64;
-    let leased = blocking(move || Ok(store.lease(&node, slots, lease_ms, now_ms())?)).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms.unwrap_or(0).min(MAX_LEASE_WAIT_MS));
+    let leased = loop {
+        // Listening before asking the store, so that work submitted
+        // between the two is not missed.
+        let notified = app.work.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (store, node) = (app.store.clone(), node.clone());
+        let leased = blocking(move || Ok(store.lease(&node, slots, lease_ms, now_ms())?)).await?;
+        if !leased.is_empty() || tokio::time::Instant::now() >= deadline {
+            break leased;
+        }
+        let _ = tokio::time::timeout_at(deadline, notified).await;
+    };
     if !leased.is_empty() {
         app.events.notify_waiters();
     }
@@ -456,6 +472,7 @@ async fn complete(
     })
     .await?;
     app.events.notify_waiters();
+    app.work.notify_waiters();
     Ok(axum::Json(ack))
 }
 
@@ -474,6 +491,7 @@ async fn fail(
     let a = app.clone();
     let state = blocking(move || Ok(a.store.fail(&node, &run, &code, &reason, false, &a.policy, now_ms())?)).await?;
     app.events.notify_waiters();
+    app.work.notify_waiters();
     Ok(axum::Json(RunAck { state, rejected: None }))
 }
 
@@ -580,6 +598,7 @@ pub async fn serve(app: Arc<App>, listen: SocketAddr, ready: impl FnOnce(SocketA
                 && n > 0
             {
                 sweeper.events.notify_waiters();
+                sweeper.work.notify_waiters();
             }
         }
     });
