@@ -111,7 +111,15 @@ impl App {
         let store = SqliteStore::open(&data.join("canon.db"), config.durable).map_err(|e| e.to_string())?;
         let blobs = BlobStore::open(&data.join("blobs"), config.max_blob_bytes).map_err(|e| e.to_string())?;
         let replay = ReplayGuard::for_policy(&httpsig_policy());
-        Ok(App { store: Arc::new(store), blobs, config, policy, replay: Mutex::new(replay), events: tokio::sync::Notify::new(), work: tokio::sync::Notify::new() })
+        Ok(App {
+            store: Arc::new(store),
+            blobs,
+            config,
+            policy,
+            replay: Mutex::new(replay),
+            events: tokio::sync::Notify::new(),
+            work: tokio::sync::Notify::new(),
+        })
     }
 
     fn tenant(&self, headers: &HeaderMap) -> Result<Tenant> {
@@ -445,7 +453,7 @@ fn check_receipt(
     if let Some(d) = needed.iter().find(|d| !app.blobs.has(d)) {
         return Err(("missing_output", format!("output blob {d} was not uploaded before the receipt")));
     }
-    Ok(CheckedReceipt { envelope: envelope.to_vec(), outcome: r.outcome_digest().to_string() })
+    Ok(CheckedReceipt { envelope: envelope.to_vec(), outcome: r.outcome_digest().to_string(), verified: Box::new(r) })
 }
 
 async fn complete(

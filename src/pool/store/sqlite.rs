@@ -16,7 +16,7 @@ use super::{Beat, CheckedReceipt, Counts, Event, Leased, ListFilter, Millis, New
 use crate::digest::JobDigest;
 use crate::node::NodeId;
 use crate::pool::api::{GroupMode, JobPage, JobState, JobSummary, JobView, RejectedReceipt, RunCounts, RunState, RunView};
-use crate::pool::queue::{Decision, JobProgress, decide};
+use crate::pool::queue::{Decision, JobProgress, ReceiptMemo, decide_verified};
 use crate::quorum::Policy;
 
 /// The schema, one migration per entry; entry `i` takes `user_version` from
@@ -98,6 +98,8 @@ const MIGRATIONS: &[&str] = &[
 /// The SQLite store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Receipts of open jobs already verified (see [`ReceiptMemo`]).
+    memo: ReceiptMemo,
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -148,7 +150,7 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", i as i64 + 1).map_err(db)?;
             tx.commit().map_err(db)?;
         }
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        Ok(SqliteStore { conn: Mutex::new(conn), memo: ReceiptMemo::default() })
     }
 
     fn tx<T>(&self, f: impl FnOnce(&Transaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -172,7 +174,8 @@ fn event(
     state: &str,
     reason: Option<&str>,
 ) -> Result<(), StoreError> {
-    exec(tx, 
+    exec(
+        tx,
         "INSERT INTO events (at, tenant, kind, job, run, node, state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![now, tenant, kind, job, run, node, state, reason],
     )
@@ -211,7 +214,7 @@ fn finish_job(tx: &Transaction, seq: i64, tenant: &str, job: &str, state: JobSta
 }
 
 /// Applies [`decide`] to the job after one of its runs ended.
-fn decide_job(tx: &Transaction, seq: i64, policy: &Policy, now: Millis) -> Result<(), StoreError> {
+fn decide_job(tx: &Transaction, seq: i64, policy: &Policy, memo: &ReceiptMemo, now: Millis) -> Result<(), StoreError> {
     let row = tx
         .query_row(
             "SELECT id, tenant, job_digest, replicas, max_runs, max_errors, open_runs, total_runs, error_runs, last_error_code, last_error, state
@@ -240,14 +243,20 @@ fn decide_job(tx: &Transaction, seq: i64, policy: &Policy, now: Millis) -> Resul
     let progress = JobProgress { job_digest, replicas, max_runs, max_errors, open, total, errors, last_error: code.zip(last) };
     let store_tally = |tally: &crate::quorum::Tally| -> Result<(), StoreError> {
         let json = serde_json::to_string(tally).map_err(|e| StoreError::Db(e.to_string()))?;
-        exec(tx, 
+        exec(
+            tx,
             "UPDATE jobs SET verdict = ?2, accepted = ?3, tally = ?4 WHERE seq = ?1",
             params![seq, tally.verdict.to_string(), tally.accepted.map(|a| a.to_string()), json],
         )
         .map_err(db)?;
         Ok(())
     };
-    match decide(&progress, &receipts, policy) {
+    let verified = receipts.iter().map(|(run, envelope)| (run.clone(), memo.verify(envelope))).collect();
+    let decision = decide_verified(&progress, verified, policy);
+    if matches!(decision, Decision::Accept { .. } | Decision::Fail { .. }) {
+        memo.forget(receipts.iter().map(|(_, e)| e.as_slice()));
+    }
+    match decision {
         Decision::Wait { tally } => {
             if let Some(t) = tally {
                 store_tally(&t)?;
@@ -325,7 +334,7 @@ impl Store for SqliteStore {
             for (seq, id) in &superseded {
                 finish_job(tx, *seq, &job.tenant, id, JobState::Cancelled, Some(&reason), now)?;
             }
-            exec(tx, 
+            exec(tx,
                 "INSERT INTO jobs (id, tenant, name, job_digest, bundle, signature, submitter, grp, mode, priority, replicas, max_runs, max_errors, state, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'pending', ?14)",
                 params![
@@ -507,7 +516,8 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             for (seq, id, tenant, digest, bundle, signature, state) in rows {
                 let run = uuid::Uuid::new_v4().to_string();
-                exec(tx, 
+                exec(
+                    tx,
                     "INSERT INTO runs (id, job_seq, node, state, lease_until, leased_at) VALUES (?1, ?2, ?3, 'leased', ?4, ?5)",
                     params![run, seq, node, now + lease_ms, now],
                 )
@@ -571,7 +581,8 @@ impl Store for SqliteStore {
             if !open && !late {
                 return Err(StoreError::Conflict(format!("run {run} is {}: its receipt is not wanted", state.as_str())));
             }
-            exec(tx, 
+            exec(
+                tx,
                 "UPDATE runs SET state = 'succeeded', receipt = ?2, outcome = ?3, finished_at = ?4 WHERE id = ?1",
                 params![run, receipt.envelope, receipt.outcome, now],
             )
@@ -579,13 +590,15 @@ impl Store for SqliteStore {
             let open_delta = if open { 1 } else { 0 };
             // A late receipt turns an error back into a result.
             let error_delta = if late { 1 } else { 0 };
-            exec(tx, 
+            exec(
+                tx,
                 "UPDATE jobs SET open_runs = open_runs - ?2, good_runs = good_runs + 1, error_runs = error_runs - ?3 WHERE seq = ?1",
                 params![seq, open_delta, error_delta],
             )
             .map_err(db)?;
             event(tx, &tenant, now, "run.succeeded", &job, Some(run), Some(&node.to_string()), "succeeded", None)?;
-            decide_job(tx, seq, policy, now)?;
+            self.memo.remember(&receipt.envelope, &receipt.verified);
+            decide_job(tx, seq, policy, &self.memo, now)?;
             Ok(RunState::Succeeded)
         })
     }
@@ -595,7 +608,8 @@ impl Store for SqliteStore {
         self.tx(|tx| {
             let (seq, tenant, job, state) = run_of(tx, node, run)?;
             if rejected {
-                exec(tx, 
+                exec(
+                    tx,
                     "INSERT INTO rejections (job_seq, run, node, code, reason, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![seq, run, node.to_string(), code, reason, now],
                 )
@@ -608,13 +622,14 @@ impl Store for SqliteStore {
             }
             exec(tx, "UPDATE runs SET state = 'failed', reason = ?2, finished_at = ?3 WHERE id = ?1", params![run, format!("{code}: {reason}"), now])
                 .map_err(db)?;
-            exec(tx, 
+            exec(
+                tx,
                 "UPDATE jobs SET open_runs = open_runs - 1, error_runs = error_runs + 1, last_error_code = ?2, last_error = ?3 WHERE seq = ?1",
                 params![seq, code, reason],
             )
             .map_err(db)?;
             event(tx, &tenant, now, "run.failed", &job, Some(run), Some(&node.to_string()), "failed", Some(reason))?;
-            decide_job(tx, seq, policy, now)?;
+            decide_job(tx, seq, policy, &self.memo, now)?;
             Ok(RunState::Failed)
         })
     }
@@ -629,14 +644,14 @@ impl Store for SqliteStore {
             let reason = "lease expired: no heartbeat";
             for (run, node, seq, tenant, job) in &rows {
                 exec(tx, "UPDATE runs SET state = 'expired', reason = ?2, finished_at = ?3 WHERE id = ?1", params![run, reason, now]).map_err(db)?;
-                exec(tx, 
+                exec(tx,
                     "UPDATE jobs SET open_runs = open_runs - 1, error_runs = error_runs + 1, last_error_code = 'expired', last_error = ?2 WHERE seq = ?1",
                     params![seq, reason],
                 )
                 .map_err(db)?;
                 event(tx, tenant, now, "run.expired", job, Some(run), Some(node), "expired", Some(reason))?;
                 bump(tx, "lease_expiries", 1)?;
-                decide_job(tx, *seq, policy, now)?;
+                decide_job(tx, *seq, policy, &self.memo, now)?;
             }
             Ok(rows.len())
         })
@@ -694,8 +709,9 @@ impl Store for SqliteStore {
     fn counts(&self) -> Result<Counts, StoreError> {
         self.tx(|tx| {
             let mut c = Counts::default();
-            let mut stmt =
-                tx.prepare_cached("SELECT priority, count(*) FROM jobs WHERE state IN ('pending', 'running') GROUP BY priority ORDER BY priority").map_err(db)?;
+            let mut stmt = tx
+                .prepare_cached("SELECT priority, count(*) FROM jobs WHERE state IN ('pending', 'running') GROUP BY priority ORDER BY priority")
+                .map_err(db)?;
             c.queue_by_priority = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
             let mut stmt = tx.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state").map_err(db)?;
             let rows: Vec<(String, u64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
