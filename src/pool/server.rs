@@ -509,6 +509,11 @@ struct EventsQuery {
     after: Option<i64>,
 }
 
+/// How long an event stream waits, once woken by a change, before reading
+/// the new events: a fraction of what a person or a dashboard notices, and
+/// enough for a burst of changes to be read with one query.
+const EVENT_COALESCE: Duration = Duration::from_millis(10);
+
 /// Server-sent events: every job and run state change of the tenant, with
 /// its sequence number as the event id; `Last-Event-ID` (or `?after=`)
 /// resumes after it.
@@ -545,7 +550,11 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query
                     .collect();
                 return Some((Ok(evs), (app, tenant, next, job, false)));
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+            if tokio::time::timeout(Duration::from_secs(1), notified).await.is_ok() {
+                // Changes come in bursts (a receipt ends a run and decides
+                // its job): read them in one page, not one query each.
+                tokio::time::sleep(EVENT_COALESCE).await;
+            }
         }
     });
     use futures_util::StreamExt as _;
