@@ -383,7 +383,7 @@ async fn lease(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: H
         let notified = app.work.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (store, node) = (app.store.clone(), node.clone());
+        let store = app.store.clone();
         let leased = blocking(move || Ok(store.lease(&node, slots, lease_ms, now_ms())?)).await?;
         if !leased.is_empty() || tokio::time::Instant::now() >= deadline {
             break leased;
