@@ -76,6 +76,7 @@ pub struct JobBuilder {
     source: String,
     name: String,
     module: PathBuf,
+    module_bytes: Option<Arc<Vec<u8>>>,
     module_sha256: Option<Digest>,
     argv0: Option<String>,
     args: Vec<String>,
@@ -101,6 +102,7 @@ impl JobBuilder {
             source: source.into(),
             name: name.into(),
             module: module.into(),
+            module_bytes: None,
             module_sha256: None,
             argv0: None,
             args: Vec::new(),
@@ -116,6 +118,16 @@ impl JobBuilder {
             preloads: Vec::new(),
             sandbox_dirs: true,
         }
+    }
+
+    /// The module's bytes, held in memory: `build` checks them as it would
+    /// the file's, and the host path given to [`JobBuilder::new`] only names
+    /// the module ([`Job::module_path`]). For callers that have the bytes
+    /// already, such as a worker rebuilding a job from its bundle's blobs.
+    /// Default: none, the module is read from that path.
+    pub fn module_bytes(mut self, bytes: Arc<Vec<u8>>) -> JobBuilder {
+        self.module_bytes = Some(bytes);
+        self
     }
 
     /// Pins the module's SHA-256: `build` refuses a module with another.
@@ -300,7 +312,10 @@ impl JobBuilder {
             preloads.push(Preload { name: p.name, module: Arc::new(bytes), module_sha256: sha, module_path: path.clone() });
         }
         let module_path = self.module;
-        let module = fs::read(&module_path).map_err(|source| JobError::ModuleRead { file: f(), path: module_path.clone(), source })?;
+        let module = match self.module_bytes {
+            Some(bytes) => bytes,
+            None => Arc::new(fs::read(&module_path).map_err(|source| JobError::ModuleRead { file: f(), path: module_path.clone(), source })?),
+        };
         let module_sha256 = Digest::of(&module);
         if let Some(expected) = self.module_sha256
             && expected != module_sha256
@@ -333,7 +348,7 @@ impl JobBuilder {
 
         let mut job = Job {
             name: self.name,
-            module: Arc::new(module),
+            module,
             module_sha256,
             module_path,
             argv0,

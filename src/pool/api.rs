@@ -331,7 +331,18 @@ pub struct LeaseRequest {
     /// Runs the worker can start now.
     #[serde(default)]
     pub slots: Option<u32>,
+    /// With no run to lease now, how long the coordinator may hold the
+    /// request for one to become available, in milliseconds (at most
+    /// [`MAX_LEASE_WAIT_MS`]). Default: 0, answer at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
 }
+
+/// The longest a coordinator holds a lease request waiting for work
+/// (`wait_ms`): long enough that an idle worker asks a few times a
+/// minute, short enough that a stopping coordinator or worker is not kept
+/// waiting, and far under a client's request timeout.
+pub const MAX_LEASE_WAIT_MS: u64 = 5_000;
 
 /// One leased run: what the worker runs.
 #[derive(Clone, Debug, Serialize, Deserialize)]

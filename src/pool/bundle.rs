@@ -391,9 +391,11 @@ impl Bundle {
         };
         let write = |path: &Path, bytes: &[u8]| std::fs::write(path, bytes).map_err(|source| BundleError::Stage { path: path.to_path_buf(), source });
 
+        // The module is held in memory (only preloads and mounts are
+        // staged as files): nothing is written for a job without them.
         let module_path = stage.join("module.wasm");
-        write(&module_path, &fetch(&self.module)?)?;
         let mut builder = JobBuilder::new(format!("bundle {}", self.job_digest), self.name.clone(), module_path)
+            .module_bytes(fetch(&self.module)?)
             .module_sha256(self.module)
             .argv0(self.argv0.clone())
             .args(self.args.clone())

@@ -256,7 +256,17 @@ impl Client {
 
     /// Leases up to `slots` runs (workers).
     pub fn lease(&self, slots: u32) -> Result<Vec<Lease>> {
-        let r: LeaseResponse = self.call(Method::POST, "/v1/lease", Self::body(&LeaseRequest { slots: Some(slots) }))?;
+        let r: LeaseResponse = self.call(Method::POST, "/v1/lease", Self::body(&LeaseRequest { slots: Some(slots), wait_ms: None }))?;
+        Ok(r.leases)
+    }
+
+    /// Leases up to `slots` runs, letting the coordinator hold the request
+    /// up to `wait` (at most [`MAX_LEASE_WAIT_MS`]) until there is one:
+    /// work reaches an idle worker as soon as it is submitted, without
+    /// polling (workers).
+    pub fn lease_wait(&self, slots: u32, wait: Duration) -> Result<Vec<Lease>> {
+        let req = LeaseRequest { slots: Some(slots), wait_ms: Some(wait.as_millis() as u64) };
+        let r: LeaseResponse = self.call(Method::POST, "/v1/lease", Self::body(&req))?;
         Ok(r.leases)
     }
 

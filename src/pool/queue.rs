@@ -13,8 +13,12 @@
 //! - more than `max_errors` failed runs (no result, a rejected receipt, an
 //!   expired lease) fail the job (BOINC's `max_error_results`).
 
-use crate::digest::JobDigest;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::digest::{Digest, JobDigest};
 use crate::quorum::{Policy, Tally, TallyOptions, Verdict};
+use crate::receipt::{ReceiptError, VerifiedReceipt, verify_envelope};
 
 /// A job's replication settings and counts, as the store holds them.
 #[derive(Clone, Debug)]
@@ -71,9 +75,15 @@ pub enum Decision {
 
 /// Decides, from the job's accepted receipts (run id, envelope) and its counts.
 pub fn decide(job: &JobProgress, receipts: &[(String, Vec<u8>)], policy: &Policy) -> Decision {
-    let tally = (!receipts.is_empty())
-        .then(|| Box::new(crate::quorum::tally(receipts, &TallyOptions { policy: policy.clone(), expected_job: Some(job.job_digest), ledger: None })));
+    decide_verified(job, receipts.iter().map(|(run, envelope)| (run.clone(), verify_envelope(envelope))).collect(), policy)
+}
+
+/// [`decide`], from each receipt's [`verify_envelope`] result (run id,
+/// result), as a [`ReceiptMemo`] gives them.
+pub fn decide_verified(job: &JobProgress, receipts: Vec<(String, Result<VerifiedReceipt, ReceiptError>)>, policy: &Policy) -> Decision {
     let good = receipts.len() as u32;
+    let tally = (!receipts.is_empty())
+        .then(|| Box::new(crate::quorum::tally_verified(receipts, &TallyOptions { policy: policy.clone(), expected_job: Some(job.job_digest), ledger: None })));
     if job.errors > job.max_errors {
         let (code, last) = job.last_error.clone().unwrap_or_default();
         return Decision::Fail {
@@ -109,5 +119,56 @@ pub fn decide(job: &JobProgress, receipts: &[(String, Vec<u8>)], policy: &Policy
             tally.verdict, job.max_runs
         ),
         tally: Some(tally),
+    }
+}
+
+/// Receipts of open jobs that verified, by the SHA-256 of their envelope.
+///
+/// The coordinator tallies a job's receipts each time one of its runs
+/// ends, so without this a job of R replicas checks R(R+1)/2 signatures
+/// where R would do. [`verify_envelope`] is a pure function of the bytes,
+/// so a remembered result is the one a new check would give; receipts
+/// that failed are not kept (they are checked again). The store forgets a
+/// job's receipts when the job is decided, and everything when the memo
+/// holds [`ReceiptMemo::MAX_ENTRIES`].
+#[derive(Default)]
+pub struct ReceiptMemo {
+    verified: Mutex<HashMap<Digest, VerifiedReceipt>>,
+}
+
+impl ReceiptMemo {
+    /// Most receipts held: about one per open run of a full queue's worth
+    /// of in-flight jobs, a few MiB.
+    pub const MAX_ENTRIES: usize = 10_000;
+
+    /// [`verify_envelope`] of `envelope`, remembered.
+    pub fn verify(&self, envelope: &[u8]) -> Result<VerifiedReceipt, ReceiptError> {
+        let key = Digest::of(envelope);
+        if let Some(r) = self.verified.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(r);
+        }
+        let r = verify_envelope(envelope)?;
+        self.remember(envelope, &r);
+        Ok(r)
+    }
+
+    /// Remembers that `envelope` verified as `receipt` (its caller checked
+    /// it with [`verify_envelope`]).
+    pub fn remember(&self, envelope: &[u8], receipt: &VerifiedReceipt) {
+        if let Ok(mut m) = self.verified.lock() {
+            if m.len() >= Self::MAX_ENTRIES {
+                m.clear();
+            }
+            m.insert(Digest::of(envelope), receipt.clone());
+        }
+    }
+
+    /// Forgets these envelopes (their job is decided).
+    pub fn forget<'a>(&self, envelopes: impl IntoIterator<Item = &'a [u8]>) {
+        if let Ok(mut m) = self.verified.lock() {
+            for e in envelopes {
+                m.remove(&Digest::of(e));
+            }
+        }
     }
 }

@@ -42,6 +42,9 @@ pub struct App {
     policy: Policy,
     replay: Mutex<ReplayGuard>,
     events: tokio::sync::Notify,
+    /// Wakes lease requests held for work (`wait_ms`): a job was
+    /// submitted, or a run ended, which may want another run.
+    work: tokio::sync::Notify,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -131,7 +134,16 @@ impl App {
         let not_before = now_ms() / 1000 + 1;
         std::thread::sleep(Duration::from_millis((not_before * 1000 - now_ms()).max(0) as u64));
         let replay = ReplayGuard::for_policy(&httpsig_policy()).not_before(not_before);
-        Ok(App { store: Arc::new(store), blobs, logs, config, policy, replay: Mutex::new(replay), events: tokio::sync::Notify::new() })
+        Ok(App {
+            store: Arc::new(store),
+            blobs,
+            logs,
+            config,
+            policy,
+            replay: Mutex::new(replay),
+            events: tokio::sync::Notify::new(),
+            work: tokio::sync::Notify::new(),
+        })
     }
 
     fn tenant(&self, headers: &HeaderMap) -> Result<Tenant> {
@@ -328,6 +340,7 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
     let store = app.store.clone();
     let superseded = blocking(move || Ok(store.submit(new, capacity, now_ms())?)).await?;
     app.events.notify_waiters();
+    app.work.notify_waiters();
     Ok((StatusCode::CREATED, axum::Json(SubmitResponse { id, job_digest, superseded })).into_response())
 }
 
@@ -459,9 +472,21 @@ async fn lease(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: H
     let node = app.node(&method, &uri, &headers, &body)?;
     let req: LeaseRequest = if body.is_empty() { LeaseRequest::default() } else { json(&body, "lease request")? };
     let slots = req.slots.unwrap_or(1).clamp(1, 64);
-    let store = app.store.clone();
     let lease_ms = app.config.lease_ms as i64;
-    let leased = blocking(move || Ok(store.lease(&node, slots, lease_ms, now_ms())?)).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms.unwrap_or(0).min(MAX_LEASE_WAIT_MS));
+    let leased = loop {
+        // Listening before asking the store, so that work submitted
+        // between the two is not missed.
+        let notified = app.work.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let store = app.store.clone();
+        let leased = blocking(move || Ok(store.lease(&node, slots, lease_ms, now_ms())?)).await?;
+        if !leased.is_empty() || tokio::time::Instant::now() >= deadline {
+            break leased;
+        }
+        let _ = tokio::time::timeout_at(deadline, notified).await;
+    };
     if !leased.is_empty() {
         app.events.notify_waiters();
     }
@@ -534,7 +559,7 @@ fn check_receipt(app: &App, node: &NodeId, run: &str, job: &RunJob, envelope: &[
     if let Some(d) = needed.iter().find(|d| !app.blobs.has(d)) {
         return Err(("missing_output", format!("output blob {d} was not uploaded before the receipt")));
     }
-    Ok(CheckedReceipt { envelope: envelope.to_vec(), outcome: r.outcome_digest().to_string() })
+    Ok(CheckedReceipt { envelope: envelope.to_vec(), outcome: r.outcome_digest().to_string(), verified: Box::new(r) })
 }
 
 async fn complete(
@@ -561,6 +586,7 @@ async fn complete(
     })
     .await?;
     app.events.notify_waiters();
+    app.work.notify_waiters();
     Ok(axum::Json(ack))
 }
 
@@ -579,6 +605,7 @@ async fn fail(
     let a = app.clone();
     let state = blocking(move || Ok(a.store.fail(&node, &run, &code, &reason, false, &a.policy, now_ms())?)).await?;
     app.events.notify_waiters();
+    app.work.notify_waiters();
     Ok(axum::Json(RunAck { state, rejected: None }))
 }
 
@@ -675,6 +702,11 @@ struct EventsQuery {
     after: Option<i64>,
 }
 
+/// How long an event stream waits, once woken by a change, before reading
+/// the new events: a fraction of what a person or a dashboard notices, and
+/// enough for a burst of changes to be read with one query.
+const EVENT_COALESCE: Duration = Duration::from_millis(10);
+
 /// Server-sent events: every job and run state change of the tenant, with
 /// its sequence number as the event id; `Last-Event-ID` (or `?after=`)
 /// resumes after it.
@@ -712,7 +744,11 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, q: std::result:
                     .collect();
                 return Some((Ok(evs), (app, tenant, next, job, false)));
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+            if tokio::time::timeout(Duration::from_secs(1), notified).await.is_ok() {
+                // Changes come in bursts (a receipt ends a run and decides
+                // its job): read them in one page, not one query each.
+                tokio::time::sleep(EVENT_COALESCE).await;
+            }
         }
     });
     use futures_util::StreamExt as _;
@@ -777,6 +813,7 @@ pub async fn serve(app: Arc<App>, listen: SocketAddr, ready: impl FnOnce(SocketA
                 && n > 0
             {
                 sweeper.events.notify_waiters();
+                sweeper.work.notify_waiters();
             }
         }
     });

@@ -47,6 +47,11 @@ pub struct WorkerOptions {
     pub max_runs: Option<u64>,
 }
 
+/// How long the coordinator may hold a lease request until there is work
+/// (`wait_ms`): an idle worker gets a job as soon as it is submitted, and
+/// a stopping worker notices within this.
+const LEASE_WAIT: Duration = Duration::from_secs(1);
+
 /// What one run came to, for the worker's log.
 fn log(line: &str) {
     eprintln!("canon worker: {line}");
@@ -110,6 +115,9 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), String> {
     let mut handles: Vec<std::thread::JoinHandle<()>> = Vec::new();
     let mut backoff = opts.idle_poll;
     let mut leased_total = 0u64;
+    // Each run thread says when it is done, so a full worker leases again
+    // at once rather than at its next poll.
+    let (freed_tx, freed_rx) = std::sync::mpsc::channel::<()>();
     while !stop.load(Ordering::SeqCst) {
         if opts.max_runs.is_some_and(|m| leased_total >= m) {
             break;
@@ -117,14 +125,15 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), String> {
         handles.retain(|h| !h.is_finished());
         let free = opts.concurrency.saturating_sub(busy.load(Ordering::SeqCst));
         if free == 0 {
-            std::thread::sleep(Duration::from_millis(20));
+            let _ = freed_rx.recv_timeout(Duration::from_millis(20));
             continue;
         }
         let want = match opts.max_runs {
             Some(m) => (free as u64).min(m - leased_total) as u32,
             None => free as u32,
         };
-        let leases = match client.lease(want) {
+        let asked = std::time::Instant::now();
+        let leases = match client.lease_wait(want, LEASE_WAIT) {
             Ok(l) => l,
             Err(e) => {
                 log(&format!("lease: {e}"));
@@ -134,8 +143,11 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), String> {
             }
         };
         if leases.is_empty() {
-            sleep_unless(&stop, backoff);
-            backoff = (backoff * 2).min(opts.idle_poll * 8);
+            // A coordinator that held the request has waited already.
+            if asked.elapsed() < LEASE_WAIT / 2 {
+                sleep_unless(&stop, backoff);
+                backoff = (backoff * 2).min(opts.idle_poll * 8);
+            }
             continue;
         }
         backoff = opts.idle_poll;
@@ -143,6 +155,7 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), String> {
             leased_total += 1;
             busy.fetch_add(1, Ordering::SeqCst);
             let (client, sandbox, cache, opts, busy, done) = (client.clone(), sandbox.clone(), cache.clone(), opts.clone(), busy.clone(), done.clone());
+            let freed = freed_tx.clone();
             let h = std::thread::Builder::new()
                 .name("canon-run".into())
                 .spawn(move || {
@@ -154,6 +167,7 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), String> {
                     }
                     done.fetch_add(1, Ordering::SeqCst);
                     busy.fetch_sub(1, Ordering::SeqCst);
+                    let _ = freed.send(());
                 })
                 .map_err(|e| format!("cannot start a run thread: {e}"))?;
             handles.push(h);
@@ -265,17 +279,20 @@ impl Heart {
             // Logs go out at least twice a second, heartbeats every `every`.
             let log_every = every.min(Duration::from_millis(500));
             loop {
-                let tick = Duration::from_millis(10);
-                let mut waited = Duration::ZERO;
-                let mut since_log = Duration::ZERO;
-                while waited < every && !q.load(Ordering::SeqCst) && (sent_running || !r.load(Ordering::SeqCst)) {
-                    std::thread::sleep(tick);
-                    waited += tick;
-                    since_log += tick;
-                    if since_log >= log_every {
-                        flush(&client, &run, &l, &mut sent_log);
-                        since_log = Duration::ZERO;
+                // Sleep until the next heartbeat, waking to send the log,
+                // and at once when the run starts or the heart closes
+                // (both unpark this thread).
+                let beat_at = std::time::Instant::now() + every;
+                loop {
+                    if q.load(Ordering::SeqCst) || (r.load(Ordering::SeqCst) && !sent_running) {
+                        break;
                     }
+                    let now = std::time::Instant::now();
+                    if now >= beat_at {
+                        break;
+                    }
+                    std::thread::park_timeout((beat_at - now).min(log_every));
+                    flush(&client, &run, &l, &mut sent_log);
                 }
                 flush(&client, &run, &l, &mut sent_log);
                 if q.load(Ordering::SeqCst) {
@@ -313,6 +330,7 @@ impl Heart {
     fn close(&self) {
         self.quit.store(true, Ordering::SeqCst);
         if let Some(h) = self.handle.lock().ok().and_then(|mut h| h.take()) {
+            h.thread().unpark();
             let _ = h.join();
         }
     }
@@ -382,6 +400,9 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
     drop(stage);
     heart.log.line(&format!("job {} ({}), {} blobs checked; running on {}", job.digest(), job.name, bundle.blobs().len(), opts.backend.as_str()));
     heart.running.store(true, Ordering::SeqCst);
+    if let Some(t) = heart.handle.lock().ok().and_then(|h| h.as_ref().map(|h| h.thread().clone())) {
+        t.unpark();
+    }
     let started = Timestamp::now();
     let tap_log = heart.log.clone();
     let tap = crate::sandbox::StdioTap(Arc::new(move |_stream: u32, bytes: &[u8]| tap_log.push(bytes)));

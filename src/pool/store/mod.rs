@@ -127,6 +127,8 @@ pub enum Beat {
 pub struct CheckedReceipt {
     /// The envelope JSON.
     pub envelope: Vec<u8>,
+    /// What [`crate::receipt::verify_envelope`] made of it.
+    pub verified: Box<crate::receipt::VerifiedReceipt>,
     /// The outcome digest it vouches for.
     pub outcome: String,
 }

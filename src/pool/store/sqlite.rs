@@ -17,7 +17,7 @@ use super::{Beat, CheckedReceipt, Counts, Event, Leased, ListFilter, Millis, New
 use crate::digest::{Digest, JobDigest};
 use crate::node::NodeId;
 use crate::pool::api::{GroupMode, JobPage, JobState, JobSummary, JobView, RejectedReceipt, RunCounts, RunState, RunView};
-use crate::pool::queue::{Decision, JobProgress, decide};
+use crate::pool::queue::{Decision, JobProgress, ReceiptMemo, decide_verified};
 use crate::quorum::Policy;
 
 /// The schema, one migration per entry; entry `i` takes `user_version` from
@@ -99,15 +99,35 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL,
         PRIMARY KEY (tenant, digest)
     ) WITHOUT ROWID;",
+    // 3: a tenant's unfinished jobs, counted at every submit, without
+    // visiting its finished ones (jobs_tenant holds them all).
+    "CREATE INDEX jobs_unfinished ON jobs (tenant) WHERE state IN ('pending', 'running');",
 ];
 
 /// The SQLite store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Receipts of open jobs already verified (see [`ReceiptMemo`]).
+    memo: ReceiptMemo,
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Db(e.to_string())
+}
+
+/// Distinct statements the store runs, all kept prepared (rusqlite's
+/// default keeps 16; the store has about 40): parsing and planning a
+/// statement costs as much as running most of them.
+const STATEMENT_CACHE: usize = 64;
+
+/// Runs `sql` through the connection's statement cache.
+fn exec(tx: &Transaction, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
+}
+
+/// Reads one row of `sql` through the connection's statement cache.
+fn row<T>(tx: &Transaction, sql: &str, params: impl rusqlite::Params, f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    tx.prepare_cached(sql)?.query_row(params, f)
 }
 
 impl SqliteStore {
@@ -127,6 +147,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" }).map_err(db)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
@@ -138,7 +159,7 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", i as i64 + 1).map_err(db)?;
             tx.commit().map_err(db)?;
         }
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        Ok(SqliteStore { conn: Mutex::new(conn), memo: ReceiptMemo::default() })
     }
 
     fn tx<T>(&self, f: impl FnOnce(&Transaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -162,7 +183,8 @@ fn event(
     state: &str,
     reason: Option<&str>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO events (at, tenant, kind, job, run, node, state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![now, tenant, kind, job, run, node, state, reason],
     )
@@ -171,19 +193,19 @@ fn event(
 }
 
 fn bump(tx: &Transaction, name: &str, by: i64) -> Result<(), StoreError> {
-    tx.execute("INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = value + ?2", params![name, by]).map_err(db)?;
+    exec(tx, "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = value + ?2", params![name, by]).map_err(db)?;
     Ok(())
 }
 
 /// Ends a job's open runs as cancelled, with events.
 fn cancel_open_runs(tx: &Transaction, seq: i64, tenant: &str, job: &str, reason: &str, now: Millis) -> Result<(), StoreError> {
-    let mut stmt = tx.prepare("SELECT id, node FROM runs WHERE job_seq = ?1 AND state IN ('leased', 'running')").map_err(db)?;
+    let mut stmt = tx.prepare_cached("SELECT id, node FROM runs WHERE job_seq = ?1 AND state IN ('leased', 'running')").map_err(db)?;
     let open: Vec<(String, String)> = stmt.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
     for (run, node) in &open {
-        tx.execute("UPDATE runs SET state = 'cancelled', reason = ?2, finished_at = ?3 WHERE id = ?1", params![run, reason, now]).map_err(db)?;
+        exec(tx, "UPDATE runs SET state = 'cancelled', reason = ?2, finished_at = ?3 WHERE id = ?1", params![run, reason, now]).map_err(db)?;
         event(tx, tenant, now, "run.cancelled", job, Some(run), Some(node), "cancelled", Some(reason))?;
     }
-    tx.execute("UPDATE jobs SET open_runs = 0 WHERE seq = ?1", [seq]).map_err(db)?;
+    exec(tx, "UPDATE jobs SET open_runs = 0 WHERE seq = ?1", [seq]).map_err(db)?;
     Ok(())
 }
 
@@ -195,13 +217,13 @@ fn finish_job(tx: &Transaction, seq: i64, tenant: &str, job: &str, state: JobSta
         _ => "job ended",
     });
     cancel_open_runs(tx, seq, tenant, job, why, now)?;
-    tx.execute("UPDATE jobs SET state = ?2, reason = ?3, finished_at = ?4 WHERE seq = ?1", params![seq, state.as_str(), reason, now]).map_err(db)?;
+    exec(tx, "UPDATE jobs SET state = ?2, reason = ?3, finished_at = ?4 WHERE seq = ?1", params![seq, state.as_str(), reason, now]).map_err(db)?;
     event(tx, tenant, now, &format!("job.{}", state.as_str()), job, None, None, state.as_str(), reason)?;
     Ok(())
 }
 
 /// Applies [`decide`] to the job after one of its runs ended.
-fn decide_job(tx: &Transaction, seq: i64, policy: &Policy, now: Millis) -> Result<(), StoreError> {
+fn decide_job(tx: &Transaction, seq: i64, policy: &Policy, memo: &ReceiptMemo, now: Millis) -> Result<(), StoreError> {
     let row = tx
         .query_row(
             "SELECT id, tenant, job_digest, replicas, max_runs, max_errors, open_runs, total_runs, error_runs, last_error_code, last_error, state
@@ -225,19 +247,25 @@ fn decide_job(tx: &Transaction, seq: i64, policy: &Policy, now: Millis) -> Resul
         return Ok(());
     }
     let job_digest: JobDigest = digest.parse().map_err(|_| StoreError::Db(format!("job {id}: bad digest in store")))?;
-    let mut stmt = tx.prepare("SELECT id, receipt FROM runs WHERE job_seq = ?1 AND state = 'succeeded' ORDER BY leased_at, id").map_err(db)?;
+    let mut stmt = tx.prepare_cached("SELECT id, receipt FROM runs WHERE job_seq = ?1 AND state = 'succeeded' ORDER BY leased_at, id").map_err(db)?;
     let receipts: Vec<(String, Vec<u8>)> = stmt.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
     let progress = JobProgress { job_digest, replicas, max_runs, max_errors, open, total, errors, last_error: code.zip(last) };
     let store_tally = |tally: &crate::quorum::Tally| -> Result<(), StoreError> {
         let json = serde_json::to_string(tally).map_err(|e| StoreError::Db(e.to_string()))?;
-        tx.execute(
+        exec(
+            tx,
             "UPDATE jobs SET verdict = ?2, accepted = ?3, tally = ?4 WHERE seq = ?1",
             params![seq, tally.verdict.to_string(), tally.accepted.map(|a| a.to_string()), json],
         )
         .map_err(db)?;
         Ok(())
     };
-    match decide(&progress, &receipts, policy) {
+    let verified = receipts.iter().map(|(run, envelope)| (run.clone(), memo.verify(envelope))).collect();
+    let decision = decide_verified(&progress, verified, policy);
+    if matches!(decision, Decision::Accept { .. } | Decision::Fail { .. }) {
+        memo.forget(receipts.iter().map(|(_, e)| e.as_slice()));
+    }
+    match decision {
         Decision::Wait { tally } => {
             if let Some(t) = tally {
                 store_tally(&t)?;
@@ -245,7 +273,7 @@ fn decide_job(tx: &Transaction, seq: i64, policy: &Policy, now: Millis) -> Resul
         }
         Decision::Grow { replicas, tally } => {
             store_tally(&tally)?;
-            tx.execute("UPDATE jobs SET replicas = ?2 WHERE seq = ?1", params![seq, replicas]).map_err(db)?;
+            exec(tx, "UPDATE jobs SET replicas = ?2 WHERE seq = ?1", params![seq, replicas]).map_err(db)?;
             event(
                 tx,
                 &tenant,
@@ -310,11 +338,11 @@ fn run_of(tx: &Transaction, node: &NodeId, run: &str) -> Result<(i64, String, St
 impl Store for SqliteStore {
     fn submit(&self, job: NewJob, capacity: super::Capacity, now: Millis) -> Result<Vec<String>, StoreError> {
         self.tx(|tx| {
-            let unfinished: u64 = tx.query_row("SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')", [], |r| r.get(0)).map_err(db)?;
+            let unfinished: u64 = row(tx, "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')", [], |r| r.get(0)).map_err(db)?;
             // A replaced group's jobs leave the queue in this transaction.
             let superseded: Vec<(i64, String)> = match (&job.group, job.mode) {
                 (Some(g), GroupMode::Replace) => {
-                    let mut stmt = tx.prepare("SELECT seq, id FROM jobs WHERE tenant = ?1 AND grp = ?2 AND state IN ('pending', 'running') ORDER BY seq").map_err(db)?;
+                    let mut stmt = tx.prepare_cached("SELECT seq, id FROM jobs WHERE tenant = ?1 AND grp = ?2 AND state IN ('pending', 'running') ORDER BY seq").map_err(db)?;
                     stmt.query_map(params![job.tenant, g], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?
                 }
                 _ => Vec::new(),
@@ -324,7 +352,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::QueueFull(format!("{unfinished} unfinished jobs, the coordinator's limit is {}", capacity.max_unfinished)));
             }
             let mine: u64 =
-                tx.query_row("SELECT count(*) FROM jobs WHERE tenant = ?1 AND state IN ('pending', 'running')", [&job.tenant], |r| r.get(0)).map_err(db)?;
+                row(tx, "SELECT count(*) FROM jobs WHERE tenant = ?1 AND state IN ('pending', 'running')", [&job.tenant], |r| r.get(0)).map_err(db)?;
             if mine - freed >= capacity.max_unfinished_per_tenant {
                 return Err(StoreError::QueueFull(format!("tenant {:?} has {mine} unfinished jobs, its limit is {}", job.tenant, capacity.max_unfinished_per_tenant)));
             }
@@ -332,7 +360,7 @@ impl Store for SqliteStore {
             for (seq, id) in &superseded {
                 finish_job(tx, *seq, &job.tenant, id, JobState::Cancelled, Some(&reason), now)?;
             }
-            tx.execute(
+            exec(tx,
                 "INSERT INTO jobs (id, tenant, name, job_digest, bundle, signature, submitter, grp, mode, priority, replicas, max_runs, max_errors, state, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'pending', ?14)",
                 params![
@@ -378,7 +406,7 @@ impl Store for SqliteStore {
                 .map_err(db)?
                 .ok_or_else(|| StoreError::NoJob(id.to_string()))?;
             let (seq, (name, digest, state, reason, group), (mode, priority, replicas, max_runs, submitter), (verdict, accepted, tally, created_at, finished_at)) = row;
-            let mut stmt = tx.prepare("SELECT id, node, state, reason, outcome, leased_at, finished_at FROM runs WHERE job_seq = ?1 ORDER BY leased_at, id").map_err(db)?;
+            let mut stmt = tx.prepare_cached("SELECT id, node, state, reason, outcome, leased_at, finished_at FROM runs WHERE job_seq = ?1 ORDER BY leased_at, id").map_err(db)?;
             type Row = (String, String, String, Option<String>, Option<String>, i64, Option<i64>);
             let rows: Vec<Row> = stmt
                 .query_map([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
@@ -399,7 +427,7 @@ impl Store for SqliteStore {
                 } += 1;
                 run_list.push(RunView { id: rid, node, state: st, reason: why, outcome, leased_at, finished_at: fin });
             }
-            let mut stmt = tx.prepare("SELECT run, node, code, reason, at FROM rejections WHERE job_seq = ?1 ORDER BY at, rowid").map_err(db)?;
+            let mut stmt = tx.prepare_cached("SELECT run, node, code, reason, at FROM rejections WHERE job_seq = ?1 ORDER BY at, rowid").map_err(db)?;
             let rejected = stmt
                 .query_map([seq], |r| Ok(RejectedReceipt { run: r.get(0)?, node: r.get(1)?, code: r.get(2)?, reason: r.get(3)?, at: r.get(4)? }))
                 .map_err(db)?
@@ -514,12 +542,13 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             for (seq, id, tenant, digest, bundle, signature, state) in rows {
                 let run = uuid::Uuid::new_v4().to_string();
-                tx.execute(
+                exec(
+                    tx,
                     "INSERT INTO runs (id, job_seq, node, state, lease_until, leased_at) VALUES (?1, ?2, ?3, 'leased', ?4, ?5)",
                     params![run, seq, node, now + lease_ms, now],
                 )
                 .map_err(db)?;
-                tx.execute("UPDATE jobs SET open_runs = open_runs + 1, total_runs = total_runs + 1, state = 'running' WHERE seq = ?1", [seq]).map_err(db)?;
+                exec(tx, "UPDATE jobs SET open_runs = open_runs + 1, total_runs = total_runs + 1, state = 'running' WHERE seq = ?1", [seq]).map_err(db)?;
                 if state == "pending" {
                     event(tx, &tenant, now, "job.running", &id, None, None, "running", None)?;
                 }
@@ -536,9 +565,9 @@ impl Store for SqliteStore {
             let (_, tenant, job, state) = run_of(tx, node, run)?;
             match state {
                 RunState::Leased | RunState::Running => {
-                    tx.execute("UPDATE runs SET lease_until = ?2 WHERE id = ?1", params![run, now + lease_ms]).map_err(db)?;
+                    exec(tx, "UPDATE runs SET lease_until = ?2 WHERE id = ?1", params![run, now + lease_ms]).map_err(db)?;
                     if running && state == RunState::Leased {
-                        tx.execute("UPDATE runs SET state = 'running' WHERE id = ?1", [run]).map_err(db)?;
+                        exec(tx, "UPDATE runs SET state = 'running' WHERE id = ?1", [run]).map_err(db)?;
                         event(tx, &tenant, now, "run.running", &job, Some(run), Some(&node.to_string()), "running", None)?;
                     }
                     Ok(Beat::Proceed)
@@ -546,11 +575,11 @@ impl Store for SqliteStore {
                 // A lease that ran out may still bring its receipt while
                 // the job is open (see POOL.md, "Late receipts").
                 RunState::Expired => {
-                    let open: String = tx.query_row("SELECT state FROM jobs WHERE id = ?1", [&job], |r| r.get(0)).map_err(db)?;
+                    let open: String = row(tx, "SELECT state FROM jobs WHERE id = ?1", [&job], |r| r.get(0)).map_err(db)?;
                     if parse_state::<JobState>(open)?.is_final() { Ok(Beat::Stop("the job is over".into())) } else { Ok(Beat::Proceed) }
                 }
                 RunState::Cancelled => {
-                    let why: Option<String> = tx.query_row("SELECT reason FROM runs WHERE id = ?1", [run], |r| r.get(0)).map_err(db)?;
+                    let why: Option<String> = row(tx, "SELECT reason FROM runs WHERE id = ?1", [run], |r| r.get(0)).map_err(db)?;
                     Ok(Beat::Stop(why.unwrap_or_else(|| "cancelled".into())))
                 }
                 RunState::Succeeded | RunState::Failed => Ok(Beat::Stop(format!("the run is already {}", state.as_str()))),
@@ -576,7 +605,7 @@ impl Store for SqliteStore {
         self.tx(|tx| {
             let (seq, _, _, state) = run_of(tx, node, run)?;
             let (d, signature): (String, Option<String>) =
-                tx.query_row("SELECT job_digest, signature FROM jobs WHERE seq = ?1", [seq], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?;
+                row(tx, "SELECT job_digest, signature FROM jobs WHERE seq = ?1", [seq], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?;
             Ok(super::RunJob { job_digest: d.parse().map_err(|_| StoreError::Db("bad digest in store".into()))?, state, signature })
         })
     }
@@ -584,7 +613,7 @@ impl Store for SqliteStore {
     fn complete(&self, node: &NodeId, run: &str, receipt: CheckedReceipt, policy: &Policy, now: Millis) -> Result<RunState, StoreError> {
         self.tx(|tx| {
             let (seq, tenant, job, state) = run_of(tx, node, run)?;
-            let job_state: String = tx.query_row("SELECT state FROM jobs WHERE seq = ?1", [seq], |r| r.get(0)).map_err(db)?;
+            let job_state: String = row(tx, "SELECT state FROM jobs WHERE seq = ?1", [seq], |r| r.get(0)).map_err(db)?;
             let open = matches!(state, RunState::Leased | RunState::Running);
             // Late receipts: an expired run's receipt still counts while the
             // job is open; the node has no other run of the job, so it never
@@ -593,7 +622,8 @@ impl Store for SqliteStore {
             if !open && !late {
                 return Err(StoreError::Conflict(format!("run {run} is {}: its receipt is not wanted", state.as_str())));
             }
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE runs SET state = 'succeeded', receipt = ?2, outcome = ?3, finished_at = ?4 WHERE id = ?1",
                 params![run, receipt.envelope, receipt.outcome, now],
             )
@@ -601,13 +631,15 @@ impl Store for SqliteStore {
             let open_delta = if open { 1 } else { 0 };
             // A late receipt turns an error back into a result.
             let error_delta = if late { 1 } else { 0 };
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE jobs SET open_runs = open_runs - ?2, good_runs = good_runs + 1, error_runs = error_runs - ?3 WHERE seq = ?1",
                 params![seq, open_delta, error_delta],
             )
             .map_err(db)?;
             event(tx, &tenant, now, "run.succeeded", &job, Some(run), Some(&node.to_string()), "succeeded", None)?;
-            decide_job(tx, seq, policy, now)?;
+            self.memo.remember(&receipt.envelope, &receipt.verified);
+            decide_job(tx, seq, policy, &self.memo, now)?;
             Ok(RunState::Succeeded)
         })
     }
@@ -617,7 +649,8 @@ impl Store for SqliteStore {
         self.tx(|tx| {
             let (seq, tenant, job, state) = run_of(tx, node, run)?;
             if rejected {
-                tx.execute(
+                exec(
+                    tx,
                     "INSERT INTO rejections (job_seq, run, node, code, reason, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![seq, run, node.to_string(), code, reason, now],
                 )
@@ -628,15 +661,16 @@ impl Store for SqliteStore {
             if !matches!(state, RunState::Leased | RunState::Running) {
                 return Ok(state);
             }
-            tx.execute("UPDATE runs SET state = 'failed', reason = ?2, finished_at = ?3 WHERE id = ?1", params![run, format!("{code}: {reason}"), now])
+            exec(tx, "UPDATE runs SET state = 'failed', reason = ?2, finished_at = ?3 WHERE id = ?1", params![run, format!("{code}: {reason}"), now])
                 .map_err(db)?;
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE jobs SET open_runs = open_runs - 1, error_runs = error_runs + 1, last_error_code = ?2, last_error = ?3 WHERE seq = ?1",
                 params![seq, code, reason],
             )
             .map_err(db)?;
             event(tx, &tenant, now, "run.failed", &job, Some(run), Some(&node.to_string()), "failed", Some(reason))?;
-            decide_job(tx, seq, policy, now)?;
+            decide_job(tx, seq, policy, &self.memo, now)?;
             Ok(RunState::Failed)
         })
     }
@@ -650,15 +684,15 @@ impl Store for SqliteStore {
                 stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
             let reason = "lease expired: no heartbeat";
             for (run, node, seq, tenant, job) in &rows {
-                tx.execute("UPDATE runs SET state = 'expired', reason = ?2, finished_at = ?3 WHERE id = ?1", params![run, reason, now]).map_err(db)?;
-                tx.execute(
+                exec(tx, "UPDATE runs SET state = 'expired', reason = ?2, finished_at = ?3 WHERE id = ?1", params![run, reason, now]).map_err(db)?;
+                exec(tx,
                     "UPDATE jobs SET open_runs = open_runs - 1, error_runs = error_runs + 1, last_error_code = 'expired', last_error = ?2 WHERE seq = ?1",
                     params![seq, reason],
                 )
                 .map_err(db)?;
                 event(tx, tenant, now, "run.expired", job, Some(run), Some(node), "expired", Some(reason))?;
                 bump(tx, "lease_expiries", 1)?;
-                decide_job(tx, *seq, policy, now)?;
+                decide_job(tx, *seq, policy, &self.memo, now)?;
             }
             Ok(rows.len())
         })
@@ -671,7 +705,7 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(db)?
                 .ok_or_else(|| StoreError::NoJob(id.to_string()))?;
-            let mut stmt = tx.prepare("SELECT id, receipt FROM runs WHERE job_seq = ?1 AND state = 'succeeded' ORDER BY leased_at, id").map_err(db)?;
+            let mut stmt = tx.prepare_cached("SELECT id, receipt FROM runs WHERE job_seq = ?1 AND state = 'succeeded' ORDER BY leased_at, id").map_err(db)?;
             let receipts = stmt.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
             Ok((digest.parse().map_err(|_| StoreError::Db("bad digest in store".into()))?, receipts))
         })
@@ -710,7 +744,7 @@ impl Store for SqliteStore {
     }
 
     fn event_bounds(&self) -> Result<(i64, i64), StoreError> {
-        self.tx(|tx| tx.query_row("SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM events", [], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db))
+        self.tx(|tx| row(tx, "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM events", [], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db))
     }
 
     fn record_blob(&self, tenant: &str, digest: &Digest, now: Millis) -> Result<(), StoreError> {
@@ -769,18 +803,19 @@ impl Store for SqliteStore {
     fn counts(&self) -> Result<Counts, StoreError> {
         self.tx(|tx| {
             let mut c = Counts::default();
-            let mut stmt =
-                tx.prepare("SELECT priority, count(*) FROM jobs WHERE state IN ('pending', 'running') GROUP BY priority ORDER BY priority").map_err(db)?;
+            let mut stmt = tx
+                .prepare_cached("SELECT priority, count(*) FROM jobs WHERE state IN ('pending', 'running') GROUP BY priority ORDER BY priority")
+                .map_err(db)?;
             c.queue_by_priority = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
-            let mut stmt = tx.prepare("SELECT state, count(*) FROM jobs GROUP BY state").map_err(db)?;
+            let mut stmt = tx.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state").map_err(db)?;
             let rows: Vec<(String, u64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
             c.jobs_by_state = rows.into_iter().filter_map(|(s, n)| s.parse().ok().map(|s| (s, n))).collect();
-            let mut stmt = tx.prepare("SELECT state, count(*) FROM runs GROUP BY state").map_err(db)?;
+            let mut stmt = tx.prepare_cached("SELECT state, count(*) FROM runs GROUP BY state").map_err(db)?;
             let rows: Vec<(String, u64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
             c.runs_by_state = rows.into_iter().filter_map(|(s, n)| s.parse().ok().map(|s| (s, n))).collect();
-            c.blobs_collected = tx.query_row("SELECT coalesce(sum(value), 0) FROM counters WHERE name = 'blobs_collected'", [], |r| r.get(0)).map_err(db)?;
-            c.lease_expiries = tx.query_row("SELECT coalesce(sum(value), 0) FROM counters WHERE name = 'lease_expiries'", [], |r| r.get(0)).map_err(db)?;
-            let mut stmt = tx.prepare("SELECT substr(name, 10), value FROM counters WHERE name LIKE 'rejected.%' ORDER BY name").map_err(db)?;
+            c.blobs_collected = row(tx, "SELECT coalesce(sum(value), 0) FROM counters WHERE name = 'blobs_collected'", [], |r| r.get(0)).map_err(db)?;
+            c.lease_expiries = row(tx, "SELECT coalesce(sum(value), 0) FROM counters WHERE name = 'lease_expiries'", [], |r| r.get(0)).map_err(db)?;
+            let mut stmt = tx.prepare_cached("SELECT substr(name, 10), value FROM counters WHERE name LIKE 'rejected.%' ORDER BY name").map_err(db)?;
             c.rejected_by_code = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
             Ok(c)
         })
