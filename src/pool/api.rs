@@ -167,6 +167,21 @@ pub struct SubmitRequest {
     pub signature: Option<String>,
 }
 
+impl SubmitRequest {
+    /// A request to run `bundle` with the coordinator's defaults: its
+    /// replicas and priority, no group, unsigned.
+    pub fn of(bundle: &crate::pool::bundle::Bundle) -> SubmitRequest {
+        SubmitRequest {
+            bundle: String::from_utf8_lossy(&bundle.to_json()).into_owned(),
+            replicas: None,
+            group: None,
+            mode: GroupMode::default(),
+            priority: None,
+            signature: None,
+        }
+    }
+}
+
 /// The answer to a submit.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SubmitResponse {

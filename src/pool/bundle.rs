@@ -85,7 +85,7 @@ pub struct Bundle {
     /// The logical clock's start, in seconds since the Unix epoch.
     pub epoch: u64,
     /// The limits.
-    pub limits: BundleLimits,
+    pub limits: Limits,
     /// The wall-clock safety timeout, in seconds (not in the job digest).
     pub timeout_secs: u64,
     /// The commit the job builds, lowercase hex.
@@ -134,54 +134,6 @@ pub struct BundlePreload {
     pub name: String,
     /// SHA-256 of its module.
     pub module: Digest,
-}
-
-/// [`Limits`], as JSON.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BundleLimits {
-    /// Fuel.
-    pub fuel: u64,
-    /// Memory, bytes.
-    pub memory_bytes: u64,
-    /// Captured stdout, bytes.
-    pub stdout_bytes: u64,
-    /// Captured stderr, bytes.
-    pub stderr_bytes: u64,
-    /// Output tree, bytes.
-    pub output_bytes: u64,
-    /// Output tree, files.
-    pub output_files: u64,
-    /// Call depth.
-    pub call_depth: u64,
-}
-
-impl From<Limits> for BundleLimits {
-    fn from(l: Limits) -> BundleLimits {
-        BundleLimits {
-            fuel: l.fuel,
-            memory_bytes: l.memory_bytes,
-            stdout_bytes: l.stdout_bytes,
-            stderr_bytes: l.stderr_bytes,
-            output_bytes: l.output_bytes,
-            output_files: l.output_files,
-            call_depth: l.call_depth,
-        }
-    }
-}
-
-impl From<BundleLimits> for Limits {
-    fn from(l: BundleLimits) -> Limits {
-        Limits {
-            fuel: l.fuel,
-            memory_bytes: l.memory_bytes,
-            stdout_bytes: l.stdout_bytes,
-            stderr_bytes: l.stderr_bytes,
-            output_bytes: l.output_bytes,
-            output_files: l.output_files,
-            call_depth: l.call_depth,
-        }
-    }
 }
 
 /// Why a bundle cannot be read or turned back into its job.
@@ -295,7 +247,7 @@ impl Bundle {
             mounts,
             seed: job.seed,
             epoch: job.epoch,
-            limits: job.limits.into(),
+            limits: job.limits,
             timeout_secs: job.timeout.as_secs(),
             commit: job.commit.clone(),
             unknown_imports: job.unknown_imports.as_str().into(),
@@ -402,7 +354,7 @@ impl Bundle {
             .stdin(Stdin::Bytes(fetch(&self.stdin)?.to_vec()))
             .seed(self.seed)
             .epoch(self.epoch)
-            .limits(self.limits.into())
+            .limits(self.limits)
             .timeout(Duration::from_secs(self.timeout_secs))
             .sandbox_dirs(self.sandbox_dirs)
             .unknown_imports(self.unknown_imports.parse().map_err(|_| invalid("unknown_imports", self.unknown_imports.clone(), "\"refuse\" or \"trap\""))?);

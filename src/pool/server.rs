@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -204,28 +203,69 @@ impl App {
     }
 }
 
+/// A worker's request: its body, and the node whose RFC 9421 signature
+/// over it checked out. Handlers that take it run only for signed requests.
+struct Signed {
+    node: NodeId,
+    body: Bytes,
+}
+
+/// A request from a tenant (bearer token) or a worker (signature), with
+/// its body.
+struct Asker {
+    /// `None` for a worker.
+    tenant: Option<Tenant>,
+    body: Bytes,
+}
+
+/// The body and the parts a signature covers, within the body limit.
+async fn signed_parts(req: axum::extract::Request, app: &App) -> Result<(axum::http::request::Parts, Bytes)> {
+    let (parts, body) = req.into_parts();
+    let limit = app.config.max_body_bytes.max(app.config.max_blob_bytes) as usize;
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the request body is larger than this coordinator accepts (max_body_bytes, max_blob_bytes)")
+    })?;
+    Ok((parts, body))
+}
+
+impl axum::extract::FromRequest<Arc<App>> for Signed {
+    type Rejection = Error;
+    async fn from_request(req: axum::extract::Request, app: &Arc<App>) -> Result<Signed> {
+        let (parts, body) = signed_parts(req, app).await?;
+        let node = app.node(&parts.method, &parts.uri, &parts.headers, &body)?;
+        Ok(Signed { node, body })
+    }
+}
+
+impl axum::extract::FromRequest<Arc<App>> for Asker {
+    type Rejection = Error;
+    async fn from_request(req: axum::extract::Request, app: &Arc<App>) -> Result<Asker> {
+        let (parts, body) = signed_parts(req, app).await?;
+        let tenant = app.caller(&parts.method, &parts.uri, &parts.headers, &body)?;
+        Ok(Asker { tenant, body })
+    }
+}
+
 fn httpsig_policy() -> VerifyPolicy {
     VerifyPolicy::default()
 }
 
 /// A query string, or the API's `bad_request` (axum's own rejection is
 /// plain text).
-fn query<T>(q: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
-    q.map(|Query(v)| v).map_err(|e| err(StatusCode::BAD_REQUEST, "bad_request", format!("query: {}", e.body_text())))
-}
-
 fn json<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| err(StatusCode::BAD_REQUEST, "bad_request", format!("{what}: {e}")))
 }
 
-/// axum's own refusals (a body past the limit, an unknown route, a method a
-/// route lacks) as the API's JSON error body.
+/// axum's own refusals (a query or path it cannot parse, a body past the
+/// limit, an unknown route, a method a route lacks) as the API's JSON error
+/// body. Every handler's own errors are JSON already.
 async fn json_rejections(r: Response) -> Response {
     let json = r.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("application/json"));
     if json {
         return r;
     }
     let code = match r.status() {
+        StatusCode::BAD_REQUEST => "bad_request",
         StatusCode::PAYLOAD_TOO_LARGE => "too_large",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
@@ -234,6 +274,11 @@ async fn json_rejections(r: Response) -> Response {
     };
     let status = r.status();
     let message = match status {
+        // axum says which part of the request it could not parse.
+        StatusCode::BAD_REQUEST => {
+            let text = axum::body::to_bytes(r.into_body(), 64 << 10).await.unwrap_or_default();
+            String::from_utf8_lossy(&text).into_owned()
+        }
         StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than this coordinator accepts (max_body_bytes, max_blob_bytes)".to_string(),
         StatusCode::NOT_FOUND => "no such route (docs/openapi.json lists them)".to_string(),
         other => format!("{other}"),
@@ -352,9 +397,8 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-async fn list(State(app): State<Arc<App>>, headers: HeaderMap, q: std::result::Result<Query<ListQuery>, QueryRejection>) -> Result<axum::Json<JobPage>> {
+async fn list(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<axum::Json<JobPage>> {
     let tenant = app.tenant(&headers)?;
-    let q = query(q)?;
     let state = q.status.map(|s| s.parse::<JobState>()).transpose().map_err(|e| err(StatusCode::BAD_REQUEST, "bad_request", format!("`status`: {e}")))?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
@@ -412,13 +456,12 @@ async fn job_blob(State(app): State<Arc<App>>, headers: HeaderMap, UrlPath((id, 
 
 /// Whether a receipt names `d` as its stdout, stderr or an output file.
 fn receipt_names(envelope: &[u8], d: &Digest) -> bool {
-    let Ok(r) = crate::receipt::verify_envelope(envelope) else { return false };
-    let o = &r.statement.predicate.outcome;
-    o.stdout_sha256 == *d || o.stderr_sha256 == *d || o.manifest.entries.iter().any(|e| e.sha256 == *d && e.kind != crate::tree::Kind::Dir)
+    // Stored receipts were verified on arrival.
+    let Ok(r) = crate::receipt::reread_verified(envelope) else { return false };
+    r.statement.predicate.outcome.blob_digests().any(|n| n == *d)
 }
 
-async fn missing(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<axum::Json<MissingResponse>> {
-    let tenant = app.caller(&method, &uri, &headers, &body)?;
+async fn missing(State(app): State<Arc<App>>, Asker { tenant, body }: Asker) -> Result<axum::Json<MissingResponse>> {
     let req: MissingRequest = json(&body, "missing request")?;
     if req.digests.len() > 1_000_000 {
         return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "at most 1 000 000 digests per request"));
@@ -437,15 +480,7 @@ async fn missing(State(app): State<Arc<App>>, method: Method, uri: Uri, headers:
     Ok(axum::Json(MissingResponse { missing }))
 }
 
-async fn put_blob(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    UrlPath(digest): UrlPath<String>,
-    body: Bytes,
-) -> Result<StatusCode> {
-    let tenant = app.caller(&method, &uri, &headers, &body)?;
+async fn put_blob(State(app): State<Arc<App>>, UrlPath(digest): UrlPath<String>, Asker { tenant, body }: Asker) -> Result<StatusCode> {
     let d = parse_digest(&digest)?;
     let a = app.clone();
     blocking(move || {
@@ -459,17 +494,15 @@ async fn put_blob(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn get_blob(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, UrlPath(digest): UrlPath<String>) -> Result<Response> {
+async fn get_blob(State(app): State<Arc<App>>, UrlPath(digest): UrlPath<String>, _: Signed) -> Result<Response> {
     // Workers only: they fetch a job's inputs. Clients read their own
     // jobs' blobs through /v1/jobs/{id}/blobs/{digest}.
-    app.node(&method, &uri, &headers, b"")?;
     let d = parse_digest(&digest)?;
     let a = app.clone();
     blocking(move || Ok(a.blobs.get(&d)?.into_response())).await
 }
 
-async fn lease(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<axum::Json<LeaseResponse>> {
-    let node = app.node(&method, &uri, &headers, &body)?;
+async fn lease(State(app): State<Arc<App>>, Signed { node, body }: Signed) -> Result<axum::Json<LeaseResponse>> {
     let req: LeaseRequest = if body.is_empty() { LeaseRequest::default() } else { json(&body, "lease request")? };
     let slots = req.slots.unwrap_or(1).clamp(1, 64);
     let lease_ms = app.config.lease_ms as i64;
@@ -505,15 +538,7 @@ async fn lease(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: H
     Ok(axum::Json(LeaseResponse { leases }))
 }
 
-async fn heartbeat(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    UrlPath(run): UrlPath<String>,
-    body: Bytes,
-) -> Result<axum::Json<HeartbeatResponse>> {
-    let node = app.node(&method, &uri, &headers, &body)?;
+async fn heartbeat(State(app): State<Arc<App>>, UrlPath(run): UrlPath<String>, Signed { node, body }: Signed) -> Result<axum::Json<HeartbeatResponse>> {
     let req: HeartbeatRequest = if body.is_empty() { HeartbeatRequest::default() } else { json(&body, "heartbeat")? };
     let store = app.store.clone();
     let lease_ms = app.config.lease_ms as i64;
@@ -554,23 +579,13 @@ fn check_receipt(app: &App, node: &NodeId, run: &str, job: &RunJob, envelope: &[
         ));
     }
     let o = &r.statement.predicate.outcome;
-    let mut needed = vec![o.stdout_sha256, o.stderr_sha256];
-    needed.extend(o.manifest.entries.iter().filter(|e| e.kind != crate::tree::Kind::Dir).map(|e| e.sha256));
-    if let Some(d) = needed.iter().find(|d| !app.blobs.has(d)) {
+    if let Some(d) = o.blob_digests().find(|d| !app.blobs.has(d)) {
         return Err(("missing_output", format!("output blob {d} was not uploaded before the receipt")));
     }
     Ok(CheckedReceipt { envelope: envelope.to_vec(), outcome: r.outcome_digest().to_string(), verified: Box::new(r) })
 }
 
-async fn complete(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    UrlPath(run): UrlPath<String>,
-    body: Bytes,
-) -> Result<axum::Json<RunAck>> {
-    let node = app.node(&method, &uri, &headers, &body)?;
+async fn complete(State(app): State<Arc<App>>, UrlPath(run): UrlPath<String>, Signed { node, body }: Signed) -> Result<axum::Json<RunAck>> {
     let req: CompleteRequest = json(&body, "complete request")?;
     let a = app.clone();
     let ack = blocking(move || {
@@ -590,15 +605,7 @@ async fn complete(
     Ok(axum::Json(ack))
 }
 
-async fn fail(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    UrlPath(run): UrlPath<String>,
-    body: Bytes,
-) -> Result<axum::Json<RunAck>> {
-    let node = app.node(&method, &uri, &headers, &body)?;
+async fn fail(State(app): State<Arc<App>>, UrlPath(run): UrlPath<String>, Signed { node, body }: Signed) -> Result<axum::Json<RunAck>> {
     let req: FailRequest = json(&body, "fail request")?;
     let code: String = req.code.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(32).collect();
     let reason: String = req.reason.chars().take(4096).collect();
@@ -619,15 +626,10 @@ struct AppendQuery {
 /// log's size, so a retry never writes twice.
 async fn append_log(
     State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     UrlPath(run): UrlPath<String>,
-    q: std::result::Result<Query<AppendQuery>, QueryRejection>,
-    body: Bytes,
+    Query(q): Query<AppendQuery>,
+    Signed { node, body }: Signed,
 ) -> Result<axum::Json<LogAck>> {
-    let node = app.node(&method, &uri, &headers, &body)?;
-    let q = query(q)?;
     let a = app.clone();
     blocking(move || {
         let state = a.store.run_job(&node, &run)?.state;
@@ -655,10 +657,9 @@ async fn read_log(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     UrlPath((id, run)): UrlPath<(String, String)>,
-    q: std::result::Result<Query<LogQuery>, QueryRejection>,
+    Query(q): Query<LogQuery>,
 ) -> Result<Response> {
     let tenant = app.tenant(&headers)?;
-    let q = query(q)?;
     let store = app.store.clone();
     let (t, j, r) = (tenant.name.clone(), id.clone(), run.clone());
     blocking(move || Ok(store.run_state(&t, &j, &r)?)).await?;
@@ -710,9 +711,8 @@ const EVENT_COALESCE: Duration = Duration::from_millis(10);
 /// Server-sent events: every job and run state change of the tenant, with
 /// its sequence number as the event id; `Last-Event-ID` (or `?after=`)
 /// resumes after it.
-async fn events(State(app): State<Arc<App>>, headers: HeaderMap, q: std::result::Result<Query<EventsQuery>, QueryRejection>) -> Result<Response> {
+async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<EventsQuery>) -> Result<Response> {
     let tenant = app.tenant(&headers)?;
-    let q = query(q)?;
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(|s| s.trim().parse::<i64>());
     let store = app.store.clone();
     let (first, newest) = blocking(move || Ok(store.event_bounds()?)).await?;
@@ -835,10 +835,12 @@ pub async fn serve(app: Arc<App>, listen: SocketAddr, ready: impl FnOnce(SocketA
             let _ = tokio::task::spawn_blocking(move || a.store.prune_events(now_ms() - a.config.event_retention_ms, 10_000)).await;
         }
     });
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown()).await
+    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown_signal()).await
 }
 
-async fn shutdown() {
+/// Resolves at SIGTERM or Ctrl-C: when the coordinator stops, and when a
+/// worker starts draining.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

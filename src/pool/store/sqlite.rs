@@ -309,11 +309,9 @@ fn bundle_blobs(bundle: &str, into: &mut BTreeSet<Digest>) {
 
 /// Adds the outputs a stored (already verified) receipt names.
 fn receipt_blobs(envelope: &[u8], into: &mut BTreeSet<Digest>) {
-    if let Ok(r) = crate::receipt::verify_envelope(envelope) {
-        let o = &r.statement.predicate.outcome;
-        into.insert(o.stdout_sha256);
-        into.insert(o.stderr_sha256);
-        into.extend(o.manifest.entries.iter().filter(|e| e.kind != crate::tree::Kind::Dir).map(|e| e.sha256));
+    // Stored receipts were verified on arrival.
+    if let Ok(r) = crate::receipt::reread_verified(envelope) {
+        into.extend(r.statement.predicate.outcome.blob_digests());
     }
 }
 
