@@ -122,6 +122,7 @@ use std::time::Duration;
 
 pub use builder::{JobBuilder, Stdin, check_guest_path, guest_place};
 pub use error::{JobError, ModuleError};
+pub use spec::{SIZE_FORMS, parse_size};
 pub use validate::{
     CORE_FEATURES, ExportType, Exports, ImportSource, LinkedModule, Linking, Role, import_source, validate_module, validate_module_cached,
     validate_module_cached_for, validate_module_for,

@@ -204,12 +204,13 @@ fn parse_limits(file: &str, spec: &LimitsSpec) -> Result<(Limits, Duration), Job
     Ok((limits, spec.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs)))
 }
 
-const SIZE_FORMS: &str = "an integer number of bytes or a string \"N B\", \"N KiB\", \"N MiB\" or \"N GiB\"";
+/// How a size may be written, for messages.
+pub const SIZE_FORMS: &str = "an integer number of bytes or a string \"N B\", \"N KiB\", \"N MiB\" or \"N GiB\"";
 
 /// Parses a size: a non-negative integer (bytes) or `"<N> <unit>"` with unit
 /// `B`, `KiB`, `MiB` or `GiB` (the space is optional). On failure, returns
 /// how the value was written.
-pub(super) fn parse_size(value: &toml::Value) -> Result<u64, String> {
+pub fn parse_size(value: &toml::Value) -> Result<u64, String> {
     match value {
         toml::Value::Integer(i) => u64::try_from(*i).map_err(|_| i.to_string()),
         toml::Value::String(s) => {

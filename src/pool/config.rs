@@ -151,22 +151,9 @@ struct TenantFile {
     max_unfinished: Option<u64>,
 }
 
+/// A size in the job spec's forms ([`crate::job::parse_size`]).
 fn size(file: &str, field: &str, v: &toml::Value) -> Result<u64, String> {
-    match v {
-        toml::Value::Integer(i) if *i >= 0 => Ok(*i as u64),
-        toml::Value::String(s) => {
-            let (n, unit) = s.trim().split_once(' ').unwrap_or((s.trim(), "B"));
-            let mult: u64 = match unit {
-                "B" => 1,
-                "KiB" => 1 << 10,
-                "MiB" => 1 << 20,
-                "GiB" => 1 << 30,
-                _ => return Err(format!("{file}: `{field}` is {s:?}; expected bytes or \"N B|KiB|MiB|GiB\"")),
-            };
-            n.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)).ok_or_else(|| format!("{file}: `{field}` is {s:?}; expected bytes or \"N KiB|MiB|GiB\""))
-        }
-        other => Err(format!("{file}: `{field}` is {other}; expected bytes or \"N KiB|MiB|GiB\"")),
-    }
+    crate::job::parse_size(v).map_err(|found| format!("{file}: `{field}` is {found}; expected {}", crate::job::SIZE_FORMS))
 }
 
 impl Config {
