@@ -797,7 +797,10 @@ fn sigterm_drains_a_worker_it_finishes_the_run_in_hand_and_leases_nothing_more()
 /// spares the blobs of unfinished jobs and of jobs within the retention.
 #[test]
 fn garbage_collection_spares_what_jobs_name_and_deletes_the_rest() {
-    let mut pool = Pool::single("blob_grace_secs = 2\nblob_retention_secs = 2\ngc_interval_secs = 0.2");
+    // The retention is longer than the grace period, so that the finished
+    // job's outputs outlive the stray blob by seconds however slowly this
+    // test runs.
+    let mut pool = Pool::single("blob_grace_secs = 2\nblob_retention_secs = 6\ngc_interval_secs = 0.2");
     let alice = pool.client(TOKEN);
     let stray = b"uploaded, never submitted".to_vec();
     let stray_d = canon::digest::Digest::of(&stray);
@@ -823,7 +826,7 @@ fn garbage_collection_spares_what_jobs_name_and_deletes_the_rest() {
     let o = pool.canon(&["fetch", &done, "--policy", policy, "--out", pool.path().join("early").to_str().expect("utf-8")]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // Past it they are gone, with a clear error; the waiting job's are not.
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(6500));
     let o = pool.canon(&["fetch", &done, "--policy", policy, "--out", pool.path().join("late").to_str().expect("utf-8")]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not held"), "{}", String::from_utf8_lossy(&o.stderr));
     pool.worker(1, &[]);
@@ -877,6 +880,65 @@ fn honest_receipt(client: &Client, key: &NodeKey, lease: &canon::pool::api::Leas
         finished: Timestamp::now(),
     };
     String::from_utf8(Statement::new(key.node_id(), facts).sign(key).expect("sign").to_json()).expect("utf-8")
+}
+
+/// One request ends a run: the receipt brings its outputs inline and the
+/// end of its log, and its answer leases the slot's next run. Inline bytes
+/// that are not what their digest names, bad base64 and too many bytes are
+/// refused with the field named, and leave the run open.
+#[test]
+fn a_receipt_brings_its_outputs_and_log_tail_inline_and_leases_the_next_run() {
+    use base64::Engine as _;
+    use canon::digest::Digest;
+    use canon::pool::api::{CompleteRequest, LogTail, MAX_INLINE_OUTPUT_BYTES, RunState};
+    use canon::receipt::{Engine, RunFacts, RunId, Statement, Timestamp};
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let pool = Pool::single("");
+    let hello = fixture("jobs/hello.toml");
+    let first = submit(&pool, &hello, &[]);
+    let second = submit(&pool, &hello, &[]);
+    let job = canon::job::Job::load(&hello).expect("job");
+    let outcome = canon::sandbox::Sandbox::builder().cache_dir(None).build().expect("sandbox").run(&job).expect("run");
+    let key = NodeKey::from_seed(&[51; 32]);
+    let node = Client::new(&pool.url, Auth::Node(Box::new(key.clone()))).expect("client");
+    let lease = node.lease(1).expect("lease").pop().expect("a lease");
+    assert_eq!(lease.job, first);
+    let facts = RunFacts {
+        job_digest: job.digest(),
+        run_id: RunId::from_uuid(lease.run.parse().expect("uuid")),
+        engine: Engine::current("cranelift"),
+        outcome: outcome.summary(),
+        started: Timestamp::now(),
+        finished: Timestamp::now(),
+    };
+    let receipt = String::from_utf8(Statement::new(key.node_id(), facts).sign(&key).expect("sign").to_json()).expect("utf-8");
+    let (out, err) = (Digest::of(&outcome.stdout), Digest::of(&outcome.stderr));
+    let complete = |outputs: Vec<(Digest, String)>, log: Option<LogTail>, next: Option<u32>| {
+        node.complete_with(&lease.run, &CompleteRequest { receipt: receipt.clone(), outputs: outputs.into_iter().collect(), log, next })
+    };
+    let open = || pool.client(TOKEN).status(&first).expect("status").run_list[0].state;
+
+    let e = complete(vec![(out, b64(b"not the stdout")), (err, b64(&outcome.stderr))], None, None).expect_err("refused");
+    assert_eq!(e.code(), Some("blob_mismatch"), "{e}");
+    let e = complete(vec![(out, "%%% not base64".into())], None, None).expect_err("refused");
+    assert!(e.code() == Some("bad_request") && e.to_string().contains(&format!("outputs.{out}")), "{e}");
+    let big = vec![0u8; MAX_INLINE_OUTPUT_BYTES + 1];
+    let e = complete(vec![(Digest::of(&big), b64(&big))], None, None).expect_err("refused");
+    assert_eq!(e.code(), Some("too_large"), "{e}");
+    assert_eq!(open(), RunState::Leased, "a refused request leaves the run open");
+
+    let tail = LogTail { offset: 0, data: b64(b"[canon worker] the end\n") };
+    let ack = complete(vec![(out, b64(&outcome.stdout)), (err, b64(&outcome.stderr))], Some(tail), Some(1)).expect("accepted");
+    assert_eq!((ack.state, ack.rejected), (RunState::Succeeded, None));
+    assert_eq!(ack.leases.iter().map(|l| l.job.as_str()).collect::<Vec<_>>(), [second.as_str()], "the answer leases the next job");
+    let alice = pool.client(TOKEN);
+    assert_eq!(alice.job_blob(&first, &out).expect("stdout"), outcome.stdout, "the inline stdout is held");
+    let mut log = Vec::new();
+    alice.read_log(&first, &lease.run, 0, false, &mut log).expect("log");
+    assert_eq!(log, b"[canon worker] the end\n", "the tail is the run's log");
+    // The run is closed: a retried request changes nothing and leases nothing.
+    let e = complete(vec![], None, Some(1)).expect_err("closed");
+    assert_eq!(e.code(), Some("conflict"), "{e}");
 }
 
 /// Receipts that are not what their lease asked for are refused, each with

@@ -2,6 +2,8 @@
 //! the worker and the client commands. docs/POOL.md lists the routes;
 //! `docs/openapi.json` describes them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, JobDigest};
@@ -359,6 +361,10 @@ pub struct LeaseRequest {
 /// waiting, and far under a client's request timeout.
 pub const MAX_LEASE_WAIT_MS: u64 = 5_000;
 
+/// The most runs one request leases (`slots`, `next`): more than any
+/// worker's slots need at once, few enough that one answer stays small.
+pub const MAX_LEASE_SLOTS: u32 = 64;
+
 /// One leased run: what the worker runs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Lease {
@@ -403,12 +409,46 @@ pub struct HeartbeatResponse {
     pub reason: Option<String>,
 }
 
-/// `POST /v1/runs/{id}/complete`: the receipt (output blobs are uploaded first).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// `POST /v1/runs/{id}/complete`: the receipt, with the run's small
+/// outputs and the end of its log, and a request for the next run — one
+/// round trip ends a run and starts the next, as a BOINC scheduler request
+/// reports results and asks for work together.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     /// The signed receipt, a DSSE envelope as JSON text.
     pub receipt: String,
+    /// Output blobs sent inline, by digest (base64, standard alphabet with
+    /// padding), at most [`MAX_INLINE_OUTPUT_BYTES`] decoded in all. Every
+    /// output the receipt names must be held by the coordinator after
+    /// these are stored: the others were uploaded before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<Digest, String>,
+    /// The end of the run's log, appended before the run closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogTail>,
+    /// Runs to lease in the same request (0 or absent: none), as
+    /// `POST /v1/lease` would with `slots`; never held waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u32>,
+}
+
+/// The most output bytes a complete request carries inline
+/// ([`CompleteRequest::outputs`]): the stdout, stderr and small files of
+/// most runs, in a body far under the coordinator's `max_body_bytes`.
+/// Larger outputs go through `POST /v1/blobs/missing` and
+/// `PUT /v1/blobs/{digest}` first.
+pub const MAX_INLINE_OUTPUT_BYTES: usize = 256 << 10;
+
+/// The last bytes of a run's log, sent with its end.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogTail {
+    /// Where the worker believes the log ends, as for `POST
+    /// /v1/runs/{id}/log?offset=`: at another offset nothing is appended.
+    pub offset: u64,
+    /// The bytes, base64 (standard alphabet with padding).
+    pub data: String,
 }
 
 /// `POST /v1/runs/{id}/fail`: no result.
@@ -419,6 +459,9 @@ pub struct FailRequest {
     pub code: String,
     /// The reason, in words.
     pub reason: String,
+    /// The end of the run's log, appended before the run closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogTail>,
 }
 
 /// The answer to complete and fail.
@@ -428,6 +471,9 @@ pub struct RunAck {
     pub state: RunState,
     /// Why the receipt was refused, if it was.
     pub rejected: Option<String>,
+    /// Runs leased by the request's `next`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<Lease>,
 }
 
 /// The answer to a log append.

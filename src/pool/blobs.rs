@@ -2,9 +2,13 @@
 //! distinct content, so an upload of bytes already held is free.
 //!
 //! A blob is written to a temporary file in the same directory, checked
-//! against its digest, synced, and renamed into place: a reader sees a
-//! whole, checked blob or none, whatever crashes when. Reads are checked
-//! again, so a blob corrupted on disk is reported, not served.
+//! against its digest, and renamed into place: a reader sees a whole,
+//! checked blob or none, whatever process crashes when. A durable store
+//! also syncs the file before the rename, so a blob outlives a power loss
+//! too; the coordinator's `durable` setting chooses, as it chooses
+//! SQLite's `synchronous` (a blob and the row naming it are exactly as
+//! durable). Reads are checked again, so a blob cut short or corrupted on
+//! disk is reported, not served.
 //!
 //! Garbage collection (docs/POOL.md, "Blobs"): the coordinator deletes a
 //! blob older than the grace period that no unfinished job, and no job
@@ -21,6 +25,7 @@ use crate::digest::Digest;
 pub struct BlobStore {
     root: PathBuf,
     max_blob_bytes: u64,
+    durable: bool,
 }
 
 /// Why a blob cannot be stored or read.
@@ -67,11 +72,20 @@ pub enum BlobError {
 
 impl BlobStore {
     /// A store at `root` (created if missing) that holds blobs of at most
-    /// `max_blob_bytes`.
+    /// `max_blob_bytes`, each synced to disk before it is renamed into
+    /// place.
     pub fn open(root: &Path, max_blob_bytes: u64) -> Result<BlobStore, BlobError> {
         let root = root.join("sha256");
         fs::create_dir_all(&root).map_err(|source| BlobError::Io { path: root.clone(), source })?;
-        Ok(BlobStore { root, max_blob_bytes })
+        Ok(BlobStore { root, max_blob_bytes, durable: true })
+    }
+
+    /// Whether each blob is synced before its rename (power-loss safe)
+    /// rather than left to the kernel (safe against a crash of the process,
+    /// not of the machine). The default value for this is `true`.
+    pub fn durable(mut self, yes: bool) -> BlobStore {
+        self.durable = yes;
+        self
     }
 
     /// The limit on one blob's size.
@@ -121,7 +135,9 @@ impl BlobStore {
         fs::create_dir_all(&dir).map_err(io)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
         tmp.write_all(bytes).map_err(io)?;
-        tmp.as_file().sync_data().map_err(io)?;
+        if self.durable {
+            tmp.as_file().sync_data().map_err(io)?;
+        }
         tmp.persist(&path).map_err(|e| BlobError::Io { path: path.clone(), source: e.error })?;
         Ok(())
     }

@@ -277,11 +277,22 @@ impl Client {
 
     /// Sends a run's receipt (workers).
     pub fn complete(&self, run: &str, receipt: String) -> Result<RunAck> {
-        self.call(Method::POST, &format!("/v1/runs/{run}/complete"), Self::body(&CompleteRequest { receipt }))
+        self.complete_with(run, &CompleteRequest { receipt, ..CompleteRequest::default() })
+    }
+
+    /// Sends a run's receipt with its inline outputs and log tail, and asks
+    /// for the next runs (workers).
+    pub fn complete_with(&self, run: &str, req: &CompleteRequest) -> Result<RunAck> {
+        self.call(Method::POST, &format!("/v1/runs/{run}/complete"), Self::body(req))
     }
 
     /// Reports a run without a result (workers).
     pub fn fail(&self, run: &str, code: &str, reason: &str) -> Result<RunAck> {
-        self.call(Method::POST, &format!("/v1/runs/{run}/fail"), Self::body(&FailRequest { code: code.into(), reason: reason.into() }))
+        self.fail_with(run, &FailRequest { code: code.into(), reason: reason.into(), log: None })
+    }
+
+    /// Reports a run without a result, with its log tail (workers).
+    pub fn fail_with(&self, run: &str, req: &FailRequest) -> Result<RunAck> {
+        self.call(Method::POST, &format!("/v1/runs/{run}/fail"), Self::body(req))
     }
 }

@@ -16,7 +16,7 @@
 //! blob_grace_secs = 3600         # a blob younger than this is never collected
 //! gc_interval_secs = 3600        # how often blobs are collected
 //! event_retention_secs = 86400   # events kept at least this long for Last-Event-ID
-//! durable = false                # true: fsync every transaction (power-loss safe)
+//! durable = false                # true: fsync every transaction and blob (power-loss safe)
 //! allow_nodes = ["did:key:…"]    # only these nodes may lease (default: any)
 //!
 //! [[tenant]]
@@ -81,7 +81,7 @@ pub struct Config {
     pub gc_interval_ms: u64,
     /// How long events are kept, ms.
     pub event_retention_ms: i64,
-    /// fsync every transaction.
+    /// fsync every transaction and every blob written.
     pub durable: bool,
     /// Nodes allowed to lease (empty: any).
     pub allow_nodes: Vec<NodeId>,

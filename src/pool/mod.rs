@@ -18,7 +18,6 @@ pub mod bundle;
 pub mod client;
 pub mod config;
 pub mod httpsig;
-pub mod logs;
 pub mod queue;
 pub mod server;
 pub mod store;

@@ -25,7 +25,6 @@ use super::blobs::{BlobError, BlobStore};
 use super::bundle::Bundle;
 use super::config::{Config, Tenant};
 use super::httpsig::{self, ReplayGuard, RequestParts, VerifyPolicy};
-use super::logs::{LogError, LogStore};
 use super::store::{Beat, Capacity, CheckedReceipt, ListFilter, NewJob, RunJob, SqliteStore, Store, StoreError};
 use super::submitter;
 use crate::digest::Digest;
@@ -36,7 +35,6 @@ use crate::quorum::Policy;
 pub struct App {
     store: Arc<dyn Store>,
     blobs: BlobStore,
-    logs: LogStore,
     config: Config,
     policy: Policy,
     replay: Mutex<ReplayGuard>,
@@ -85,18 +83,8 @@ impl From<StoreError> for Error {
             StoreError::QueueFull(_) => Error { retry_after: Some(5), ..err(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string()) },
             StoreError::Conflict(_) => err(StatusCode::CONFLICT, "conflict", e.to_string()),
             StoreError::BadRequest(_) => err(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+            StoreError::TooLarge(_) => err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
             StoreError::Db(_) => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-        }
-    }
-}
-
-impl From<LogError> for Error {
-    fn from(e: LogError) -> Error {
-        match e {
-            LogError::Offset { .. } => err(StatusCode::CONFLICT, "conflict", e.to_string()),
-            LogError::TooLarge { .. } => err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
-            LogError::BadRun(_) => err(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-            LogError::Io { .. } => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         }
     }
 }
@@ -125,8 +113,7 @@ impl App {
     pub fn open(data: &Path, config: Config, policy: Policy) -> std::result::Result<App, String> {
         std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
         let store = SqliteStore::open(&data.join("canon.db"), config.durable).map_err(|e| e.to_string())?;
-        let blobs = BlobStore::open(&data.join("blobs"), config.max_blob_bytes).map_err(|e| e.to_string())?;
-        let logs = LogStore::open(&data.join("logs"), config.max_log_bytes).map_err(|e| e.to_string())?;
+        let blobs = BlobStore::open(&data.join("blobs"), config.max_blob_bytes).map_err(|e| e.to_string())?.durable(config.durable);
         // Nonces are held in memory: refuse every signature made before
         // this process's first whole second, which the previous one may
         // have accepted, and open no sooner, so no fresh one is refused.
@@ -136,7 +123,6 @@ impl App {
         Ok(App {
             store: Arc::new(store),
             blobs,
-            logs,
             config,
             policy,
             replay: Mutex::new(replay),
@@ -504,7 +490,7 @@ async fn get_blob(State(app): State<Arc<App>>, UrlPath(digest): UrlPath<String>,
 
 async fn lease(State(app): State<Arc<App>>, Signed { node, body }: Signed) -> Result<axum::Json<LeaseResponse>> {
     let req: LeaseRequest = if body.is_empty() { LeaseRequest::default() } else { json(&body, "lease request")? };
-    let slots = req.slots.unwrap_or(1).clamp(1, 64);
+    let slots = req.slots.unwrap_or(1).clamp(1, MAX_LEASE_SLOTS);
     let lease_ms = app.config.lease_ms as i64;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms.unwrap_or(0).min(MAX_LEASE_WAIT_MS));
     let leased = loop {
@@ -523,19 +509,7 @@ async fn lease(State(app): State<Arc<App>>, Signed { node, body }: Signed) -> Re
     if !leased.is_empty() {
         app.events.notify_waiters();
     }
-    let leases = leased
-        .into_iter()
-        .map(|l| Lease {
-            run: l.run,
-            job: l.job,
-            job_digest: l.job_digest,
-            bundle: l.bundle,
-            signature: l.signature,
-            heartbeat_ms: app.config.heartbeat_ms,
-            lease_ms: app.config.lease_ms,
-        })
-        .collect();
-    Ok(axum::Json(LeaseResponse { leases }))
+    Ok(axum::Json(LeaseResponse { leases: leases_of(&app, leased) }))
 }
 
 async fn heartbeat(State(app): State<Arc<App>>, UrlPath(run): UrlPath<String>, Signed { node, body }: Signed) -> Result<axum::Json<HeartbeatResponse>> {
@@ -585,24 +559,88 @@ fn check_receipt(app: &App, node: &NodeId, run: &str, job: &RunJob, envelope: &[
     Ok(CheckedReceipt { envelope: envelope.to_vec(), outcome: r.outcome_digest().to_string(), verified: Box::new(r) })
 }
 
+/// Stores a complete request's inline outputs: each checked against its
+/// digest, all within [`MAX_INLINE_OUTPUT_BYTES`].
+fn store_inline_outputs(app: &App, outputs: &std::collections::BTreeMap<Digest, String>) -> Result<()> {
+    use base64::Engine as _;
+    let mut total = 0usize;
+    for (d, b64) in outputs {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| err(StatusCode::BAD_REQUEST, "bad_request", format!("`outputs.{d}`: not base64 (standard alphabet, padded): {e}")))?;
+        total += bytes.len();
+        if total > MAX_INLINE_OUTPUT_BYTES {
+            return Err(err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("`outputs` hold more than {MAX_INLINE_OUTPUT_BYTES} bytes; upload larger outputs with PUT /v1/blobs/{{digest}} first"),
+            ));
+        }
+        app.blobs.put(d, &bytes)?;
+    }
+    Ok(())
+}
+
+/// Appends a run's log tail, if the run is still open; a closed run's log
+/// takes nothing more, and a tail at another offset than the log's end is
+/// dropped (it was appended already, or the worker lost track).
+fn append_tail(app: &App, node: &NodeId, run: &str, state: RunState, tail: &LogTail) -> Result<()> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&tail.data)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, "bad_request", format!("`log.data`: not base64 (standard alphabet, padded): {e}")))?;
+    if bytes.is_empty() || !matches!(state, RunState::Leased | RunState::Running) {
+        return Ok(());
+    }
+    app.store.append_log(node, run, tail.offset, &bytes, app.config.max_log_bytes)?;
+    Ok(())
+}
+
+/// The leases a worker gets, from the store's.
+fn leases_of(app: &App, leased: Vec<super::store::Leased>) -> Vec<Lease> {
+    leased
+        .into_iter()
+        .map(|l| Lease {
+            run: l.run,
+            job: l.job,
+            job_digest: l.job_digest,
+            bundle: l.bundle,
+            signature: l.signature,
+            heartbeat_ms: app.config.heartbeat_ms,
+            lease_ms: app.config.lease_ms,
+        })
+        .collect()
+}
+
+/// A run's receipt, with its small outputs and the end of its log; with
+/// `next`, the worker's next runs in the same answer.
 async fn complete(State(app): State<Arc<App>>, UrlPath(run): UrlPath<String>, Signed { node, body }: Signed) -> Result<axum::Json<RunAck>> {
     let req: CompleteRequest = json(&body, "complete request")?;
     let a = app.clone();
-    let ack = blocking(move || {
+    let (ack, leased) = blocking(move || {
         let job = a.store.run_job(&node, &run)?;
+        store_inline_outputs(&a, &req.outputs)?;
+        if let Some(tail) = &req.log {
+            append_tail(&a, &node, &run, job.state, tail)?;
+        }
         let now = now_ms();
-        match check_receipt(&a, &node, &run, &job, req.receipt.as_bytes()) {
-            Ok(checked) => Ok(RunAck { state: a.store.complete(&node, &run, checked, &a.policy, now)?, rejected: None }),
+        let ack = match check_receipt(&a, &node, &run, &job, req.receipt.as_bytes()) {
+            Ok(checked) => RunAck { state: a.store.complete(&node, &run, checked, &a.policy, now)?, rejected: None, leases: Vec::new() },
             Err((code, reason)) => {
                 let state = a.store.fail(&node, &run, code, &reason, true, &a.policy, now)?;
-                Ok(RunAck { state, rejected: Some(format!("{code}: {reason}")) })
+                RunAck { state, rejected: Some(format!("{code}: {reason}")), leases: Vec::new() }
             }
-        }
+        };
+        let slots = req.next.unwrap_or(0).min(MAX_LEASE_SLOTS);
+        let leased = if slots > 0 { a.store.lease(&node, slots, a.config.lease_ms as i64, now_ms())? } else { Vec::new() };
+        Ok((ack, leased))
     })
     .await?;
     app.events.notify_waiters();
+    // The runs this request leased are spoken for; a run that ended may
+    // still want another replica from some other worker.
     app.work.notify_waiters();
-    Ok(axum::Json(ack))
+    Ok(axum::Json(RunAck { leases: leases_of(&app, leased), ..ack }))
 }
 
 async fn fail(State(app): State<Arc<App>>, UrlPath(run): UrlPath<String>, Signed { node, body }: Signed) -> Result<axum::Json<RunAck>> {
@@ -610,10 +648,17 @@ async fn fail(State(app): State<Arc<App>>, UrlPath(run): UrlPath<String>, Signed
     let code: String = req.code.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(32).collect();
     let reason: String = req.reason.chars().take(4096).collect();
     let a = app.clone();
-    let state = blocking(move || Ok(a.store.fail(&node, &run, &code, &reason, false, &a.policy, now_ms())?)).await?;
+    let state = blocking(move || {
+        if let Some(tail) = &req.log {
+            let job = a.store.run_job(&node, &run)?;
+            append_tail(&a, &node, &run, job.state, tail)?;
+        }
+        Ok(a.store.fail(&node, &run, &code, &reason, false, &a.policy, now_ms())?)
+    })
+    .await?;
     app.events.notify_waiters();
     app.work.notify_waiters();
-    Ok(axum::Json(RunAck { state, rejected: None }))
+    Ok(axum::Json(RunAck { state, rejected: None, leases: Vec::new() }))
 }
 
 #[derive(Deserialize)]
@@ -631,18 +676,8 @@ async fn append_log(
     Signed { node, body }: Signed,
 ) -> Result<axum::Json<LogAck>> {
     let a = app.clone();
-    blocking(move || {
-        let state = a.store.run_job(&node, &run)?.state;
-        if !matches!(state, RunState::Leased | RunState::Running) {
-            return Err(err(StatusCode::CONFLICT, "conflict", format!("run {run} is {}: its log is closed", state.as_str())));
-        }
-        match a.logs.append(&run, q.offset, &body) {
-            Ok(size) => Ok(axum::Json(LogAck { size, appended: true })),
-            Err(LogError::Offset { size, .. }) => Ok(axum::Json(LogAck { size, appended: false })),
-            Err(e) => Err(e.into()),
-        }
-    })
-    .await
+    let done = blocking(move || Ok(a.store.append_log(&node, &run, q.offset, &body, a.config.max_log_bytes)?)).await?;
+    Ok(axum::Json(LogAck { size: done.size, appended: done.appended }))
 }
 
 #[derive(Deserialize)]
@@ -660,15 +695,14 @@ async fn read_log(
     Query(q): Query<LogQuery>,
 ) -> Result<Response> {
     let tenant = app.tenant(&headers)?;
-    let store = app.store.clone();
-    let (t, j, r) = (tenant.name.clone(), id.clone(), run.clone());
-    blocking(move || Ok(store.run_state(&t, &j, &r)?)).await?;
     let offset = q.offset.unwrap_or(0);
+    let a = app.clone();
+    let (t, j, r) = (tenant.name.clone(), id.clone(), run.clone());
+    let (bytes, _) = blocking(move || Ok(a.store.read_log(&t, &j, &r, offset, a.config.max_log_bytes as usize)?)).await?;
     if !q.follow.unwrap_or(false) {
-        let a = app.clone();
-        let bytes = blocking(move || Ok(a.logs.read(&run, offset, a.config.max_log_bytes as usize)?)).await?;
         return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response());
     }
+    drop(bytes);
     let stream = futures_util::stream::unfold((app, tenant.name, id, run, offset, false), |(app, tenant, id, run, offset, ended)| async move {
         if ended {
             return None;
@@ -677,10 +711,10 @@ async fn read_log(
             let a = app.clone();
             let (t, j, r) = (tenant.clone(), id.clone(), run.clone());
             let polled = tokio::task::spawn_blocking(move || -> std::result::Result<(Vec<u8>, bool), String> {
-                // The state first: bytes appended before it ended are read after.
-                let open = matches!(a.store.run_state(&t, &j, &r).map_err(|e| e.to_string())?, RunState::Leased | RunState::Running);
-                let bytes = a.logs.read(&r, offset, 64 << 10).map_err(|e| e.to_string())?;
-                Ok((bytes, open))
+                // The bytes and the state in one transaction: what was
+                // appended before the run ended is read with it.
+                let (bytes, state) = a.store.read_log(&t, &j, &r, offset, 64 << 10).map_err(|e| e.to_string())?;
+                Ok((bytes, matches!(state, RunState::Leased | RunState::Running)))
             })
             .await;
             match polled {

@@ -1,7 +1,8 @@
 //! The worker: a node that leases runs from a coordinator, fetches each
 //! job's blobs by digest and checks them, rebuilds the job and checks its
-//! digest, runs it in the sandbox, uploads its outputs and its signed
-//! receipt, and heartbeats meanwhile.
+//! digest, runs it in the sandbox, sends its outputs and its signed
+//! receipt (asking for its next run in the same request), and heartbeats
+//! meanwhile.
 //!
 //! It trusts nothing it is sent: a blob that does not hash to its name, a
 //! bundle that does not rebuild to the job digest it was leased under, or
@@ -10,11 +11,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::api::Lease;
+use super::api::{CompleteRequest, FailRequest, Lease, LogTail, MAX_INLINE_OUTPUT_BYTES};
 use super::bundle::Bundle;
 use super::client::{Auth, Client, ClientError};
 use crate::digest::Digest;
@@ -98,42 +99,121 @@ fn retrying<T>(what: &str, mut call: impl FnMut() -> Result<T, ClientError>) -> 
     }
 }
 
+/// Blobs a worker has fetched and checked lately, kept in memory so that
+/// the next job naming one (most often the module) is built without
+/// reading and hashing it again: at most [`MEMORY_CACHE_BYTES`], the
+/// oldest dropped first.
+#[derive(Default)]
+struct Recent {
+    blobs: std::collections::HashMap<Digest, Arc<Vec<u8>>>,
+    order: std::collections::VecDeque<Digest>,
+    bytes: usize,
+}
+
+/// How many bytes of checked blobs a worker keeps in memory: a few
+/// modules and inputs, a small share of a worker machine's memory.
+const MEMORY_CACHE_BYTES: usize = 256 << 20;
+
+impl Recent {
+    fn get(&self, d: &Digest) -> Option<Arc<Vec<u8>>> {
+        self.blobs.get(d).cloned()
+    }
+
+    /// Keeps `bytes`, which hash to `d`.
+    fn put(&mut self, d: Digest, bytes: Arc<Vec<u8>>) {
+        if bytes.len() > MEMORY_CACHE_BYTES || self.blobs.contains_key(&d) {
+            return;
+        }
+        self.bytes += bytes.len();
+        self.blobs.insert(d, bytes);
+        self.order.push_back(d);
+        while self.bytes > MEMORY_CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else { break };
+            if let Some(b) = self.blobs.remove(&old) {
+                self.bytes -= b.len();
+            }
+        }
+    }
+}
+
+/// What every run of a worker shares.
+struct Ctx {
+    client: Arc<Client>,
+    sandbox: Sandbox,
+    cache: Option<super::blobs::BlobStore>,
+    recent: Mutex<Recent>,
+    opts: WorkerOptions,
+    heart: Heart,
+    stop: Arc<AtomicBool>,
+    /// Runs leased so far, against `max_runs`.
+    leased: AtomicU64,
+    /// Runs done.
+    done: AtomicUsize,
+}
+
+impl Ctx {
+    /// Counts one more run against `max_runs`, if it allows one.
+    fn reserve(&self) -> bool {
+        self.leased.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| self.opts.max_runs.is_none_or(|m| n < m).then_some(n + 1)).is_ok()
+    }
+
+    /// How many more runs `max_runs` allows, at most `want`.
+    fn allowed(&self, want: u64) -> u64 {
+        match self.opts.max_runs {
+            Some(m) => want.min(m.saturating_sub(self.leased.load(Ordering::SeqCst))),
+            None => want,
+        }
+    }
+}
+
 /// Runs the worker until `stop` is set (then drains: no new leases, the
 /// runs in hand finish and are reported) or `max_runs` runs are done.
+///
+/// Each slot is a thread that runs a lease, then sends its receipt with a
+/// request for the next run (`next` in `POST /v1/runs/{id}/complete`), so
+/// a busy slot costs one request a run. This loop leases only for idle
+/// slots, with a request the coordinator holds until there is work; one
+/// heartbeat thread serves every run in hand.
 pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), String> {
     let node = opts.key.node_id();
     let client = Arc::new(Client::new(&opts.coordinator, Auth::Node(Box::new(opts.key.clone())))?);
-    let sandbox = Arc::new(Sandbox::builder().backend(opts.backend).build().map_err(|e| e.to_string())?);
+    let sandbox = Sandbox::builder().backend(opts.backend).build().map_err(|e| e.to_string())?;
     let cache = match &opts.cache {
-        Some(dir) => Some(Arc::new(super::blobs::BlobStore::open(dir, u64::MAX).map_err(|e| e.to_string())?)),
+        Some(dir) => Some(super::blobs::BlobStore::open(dir, u64::MAX).map_err(|e| e.to_string())?),
         None => None,
     };
-    let opts = Arc::new(opts);
     log(&format!("node {node}, coordinator {}, {} slots", opts.coordinator, opts.concurrency));
+    let heart = Heart::start(client.clone());
+    let ctx = Arc::new(Ctx {
+        client,
+        sandbox,
+        cache,
+        recent: Mutex::default(),
+        opts,
+        heart,
+        stop: stop.clone(),
+        leased: AtomicU64::new(0),
+        done: AtomicUsize::new(0),
+    });
     let busy = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
     let mut handles: Vec<std::thread::JoinHandle<()>> = Vec::new();
-    let mut backoff = opts.idle_poll;
-    let mut leased_total = 0u64;
-    // Each run thread says when it is done, so a full worker leases again
-    // at once rather than at its next poll.
+    let mut backoff = ctx.opts.idle_poll;
+    // Each slot thread says when it ends, so a full worker leases again at
+    // once rather than at its next poll.
     let (freed_tx, freed_rx) = std::sync::mpsc::channel::<()>();
     while !stop.load(Ordering::SeqCst) {
-        if opts.max_runs.is_some_and(|m| leased_total >= m) {
-            break;
-        }
-        handles.retain(|h| !h.is_finished());
-        let free = opts.concurrency.saturating_sub(busy.load(Ordering::SeqCst));
-        if free == 0 {
+        let free = ctx.opts.concurrency.saturating_sub(busy.load(Ordering::SeqCst)) as u64;
+        let want = ctx.allowed(free);
+        if want == 0 {
+            if ctx.opts.max_runs.is_some_and(|m| ctx.leased.load(Ordering::SeqCst) >= m) && busy.load(Ordering::SeqCst) == 0 {
+                break;
+            }
             let _ = freed_rx.recv_timeout(Duration::from_millis(20));
+            handles.retain(|h| !h.is_finished());
             continue;
         }
-        let want = match opts.max_runs {
-            Some(m) => (free as u64).min(m - leased_total) as u32,
-            None => free as u32,
-        };
-        let asked = std::time::Instant::now();
-        let leases = match client.lease_wait(want, LEASE_WAIT) {
+        let asked = Instant::now();
+        let leases = match ctx.client.lease_wait(want as u32, LEASE_WAIT) {
             Ok(l) => l,
             Err(e) => {
                 log(&format!("lease: {e}"));
@@ -146,30 +226,23 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), String> {
             // A coordinator that held the request has waited already.
             if asked.elapsed() < LEASE_WAIT / 2 {
                 sleep_unless(&stop, backoff);
-                backoff = (backoff * 2).min(opts.idle_poll * 8);
+                backoff = (backoff * 2).min(ctx.opts.idle_poll * 8);
             }
             continue;
         }
-        backoff = opts.idle_poll;
+        backoff = ctx.opts.idle_poll;
         for lease in leases {
-            leased_total += 1;
+            ctx.leased.fetch_add(1, Ordering::SeqCst);
             busy.fetch_add(1, Ordering::SeqCst);
-            let (client, sandbox, cache, opts, busy, done) = (client.clone(), sandbox.clone(), cache.clone(), opts.clone(), busy.clone(), done.clone());
-            let freed = freed_tx.clone();
+            let (ctx, busy, freed) = (ctx.clone(), busy.clone(), freed_tx.clone());
             let h = std::thread::Builder::new()
-                .name("canon-run".into())
+                .name("canon-slot".into())
                 .spawn(move || {
-                    let run = lease.run.clone();
-                    let job = lease.job.clone();
-                    match run_one(&client, &sandbox, cache.as_deref(), &opts, lease) {
-                        Ok(msg) => log(&format!("run {run} of job {job}: {msg}")),
-                        Err(msg) => log(&format!("run {run} of job {job}: {msg}")),
-                    }
-                    done.fetch_add(1, Ordering::SeqCst);
+                    slot(&ctx, lease);
                     busy.fetch_sub(1, Ordering::SeqCst);
                     let _ = freed.send(());
                 })
-                .map_err(|e| format!("cannot start a run thread: {e}"))?;
+                .map_err(|e| format!("cannot start a slot thread: {e}"))?;
             handles.push(h);
         }
     }
@@ -179,8 +252,27 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), String> {
     for h in handles {
         let _ = h.join();
     }
-    log(&format!("stopped after {} runs", done.load(Ordering::SeqCst)));
+    ctx.heart.quit();
+    log(&format!("stopped after {} runs", ctx.done.load(Ordering::SeqCst)));
     Ok(())
+}
+
+/// One slot: runs `first`, then each next run its receipt's answer brings,
+/// until there is none (the slot is idle) or the worker stops.
+fn slot(ctx: &Ctx, first: Lease) {
+    let mut lease = Some(first);
+    while let Some(l) = lease.take() {
+        let (run, job) = (l.run.clone(), l.job.clone());
+        let (result, mut leases) = run_one(ctx, l);
+        match result {
+            Ok(msg) | Err(msg) => log(&format!("run {run} of job {job}: {msg}")),
+        }
+        ctx.done.fetch_add(1, Ordering::SeqCst);
+        // `next` asks for one; a coordinator that sent more sent what this
+        // slot did not ask for, and those leases expire.
+        leases.truncate(1);
+        lease = leases.pop();
+    }
 }
 
 fn sleep_unless(stop: &AtomicBool, d: Duration) {
@@ -197,8 +289,17 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
 /// cut (the coordinator has its own limit too).
 const MAX_LOG_BYTES: usize = 4 << 20;
 
-/// A run's log, buffered until the heartbeat thread sends it: the worker's
-/// own lines and the guest's stdout and stderr as they are written.
+/// How soon after its lease a run's first heartbeat goes, reporting it
+/// `running`: soon enough for a person watching, late enough that a short
+/// run ends first and costs no heartbeat at all (it goes from `leased`
+/// straight to its end).
+const FIRST_BEAT: Duration = Duration::from_millis(250);
+
+/// How often a run's log is sent while the run is open.
+const LOG_EVERY: Duration = Duration::from_millis(500);
+
+/// A run's log, buffered until it is sent: the worker's own lines and the
+/// guest's stdout and stderr as they are written.
 #[derive(Default)]
 struct RunLog {
     pending: Mutex<Vec<u8>>,
@@ -234,124 +335,183 @@ impl RunLog {
     }
 }
 
-/// Sends what the log holds; `sent` is how much the coordinator has.
-fn flush(client: &Client, run: &str, log: &RunLog, sent: &mut u64) {
-    let chunk = log.take();
-    if chunk.is_empty() {
-        return;
-    }
-    match client.append_log(run, *sent, chunk.clone()) {
-        Ok(ack) if ack.appended => *sent = ack.size,
-        // The coordinator has more than we thought (a retried append that
-        // did land): send only what it lacks.
-        Ok(ack) => {
-            let skip = ack.size.saturating_sub(*sent) as usize;
-            *sent = ack.size;
-            if skip < chunk.len() {
-                log.put_back(chunk[skip..].to_vec());
-            }
-        }
-        Err(ClientError::Api { .. }) => {}
-        Err(_) => log.put_back(chunk),
-    }
+/// A run in hand, as the heartbeat thread sees it.
+struct Beating {
+    run: String,
+    cancel: Cancel,
+    log: RunLog,
+    /// The blobs are checked and the sandbox is starting.
+    running: AtomicBool,
+    /// Why the coordinator said to stop, if it did.
+    stopped: Mutex<Option<String>>,
+    /// The log's size at the coordinator as far as this worker knows, and
+    /// whether the run is closed (its tail goes with its end); held while
+    /// the log is sent.
+    sent: Mutex<(u64, bool)>,
+    /// When the next heartbeat and the next log send are due.
+    due: Mutex<(Instant, Instant)>,
+    every: Duration,
 }
 
-/// Heartbeats a run and sends its log until closed; when the coordinator
-/// says to stop, it records why and stops the sandbox through `cancel`.
-struct Heart {
-    quit: Arc<AtomicBool>,
-    running: Arc<AtomicBool>,
-    stopped: Arc<Mutex<Option<String>>>,
-    log: Arc<RunLog>,
-    handle: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-impl Heart {
-    fn start(client: Arc<Client>, run: String, every: Duration, cancel: Cancel) -> Heart {
-        let quit = Arc::new(AtomicBool::new(false));
-        let running = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::new(Mutex::new(None));
-        let log = Arc::new(RunLog::default());
-        let (q, r, s, l) = (quit.clone(), running.clone(), stopped.clone(), log.clone());
-        let handle = std::thread::spawn(move || {
-            let mut sent_running = false;
-            let mut sent_log = 0u64;
-            // Logs go out at least twice a second, heartbeats every `every`.
-            let log_every = every.min(Duration::from_millis(500));
-            loop {
-                // Sleep until the next heartbeat, waking to send the log,
-                // and at once when the run starts or the heart closes
-                // (both unpark this thread).
-                let beat_at = std::time::Instant::now() + every;
-                loop {
-                    if q.load(Ordering::SeqCst) || (r.load(Ordering::SeqCst) && !sent_running) {
-                        break;
-                    }
-                    let now = std::time::Instant::now();
-                    if now >= beat_at {
-                        break;
-                    }
-                    std::thread::park_timeout((beat_at - now).min(log_every));
-                    flush(&client, &run, &l, &mut sent_log);
-                }
-                flush(&client, &run, &l, &mut sent_log);
-                if q.load(Ordering::SeqCst) {
-                    return;
-                }
-                let running = r.load(Ordering::SeqCst);
-                let stop = match client.heartbeat(&run, running) {
-                    Ok(h) if !h.proceed => Some(h.reason.unwrap_or_else(|| "stop".into())),
-                    Ok(_) => {
-                        sent_running = running;
-                        None
-                    }
-                    Err(ClientError::Api { status: 404, .. }) => Some("the coordinator does not know this run".into()),
-                    // A missed heartbeat: try again next tick; the lease
-                    // allows several.
-                    Err(_) => None,
-                };
-                if let Some(why) = stop {
-                    if let Ok(mut g) = s.lock() {
-                        *g = Some(why);
-                    }
-                    cancel.cancel();
-                    return;
-                }
-            }
-        });
-        Heart { quit, running, stopped, log, handle: Mutex::new(Some(handle)) }
-    }
-
+impl Beating {
     fn stopped(&self) -> Option<String> {
         self.stopped.lock().ok().and_then(|g| g.clone())
     }
+}
 
-    /// Stops heartbeating, after sending what the log holds.
-    fn close(&self) {
+/// Sends what a run's log holds, unless the run is closed.
+fn flush(client: &Client, b: &Beating) {
+    let Ok(mut sent) = b.sent.lock() else { return };
+    if sent.1 {
+        return;
+    }
+    let chunk = b.log.take();
+    if chunk.is_empty() {
+        return;
+    }
+    match client.append_log(&b.run, sent.0, chunk.clone()) {
+        Ok(ack) if ack.appended => sent.0 = ack.size,
+        // The coordinator has more than we thought (a retried append that
+        // did land): send only what it lacks.
+        Ok(ack) => {
+            let skip = ack.size.saturating_sub(sent.0) as usize;
+            sent.0 = ack.size;
+            if skip < chunk.len() {
+                b.log.put_back(chunk[skip..].to_vec());
+            }
+        }
+        Err(ClientError::Api { .. }) => {}
+        Err(_) => b.log.put_back(chunk),
+    }
+}
+
+/// One thread that heartbeats every run in hand and sends their logs; when
+/// the coordinator says to stop a run, it records why and stops the
+/// sandbox through the run's `Cancel`.
+struct Heart {
+    runs: Arc<Mutex<Vec<Arc<Beating>>>>,
+    quit: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heart {
+    fn start(client: Arc<Client>) -> Heart {
+        let runs: Arc<Mutex<Vec<Arc<Beating>>>> = Arc::default();
+        let quit = Arc::new(AtomicBool::new(false));
+        let (r, q) = (runs.clone(), quit.clone());
+        let thread = std::thread::Builder::new()
+            .name("canon-heart".into())
+            .spawn(move || {
+                while !q.load(Ordering::SeqCst) {
+                    let now = Instant::now();
+                    let list: Vec<Arc<Beating>> = r.lock().map(|l| l.clone()).unwrap_or_default();
+                    let mut wake = now + Duration::from_secs(1);
+                    for b in &list {
+                        let (beat_at, log_at) = b.due.lock().map(|d| *d).unwrap_or((now, now));
+                        if now >= log_at {
+                            flush(&client, b);
+                            if let Ok(mut d) = b.due.lock() {
+                                d.1 = Instant::now() + LOG_EVERY;
+                            }
+                        }
+                        if now >= beat_at {
+                            beat(&client, b);
+                            if let Ok(mut d) = b.due.lock() {
+                                d.0 = Instant::now() + b.every;
+                            }
+                        }
+                        if let Ok(d) = b.due.lock() {
+                            wake = wake.min(d.0).min(d.1);
+                        }
+                    }
+                    // Woken early when a run is added or the worker stops.
+                    std::thread::park_timeout(wake.saturating_duration_since(Instant::now()));
+                }
+            })
+            .ok();
+        Heart { runs, quit, thread }
+    }
+
+    /// Starts heartbeating a run.
+    fn add(&self, run: &str, every: Duration) -> Arc<Beating> {
+        let now = Instant::now();
+        let b = Arc::new(Beating {
+            run: run.to_string(),
+            cancel: Cancel::new(),
+            log: RunLog::default(),
+            running: AtomicBool::new(false),
+            stopped: Mutex::new(None),
+            sent: Mutex::new((0, false)),
+            due: Mutex::new((now + FIRST_BEAT.min(every), now + LOG_EVERY)),
+            every,
+        });
+        if let Ok(mut l) = self.runs.lock() {
+            l.push(b.clone());
+        }
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+        b
+    }
+
+    /// Stops heartbeating a run and closes its log; returns the log's end
+    /// that is still to be sent, with the offset it goes at.
+    fn close(&self, b: &Beating) -> Option<LogTail> {
+        if let Ok(mut l) = self.runs.lock() {
+            l.retain(|x| x.run != b.run);
+        }
+        // Waits for a send in progress.
+        let mut sent = b.sent.lock().ok()?;
+        sent.1 = true;
+        let bytes = b.log.take();
+        use base64::Engine as _;
+        (!bytes.is_empty()).then(|| LogTail { offset: sent.0, data: base64::engine::general_purpose::STANDARD.encode(bytes) })
+    }
+
+    fn quit(&self) {
         self.quit.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.lock().ok().and_then(|mut h| h.take()) {
-            h.thread().unpark();
-            let _ = h.join();
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
         }
     }
 }
 
-impl Drop for Heart {
-    fn drop(&mut self) {
-        self.close();
+/// One heartbeat of a run.
+fn beat(client: &Client, b: &Beating) {
+    if b.sent.lock().map(|s| s.1).unwrap_or(true) {
+        return;
+    }
+    let stop = match client.heartbeat(&b.run, b.running.load(Ordering::SeqCst)) {
+        Ok(h) if !h.proceed => Some(h.reason.unwrap_or_else(|| "stop".into())),
+        Ok(_) => None,
+        Err(ClientError::Api { status: 404, .. }) => Some("the coordinator does not know this run".into()),
+        // A missed heartbeat: try again next time; the lease allows several.
+        Err(_) => None,
+    };
+    if let Some(why) = stop {
+        if let Ok(mut g) = b.stopped.lock() {
+            *g = Some(why);
+        }
+        b.cancel.cancel();
     }
 }
 
-/// Runs one lease to its receipt (Ok) or its failure report (Err).
-fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs::BlobStore>, opts: &WorkerOptions, lease: Lease) -> Result<String, String> {
-    let cancel = Cancel::new();
-    let heart = Heart::start(client.clone(), lease.run.clone(), Duration::from_millis(lease.heartbeat_ms.max(50)), cancel.clone());
-    let refuse = |code: &str, reason: String| -> Result<String, String> {
-        heart.log.line(&format!("no result: {code}: {reason}"));
-        heart.close();
-        match retrying("fail", || client.fail(&lease.run, code, &reason)) {
-            Ok(_) => Err(format!("{code}: {reason}")),
-            Err(e) => Err(format!("{code}: {reason} (and the report failed: {e})")),
+/// What one run came to: Ok (a receipt sent) or Err (no result, reported
+/// or not), and the runs leased with its end (`next`).
+type RunEnd = (Result<String, String>, Vec<Lease>);
+
+/// Runs one lease to its receipt or its failure report, asking for the
+/// slot's next run with the receipt unless the worker is stopping or has
+/// leased its `max_runs`.
+fn run_one(ctx: &Ctx, lease: Lease) -> RunEnd {
+    let (client, opts) = (&ctx.client, &ctx.opts);
+    let b = ctx.heart.add(&lease.run, Duration::from_millis(lease.heartbeat_ms.max(50)));
+    let refuse = |code: &str, reason: String| -> RunEnd {
+        b.log.line(&format!("no result: {code}: {reason}"));
+        let req = FailRequest { code: code.into(), reason: reason.clone(), log: ctx.heart.close(&b) };
+        match retrying("fail", || client.fail_with(&lease.run, &req)) {
+            Ok(_) => (Err(format!("{code}: {reason}")), Vec::new()),
+            Err(e) => (Err(format!("{code}: {reason} (and the report failed: {e})")), Vec::new()),
         }
     };
     let bundle = match Bundle::parse(lease.bundle.as_bytes()) {
@@ -380,43 +540,59 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
         Ok(d) => d,
         Err(e) => return refuse("error", format!("cannot make a staging directory: {e}")),
     };
+    let cache = ctx.cache.as_ref();
     let mut get = |d: &Digest| -> Result<Arc<Vec<u8>>, String> {
-        if let Some(c) = cache
-            && let Ok(b) = c.get(d)
-        {
-            return Ok(Arc::new(b));
+        if let Some(b) = ctx.recent.lock().ok().and_then(|r| r.get(d)) {
+            return Ok(b);
         }
-        let bytes = retrying("get blob", || client.get_blob(d)).map_err(|e| e.to_string())?;
-        if let Some(c) = cache {
-            // Checked against the digest before it is kept.
-            let _ = c.put(d, &bytes);
+        let bytes = match cache.map(|c| c.get(d)) {
+            // Checked against the digest as it was read.
+            Some(Ok(b)) => b,
+            _ => {
+                let bytes = retrying("get blob", || client.get_blob(d)).map_err(|e| e.to_string())?;
+                if Digest::of(&bytes) != *d {
+                    // `materialize` names the blob and what it is for.
+                    return Ok(Arc::new(bytes));
+                }
+                if let Some(c) = cache {
+                    let _ = c.put(d, &bytes);
+                }
+                bytes
+            }
+        };
+        // Only bytes that hash to their name get here.
+        let bytes = Arc::new(bytes);
+        if let Ok(mut r) = ctx.recent.lock() {
+            r.put(*d, bytes.clone());
         }
-        Ok(Arc::new(bytes))
+        Ok(bytes)
     };
     let job = match bundle.materialize(stage.path(), &mut get) {
         Ok(j) => j,
         Err(e) => return refuse("refused", e.to_string()),
     };
     drop(stage);
-    heart.log.line(&format!("job {} ({}), {} blobs checked; running on {}", job.digest(), job.name, bundle.blobs().len(), opts.backend.as_str()));
-    heart.running.store(true, Ordering::SeqCst);
-    if let Some(t) = heart.handle.lock().ok().and_then(|h| h.as_ref().map(|h| h.thread().clone())) {
-        t.unpark();
-    }
+    b.log.line(&format!("job {} ({}), {} blobs checked; running on {}", job.digest(), job.name, bundle.blobs().len(), opts.backend.as_str()));
+    b.running.store(true, Ordering::SeqCst);
     let started = Timestamp::now();
-    let tap_log = heart.log.clone();
-    let tap = crate::sandbox::StdioTap(Arc::new(move |_stream: u32, bytes: &[u8]| tap_log.push(bytes)));
-    let outcome = match sandbox.run_with(&job, RunOptions { cancel: Some(cancel), tap: Some(tap), ..RunOptions::default() }) {
+    let tap_log = b.clone();
+    let tap = crate::sandbox::StdioTap(Arc::new(move |_stream: u32, bytes: &[u8]| tap_log.log.push(bytes)));
+    let outcome = match ctx.sandbox.run_with(&job, RunOptions { cancel: Some(b.cancel.clone()), tap: Some(tap), ..RunOptions::default() }) {
         Ok(o) => o,
-        Err(RunError::Cancelled) => return Err(format!("stopped: {}; nothing sent", heart.stopped().unwrap_or_default())),
+        Err(RunError::Cancelled) => {
+            ctx.heart.close(&b);
+            return (Err(format!("stopped: {}; nothing sent", b.stopped().unwrap_or_default())), Vec::new());
+        }
         Err(RunError::Timeout(t)) => return refuse("timeout", format!("no result within the safety timeout of {t:?}")),
         Err(e) => return refuse("error", e.to_string()),
     };
-    if let Some(why) = heart.stopped() {
-        return Err(format!("stopped: {why}; nothing sent"));
+    if let Some(why) = b.stopped() {
+        ctx.heart.close(&b);
+        return (Err(format!("stopped: {why}; nothing sent")), Vec::new());
     }
     let outcome = if opts.faulty { flip(&outcome) } else { outcome };
-    // Outputs first, so the receipt never names a blob the coordinator lacks.
+    // Every output the receipt will name reaches the coordinator before or
+    // with it: the small ones inline, the rest uploaded first if missing.
     let mut blobs: BTreeMap<Digest, Vec<u8>> = BTreeMap::new();
     blobs.insert(Digest::of(&outcome.stdout), outcome.stdout.clone());
     blobs.insert(Digest::of(&outcome.stderr), outcome.stderr.clone());
@@ -432,15 +608,18 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
             Node::Dir(_) => {}
         }
     });
-    let missing = match retrying("missing", || client.missing(blobs.keys().copied().collect())) {
-        Ok(m) => m,
-        Err(e) => return refuse("error", format!("cannot ask which outputs to upload: {e}")),
-    };
-    for d in missing {
-        if let Some(b) = blobs.remove(&d)
-            && let Err(e) = retrying("put blob", || client.put_blob(&d, b.clone()))
-        {
-            return refuse("error", format!("cannot upload output {d}: {e}"));
+    let (inline, upload) = split_inline(blobs);
+    if !upload.is_empty() {
+        let missing = match retrying("missing", || client.missing(upload.keys().copied().collect())) {
+            Ok(m) => m,
+            Err(e) => return refuse("error", format!("cannot ask which outputs to upload: {e}")),
+        };
+        for d in missing {
+            if let Some(bytes) = upload.get(&d)
+                && let Err(e) = retrying("put blob", || client.put_blob(&d, bytes.clone()))
+            {
+                return refuse("error", format!("cannot upload output {d}: {e}"));
+            }
         }
     }
     let run_id = match uuid::Uuid::parse_str(&lease.run) {
@@ -465,16 +644,48 @@ fn run_one(client: &Arc<Client>, sandbox: &Sandbox, cache: Option<&super::blobs:
         Ok(e) => e,
         Err(e) => return refuse("error", format!("cannot sign: {e}")),
     };
-    let receipt = String::from_utf8_lossy(&envelope.to_json()).into_owned();
-    heart.log.line(&format!("{} ({}), fuel {}; receipt signed", summary.termination, summary.outcome_digest, summary.fuel_consumed));
-    heart.close();
-    match retrying("complete", || client.complete(&lease.run, receipt.clone())) {
-        Ok(ack) => match ack.rejected {
-            None => Ok(format!("{} ({}), receipt {}", summary.termination, summary.outcome_digest.short(), ack.state.as_str())),
-            Some(why) => Err(format!("receipt refused: {why}")),
-        },
-        Err(e) => Err(format!("cannot send the receipt: {e}")),
+    b.log.line(&format!("{} ({}), fuel {}; receipt signed", summary.termination, summary.outcome_digest, summary.fuel_consumed));
+    let next = !ctx.stop.load(Ordering::SeqCst) && ctx.reserve();
+    let req = CompleteRequest {
+        receipt: String::from_utf8_lossy(&envelope.to_json()).into_owned(),
+        outputs: inline,
+        log: ctx.heart.close(&b),
+        next: next.then_some(1),
+    };
+    let (said, leases) = match retrying("complete", || client.complete_with(&lease.run, &req)) {
+        Ok(ack) => {
+            let said = match ack.rejected {
+                None => Ok(format!("{} ({}), receipt {}", summary.termination, summary.outcome_digest.short(), ack.state.as_str())),
+                Some(why) => Err(format!("receipt refused: {why}")),
+            };
+            (said, ack.leases)
+        }
+        Err(e) => (Err(format!("cannot send the receipt: {e}")), Vec::new()),
+    };
+    if next && leases.is_empty() {
+        ctx.leased.fetch_sub(1, Ordering::SeqCst);
     }
+    (said, leases)
+}
+
+/// Splits a run's outputs into those sent inline with the receipt
+/// (smallest first, within [`MAX_INLINE_OUTPUT_BYTES`], base64) and those
+/// to upload first.
+fn split_inline(blobs: BTreeMap<Digest, Vec<u8>>) -> (BTreeMap<Digest, String>, BTreeMap<Digest, Vec<u8>>) {
+    use base64::Engine as _;
+    let mut by_size: Vec<(Digest, Vec<u8>)> = blobs.into_iter().collect();
+    by_size.sort_by_key(|(d, b)| (b.len(), *d));
+    let (mut inline, mut upload) = (BTreeMap::new(), BTreeMap::new());
+    let mut room = MAX_INLINE_OUTPUT_BYTES;
+    for (d, bytes) in by_size {
+        if bytes.len() <= room {
+            room -= bytes.len();
+            inline.insert(d, base64::engine::general_purpose::STANDARD.encode(&bytes));
+        } else {
+            upload.insert(d, bytes);
+        }
+    }
+    (inline, upload)
 }
 
 /// The lie of a faulty worker: the first byte of stdout flipped (an empty

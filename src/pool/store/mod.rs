@@ -42,6 +42,19 @@ pub enum StoreError {
     /// The request is malformed (a cursor this store never gave).
     #[error("{0}")]
     BadRequest(String),
+    /// The request would pass a limit (a run's log).
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// What a log append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogAppend {
+    /// The log's size now.
+    pub size: u64,
+    /// Whether the bytes were appended (false: the offset was not the
+    /// log's size, and nothing was written).
+    pub appended: bool,
 }
 
 /// A job's accepted receipts: (run id, envelope JSON).
@@ -238,6 +251,12 @@ pub trait Store: Send + Sync {
     /// calls `delete` on the rest, forgets which tenants uploaded the ones
     /// deleted, and returns how many were.
     fn gc_commit(&self, since_seq: i64, candidates: Vec<Digest>, delete: &mut dyn FnMut(&Digest) -> bool) -> Result<u64, StoreError>;
+    /// Appends `bytes` to the log of run `run`, open and leased to `node`,
+    /// if `offset` is the log's size; a log passes no `max` bytes.
+    fn append_log(&self, node: &NodeId, run: &str, offset: u64, bytes: &[u8], max: u64) -> Result<LogAppend, StoreError>;
+    /// At most `max` bytes of the log of run `run` of a tenant's job from
+    /// `offset` (empty past its end), and the run's state when read.
+    fn read_log(&self, tenant: &str, job: &str, run: &str, offset: u64, max: usize) -> Result<(Vec<u8>, RunState), StoreError>;
     /// Counts for metrics.
     fn counts(&self) -> Result<Counts, StoreError>;
 }

@@ -1,6 +1,7 @@
 //! [`Store`] on an embedded SQLite database: one file, WAL, every method
-//! one `IMMEDIATE` transaction (so two writers never interleave), and
-//! versioned migrations recorded in `PRAGMA user_version`.
+//! one `IMMEDIATE` transaction (so two writers never interleave), every
+//! statement prepared once and cached, and versioned migrations recorded
+//! in `PRAGMA user_version`.
 //!
 //! Durability: `synchronous = NORMAL` under WAL survives the coordinator's
 //! crash or SIGKILL (a committed transaction is in the WAL file before the
@@ -11,9 +12,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Beat, CheckedReceipt, Counts, Event, Leased, ListFilter, Millis, NewJob, Store, StoreError};
+use super::{Beat, CheckedReceipt, Counts, Event, Leased, ListFilter, LogAppend, Millis, NewJob, Store, StoreError};
 use crate::digest::{Digest, JobDigest};
 use crate::node::NodeId;
 use crate::pool::api::{GroupMode, JobPage, JobState, JobSummary, JobView, RejectedReceipt, RunCounts, RunState, RunView};
@@ -102,6 +103,16 @@ const MIGRATIONS: &[&str] = &[
     // 3: a tenant's unfinished jobs, counted at every submit, without
     // visiting its finished ones (jobs_tenant holds them all).
     "CREATE INDEX jobs_unfinished ON jobs (tenant) WHERE state IN ('pending', 'running');",
+    // 4: run logs in the database, a row per append, rather than a file per
+    // run: a run's log commits with its state, costs no file creation, and
+    // is reachable from wherever the database is.
+    "CREATE TABLE run_logs (
+        run TEXT NOT NULL,
+        offset INTEGER NOT NULL,
+        bytes BLOB NOT NULL,
+        PRIMARY KEY (run, offset)
+    ) WITHOUT ROWID;
+    ALTER TABLE runs ADD COLUMN log_size INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The SQLite store.
@@ -116,17 +127,18 @@ fn db(e: rusqlite::Error) -> StoreError {
 }
 
 /// Distinct statements the store runs, all kept prepared (rusqlite's
-/// default keeps 16; the store has about 40): parsing and planning a
-/// statement costs as much as running most of them.
-const STATEMENT_CACHE: usize = 64;
+/// default keeps 16; the store has about 50, with the variants of a
+/// filtered list): parsing and planning a statement costs as much as
+/// running most of them.
+const STATEMENT_CACHE: usize = 128;
 
 /// Runs `sql` through the connection's statement cache.
-fn exec(tx: &Transaction, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+fn exec(tx: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
     tx.prepare_cached(sql)?.execute(params)
 }
 
 /// Reads one row of `sql` through the connection's statement cache.
-fn row<T>(tx: &Transaction, sql: &str, params: impl rusqlite::Params, f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+fn row<T>(tx: &Connection, sql: &str, params: impl rusqlite::Params, f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
     tx.prepare_cached(sql)?.query_row(params, f)
 }
 
@@ -162,18 +174,29 @@ impl SqliteStore {
         Ok(SqliteStore { conn: Mutex::new(conn), memo: ReceiptMemo::default() })
     }
 
-    fn tx<T>(&self, f: impl FnOnce(&Transaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().map_err(|_| StoreError::Db("store lock poisoned".into()))?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(db)?;
-        Ok(out)
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed if it
+    /// returns Ok, rolled back if it returns Err. The three statements are
+    /// prepared once, like every other (parsing `BEGIN` and `COMMIT` anew
+    /// each time was a tenth of the coordinator's CPU under load).
+    fn tx<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let conn = self.conn.lock().map_err(|_| StoreError::Db("store lock poisoned".into()))?;
+        let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(db);
+        if !conn.is_autocommit() {
+            // A transaction left open by a caller that did not return.
+            run("ROLLBACK")?;
+        }
+        run("BEGIN IMMEDIATE")?;
+        let out = f(&conn).and_then(|v| run("COMMIT").map(|_| v));
+        if out.is_err() && !conn.is_autocommit() {
+            let _ = run("ROLLBACK");
+        }
+        out
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn event(
-    tx: &Transaction,
+    tx: &Connection,
     tenant: &str,
     now: Millis,
     kind: &str,
@@ -192,13 +215,13 @@ fn event(
     Ok(())
 }
 
-fn bump(tx: &Transaction, name: &str, by: i64) -> Result<(), StoreError> {
+fn bump(tx: &Connection, name: &str, by: i64) -> Result<(), StoreError> {
     exec(tx, "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = value + ?2", params![name, by]).map_err(db)?;
     Ok(())
 }
 
 /// Ends a job's open runs as cancelled, with events.
-fn cancel_open_runs(tx: &Transaction, seq: i64, tenant: &str, job: &str, reason: &str, now: Millis) -> Result<(), StoreError> {
+fn cancel_open_runs(tx: &Connection, seq: i64, tenant: &str, job: &str, reason: &str, now: Millis) -> Result<(), StoreError> {
     let mut stmt = tx.prepare_cached("SELECT id, node FROM runs WHERE job_seq = ?1 AND state IN ('leased', 'running')").map_err(db)?;
     let open: Vec<(String, String)> = stmt.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
     for (run, node) in &open {
@@ -211,7 +234,7 @@ fn cancel_open_runs(tx: &Transaction, seq: i64, tenant: &str, job: &str, reason:
 
 /// Ends a job in a final state.
 #[allow(clippy::too_many_arguments)]
-fn finish_job(tx: &Transaction, seq: i64, tenant: &str, job: &str, state: JobState, reason: Option<&str>, now: Millis) -> Result<(), StoreError> {
+fn finish_job(tx: &Connection, seq: i64, tenant: &str, job: &str, state: JobState, reason: Option<&str>, now: Millis) -> Result<(), StoreError> {
     let why = reason.unwrap_or(match state {
         JobState::Succeeded => "decided",
         _ => "job ended",
@@ -223,25 +246,25 @@ fn finish_job(tx: &Transaction, seq: i64, tenant: &str, job: &str, state: JobSta
 }
 
 /// Applies [`decide`] to the job after one of its runs ended.
-fn decide_job(tx: &Transaction, seq: i64, policy: &Policy, memo: &ReceiptMemo, now: Millis) -> Result<(), StoreError> {
-    let row = tx
-        .query_row(
-            "SELECT id, tenant, job_digest, replicas, max_runs, max_errors, open_runs, total_runs, error_runs, last_error_code, last_error, state
+fn decide_job(tx: &Connection, seq: i64, policy: &Policy, memo: &ReceiptMemo, now: Millis) -> Result<(), StoreError> {
+    let row = row(
+        tx,
+        "SELECT id, tenant, job_digest, replicas, max_runs, max_errors, open_runs, total_runs, error_runs, last_error_code, last_error, state
              FROM jobs WHERE seq = ?1",
-            [seq],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    [r.get::<_, u32>(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
-                    r.get::<_, Option<String>>(9)?,
-                    r.get::<_, Option<String>>(10)?,
-                    r.get::<_, String>(11)?,
-                ))
-            },
-        )
-        .map_err(db)?;
+        [seq],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                [r.get::<_, u32>(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
+                r.get::<_, Option<String>>(9)?,
+                r.get::<_, Option<String>>(10)?,
+                r.get::<_, String>(11)?,
+            ))
+        },
+    )
+    .map_err(db)?;
     let (id, tenant, digest, [replicas, max_runs, max_errors, open, total, errors], code, last, state) = row;
     if state.parse::<JobState>().map_err(StoreError::Db)?.is_final() {
         return Ok(());
@@ -320,15 +343,15 @@ fn parse_state<T: std::str::FromStr<Err = String>>(s: String) -> Result<T, Store
 }
 
 /// The run `run` if it is leased to `node`: (job seq, tenant, job id, state).
-fn run_of(tx: &Transaction, node: &NodeId, run: &str) -> Result<(i64, String, String, RunState), StoreError> {
-    let row: Option<(i64, String, String, String)> = tx
-        .query_row(
-            "SELECT r.job_seq, j.tenant, j.id, r.state FROM runs r JOIN jobs j ON j.seq = r.job_seq WHERE r.id = ?1 AND r.node = ?2",
-            params![run, node.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()
-        .map_err(db)?;
+fn run_of(tx: &Connection, node: &NodeId, run: &str) -> Result<(i64, String, String, RunState), StoreError> {
+    let row: Option<(i64, String, String, String)> = row(
+        tx,
+        "SELECT r.job_seq, j.tenant, j.id, r.state FROM runs r JOIN jobs j ON j.seq = r.job_seq WHERE r.id = ?1 AND r.node = ?2",
+        params![run, node.to_string()],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
+    .optional()
+    .map_err(db)?;
     let (seq, tenant, job, state) = row.ok_or_else(|| StoreError::NoRun(run.to_string()))?;
     Ok((seq, tenant, job, parse_state(state)?))
 }
@@ -386,8 +409,7 @@ impl Store for SqliteStore {
 
     fn job(&self, tenant: &str, id: &str) -> Result<JobView, StoreError> {
         self.tx(|tx| {
-            let row = tx
-                .query_row(
+            let row = row(tx,
                     "SELECT seq, name, job_digest, state, reason, grp, mode, priority, replicas, max_runs, submitter, verdict, accepted, tally, created_at, finished_at
                      FROM jobs WHERE id = ?1 AND tenant = ?2",
                     params![id, tenant],
@@ -463,7 +485,7 @@ impl Store for SqliteStore {
         };
         self.tx(|tx| {
             let mut stmt = tx
-                .prepare(
+                .prepare_cached(
                     "SELECT seq, id, name, state, grp, priority, verdict, created_at FROM jobs
                      WHERE tenant = ?1 AND seq < ?2 AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR grp = ?4)
                      ORDER BY seq DESC LIMIT ?5",
@@ -501,11 +523,11 @@ impl Store for SqliteStore {
 
     fn cancel(&self, tenant: &str, id: &str, reason: &str, now: Millis) -> Result<(), StoreError> {
         self.tx(|tx| {
-            let (seq, state): (i64, String) = tx
-                .query_row("SELECT seq, state FROM jobs WHERE id = ?1 AND tenant = ?2", params![id, tenant], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-                .map_err(db)?
-                .ok_or_else(|| StoreError::NoJob(id.to_string()))?;
+            let (seq, state): (i64, String) =
+                row(tx, "SELECT seq, state FROM jobs WHERE id = ?1 AND tenant = ?2", params![id, tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .map_err(db)?
+                    .ok_or_else(|| StoreError::NoJob(id.to_string()))?;
             let state: JobState = parse_state(state)?;
             if state.is_final() {
                 return Err(StoreError::Conflict(format!("job {id} is already {state}")));
@@ -520,7 +542,7 @@ impl Store for SqliteStore {
             // The most urgent, oldest job that wants a run, has none on this
             // node, and is the oldest unfinished job of its group.
             let mut stmt = tx
-                .prepare(
+                .prepare_cached(
                     "SELECT j.seq, j.id, j.tenant, j.job_digest, j.bundle, j.signature, j.state FROM jobs j
                      WHERE j.state IN ('pending', 'running')
                        AND j.open_runs + j.good_runs < j.replicas
@@ -587,14 +609,14 @@ impl Store for SqliteStore {
 
     fn run_state(&self, tenant: &str, job: &str, run: &str) -> Result<RunState, StoreError> {
         self.tx(|tx| {
-            let state: Option<String> = tx
-                .query_row(
-                    "SELECT r.state FROM runs r JOIN jobs j ON j.seq = r.job_seq WHERE r.id = ?1 AND j.id = ?2 AND j.tenant = ?3",
-                    params![run, job, tenant],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db)?;
+            let state: Option<String> = row(
+                tx,
+                "SELECT r.state FROM runs r JOIN jobs j ON j.seq = r.job_seq WHERE r.id = ?1 AND j.id = ?2 AND j.tenant = ?3",
+                params![run, job, tenant],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)?;
             parse_state(state.ok_or_else(|| StoreError::NoRun(run.to_string()))?)
         })
     }
@@ -676,7 +698,7 @@ impl Store for SqliteStore {
     fn expire(&self, policy: &Policy, now: Millis) -> Result<usize, StoreError> {
         self.tx(|tx| {
             let mut stmt = tx
-                .prepare("SELECT r.id, r.node, r.job_seq, j.tenant, j.id FROM runs r JOIN jobs j ON j.seq = r.job_seq WHERE r.state IN ('leased', 'running') AND r.lease_until < ?1")
+                .prepare_cached("SELECT r.id, r.node, r.job_seq, j.tenant, j.id FROM runs r JOIN jobs j ON j.seq = r.job_seq WHERE r.state IN ('leased', 'running') AND r.lease_until < ?1")
                 .map_err(db)?;
             let rows: Vec<(String, String, i64, String, String)> =
                 stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
@@ -698,11 +720,11 @@ impl Store for SqliteStore {
 
     fn receipts(&self, tenant: &str, id: &str) -> Result<(JobDigest, super::Receipts), StoreError> {
         self.tx(|tx| {
-            let (seq, digest): (i64, String) = tx
-                .query_row("SELECT seq, job_digest FROM jobs WHERE id = ?1 AND tenant = ?2", params![id, tenant], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-                .map_err(db)?
-                .ok_or_else(|| StoreError::NoJob(id.to_string()))?;
+            let (seq, digest): (i64, String) =
+                row(tx, "SELECT seq, job_digest FROM jobs WHERE id = ?1 AND tenant = ?2", params![id, tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .map_err(db)?
+                    .ok_or_else(|| StoreError::NoJob(id.to_string()))?;
             let mut stmt = tx.prepare_cached("SELECT id, receipt FROM runs WHERE job_seq = ?1 AND state = 'succeeded' ORDER BY leased_at, id").map_err(db)?;
             let receipts = stmt.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
             Ok((digest.parse().map_err(|_| StoreError::Db("bad digest in store".into()))?, receipts))
@@ -712,7 +734,7 @@ impl Store for SqliteStore {
     fn events(&self, tenant: &str, after: i64, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.tx(|tx| {
             let mut stmt = tx
-                .prepare("SELECT seq, at, kind, job, run, node, state, reason FROM events WHERE tenant = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
+                .prepare_cached("SELECT seq, at, kind, job, run, node, state, reason FROM events WHERE tenant = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
                 .map_err(db)?;
             stmt.query_map(params![tenant, after, limit as i64], |r| {
                 Ok(Event {
@@ -734,8 +756,7 @@ impl Store for SqliteStore {
 
     fn prune_events(&self, before: Millis, keep: u64) -> Result<u64, StoreError> {
         self.tx(|tx| {
-            let n = tx
-                .execute("DELETE FROM events WHERE at < ?1 AND seq <= (SELECT coalesce(max(seq), 0) FROM events) - ?2", params![before, keep as i64])
+            let n = exec(tx, "DELETE FROM events WHERE at < ?1 AND seq <= (SELECT coalesce(max(seq), 0) FROM events) - ?2", params![before, keep as i64])
                 .map_err(db)?;
             Ok(n as u64)
         })
@@ -747,7 +768,7 @@ impl Store for SqliteStore {
 
     fn record_blob(&self, tenant: &str, digest: &Digest, now: Millis) -> Result<(), StoreError> {
         self.tx(|tx| {
-            tx.execute("INSERT OR IGNORE INTO tenant_blobs (tenant, digest, at) VALUES (?1, ?2, ?3)", params![tenant, digest.to_string(), now]).map_err(db)?;
+            exec(tx, "INSERT OR IGNORE INTO tenant_blobs (tenant, digest, at) VALUES (?1, ?2, ?3)", params![tenant, digest.to_string(), now]).map_err(db)?;
             Ok(())
         })
     }
@@ -761,9 +782,9 @@ impl Store for SqliteStore {
 
     fn gc_roots(&self, retain_after: Millis) -> Result<(i64, BTreeSet<Digest>), StoreError> {
         self.tx(|tx| {
-            let newest: i64 = tx.query_row("SELECT coalesce(max(seq), 0) FROM jobs", [], |r| r.get(0)).map_err(db)?;
+            let newest: i64 = row(tx, "SELECT coalesce(max(seq), 0) FROM jobs", [], |r| r.get(0)).map_err(db)?;
             let mut roots = BTreeSet::new();
-            let mut stmt = tx.prepare("SELECT seq, bundle FROM jobs WHERE state IN ('pending', 'running') OR finished_at >= ?1").map_err(db)?;
+            let mut stmt = tx.prepare_cached("SELECT seq, bundle FROM jobs WHERE state IN ('pending', 'running') OR finished_at >= ?1").map_err(db)?;
             let jobs: Vec<(i64, String)> = stmt.query_map([retain_after], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
             let mut receipts = tx.prepare_cached("SELECT receipt FROM runs WHERE job_seq = ?1 AND state = 'succeeded'").map_err(db)?;
             for (seq, bundle) in jobs {
@@ -781,7 +802,7 @@ impl Store for SqliteStore {
         self.tx(|tx| {
             // Jobs submitted since the roots were taken may name candidates.
             let mut newer = BTreeSet::new();
-            let mut stmt = tx.prepare("SELECT bundle FROM jobs WHERE seq > ?1").map_err(db)?;
+            let mut stmt = tx.prepare_cached("SELECT bundle FROM jobs WHERE seq > ?1").map_err(db)?;
             let bundles: Vec<String> = stmt.query_map([since_seq], |r| r.get(0)).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
             for b in bundles {
                 bundle_blobs(&b, &mut newer);
@@ -789,12 +810,67 @@ impl Store for SqliteStore {
             let mut deleted = 0;
             for d in candidates.into_iter().filter(|d| !newer.contains(d)) {
                 if delete(&d) {
-                    tx.execute("DELETE FROM tenant_blobs WHERE digest = ?1", [d.to_string()]).map_err(db)?;
+                    exec(tx, "DELETE FROM tenant_blobs WHERE digest = ?1", [d.to_string()]).map_err(db)?;
                     deleted += 1;
                 }
             }
             bump(tx, "blobs_collected", deleted as i64)?;
             Ok(deleted)
+        })
+    }
+
+    fn append_log(&self, node: &NodeId, run: &str, offset: u64, bytes: &[u8], max: u64) -> Result<LogAppend, StoreError> {
+        self.tx(|tx| {
+            let (_, _, _, state) = run_of(tx, node, run)?;
+            if !matches!(state, RunState::Leased | RunState::Running) {
+                return Err(StoreError::Conflict(format!("run {run} is {}: its log is closed", state.as_str())));
+            }
+            let size: i64 = row(tx, "SELECT log_size FROM runs WHERE id = ?1", [run], |r| r.get(0)).map_err(db)?;
+            let size = size as u64;
+            if offset != size || bytes.is_empty() {
+                return Ok(LogAppend { size, appended: offset == size });
+            }
+            let end = size.saturating_add(bytes.len() as u64);
+            if end > max {
+                return Err(StoreError::TooLarge(format!("the log of run {run} would pass its limit of {max} bytes")));
+            }
+            exec(tx, "INSERT INTO run_logs (run, offset, bytes) VALUES (?1, ?2, ?3)", params![run, size as i64, bytes]).map_err(db)?;
+            exec(tx, "UPDATE runs SET log_size = ?2 WHERE id = ?1", params![run, end as i64]).map_err(db)?;
+            Ok(LogAppend { size: end, appended: true })
+        })
+    }
+
+    fn read_log(&self, tenant: &str, job: &str, run: &str, offset: u64, max: usize) -> Result<(Vec<u8>, RunState), StoreError> {
+        self.tx(|tx| {
+            let state: Option<String> = row(
+                tx,
+                "SELECT r.state FROM runs r JOIN jobs j ON j.seq = r.job_seq WHERE r.id = ?1 AND j.id = ?2 AND j.tenant = ?3",
+                params![run, job, tenant],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)?;
+            let state: RunState = parse_state(state.ok_or_else(|| StoreError::NoRun(run.to_string()))?)?;
+            // The chunk holding `offset`, and those after it.
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT offset, bytes FROM run_logs WHERE run = ?1 AND offset >= coalesce(
+                        (SELECT max(offset) FROM run_logs WHERE run = ?1 AND offset <= ?2), 0) ORDER BY offset",
+                )
+                .map_err(db)?;
+            let mut rows = stmt.query(params![run, offset as i64]).map_err(db)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(db)? {
+                let at: i64 = r.get(0).map_err(db)?;
+                let bytes: Vec<u8> = r.get(1).map_err(db)?;
+                let skip = (offset.saturating_sub(at as u64) as usize).min(bytes.len());
+                out.extend_from_slice(&bytes[skip..]);
+                if out.len() >= max {
+                    out.truncate(max);
+                    break;
+                }
+            }
+            Ok((out, state))
         })
     }
 
