@@ -772,6 +772,7 @@ fn job_v3_vectors() {
         let name = case["name"].as_str().expect("name").to_string();
         let d = dir();
         fs::copy(fixture("vectors/minimal.wasm"), d.path().join("minimal.wasm")).expect("copy");
+        fs::copy(fixture("vectors/minimal-threads.wasm"), d.path().join("minimal-threads.wasm")).expect("copy");
         for (rel, content) in case["files"].as_object().expect("files") {
             write(d.path(), rel, content.as_str().expect("file content").as_bytes());
         }

@@ -150,6 +150,7 @@ impl DiffJob {
             unknown_imports: UnknownImports::Refuse,
             preloads: Vec::new(),
             sandbox_dirs: true,
+            threads: None,
         }
     }
 }
