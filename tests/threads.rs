@@ -222,3 +222,27 @@ fn scheduler_settings_are_in_the_job_digest() {
     assert_ne!(job.digest(), other.digest());
     assert_ne!(job.digest(), with_seed(&job, 1, Policy::Random).digest());
 }
+
+#[test]
+fn explore_finds_the_race_and_says_how_to_reproduce_it() {
+    let explore = |job: &str, n: &str| {
+        std::process::Command::new(crate::util::canon_bin())
+            .args(["explore", "--schedules", n])
+            .arg(fixture(&format!("jobs/{job}.toml")))
+            .env("CANON_CACHE_DIR", scratch().path())
+            .output()
+            .expect("spawn canon explore")
+    };
+    let racy = explore("threads-racy", "12");
+    let text = String::from_utf8_lossy(&racy.stdout);
+    assert_eq!(racy.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&racy.stderr));
+    assert!(text.contains("12 schedules, policy pct (depth 3)") && text.matches("\nresult ").count() >= 2, "{text}");
+    assert!(text.contains("seed = <its first seed>"), "{text}");
+    let mutex = explore("threads-mutex", "6");
+    let text = String::from_utf8_lossy(&mutex.stdout);
+    assert_eq!(mutex.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&mutex.stderr));
+    assert!(text.contains("1 distinct result\n"), "{text}");
+    let plain = explore("hello", "2");
+    assert_eq!(plain.status.code(), Some(125), "{}", String::from_utf8_lossy(&plain.stderr));
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("not a threaded job"));
+}
