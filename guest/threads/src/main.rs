@@ -14,6 +14,9 @@
 //!   then one another thread notifies.
 //! - `bomb`: spawns threads until a spawn fails.
 //! - `spin`: one thread spins forever while the main thread waits for it.
+//! - `pingpong [N]`: two threads each call `yield_now` N times (default
+//!   100 000): under round-robin every yield is a switch, so this times
+//!   the scheduler's context switch.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -34,8 +37,9 @@ fn main() {
         "condvar" => condvar(),
         "bomb" => bomb(),
         "spin" => spin(),
+        "pingpong" => pingpong(n(100_000)),
         _ => {
-            println!("threads MODE [N]: racy, mutex, pipeline, deadlock, condvar, bomb, spin");
+            println!("threads MODE [N]: racy, mutex, pipeline, deadlock, condvar, bomb, spin, pingpong");
             std::process::exit(2);
         }
     }
@@ -182,4 +186,17 @@ fn spin() {
         }
     });
     t.join().expect("join");
+}
+
+fn pingpong(n: u32) {
+    let t = thread::spawn(move || {
+        for _ in 0..n {
+            thread::yield_now();
+        }
+    });
+    for _ in 0..n {
+        thread::yield_now();
+    }
+    t.join().expect("join");
+    println!("pingpong {n} yields in each of 2 threads");
 }
