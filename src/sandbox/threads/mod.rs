@@ -57,6 +57,15 @@ use policy::Chooser;
 /// least. Part of the determinism ABI.
 pub const SCHED_CALL: u64 = super::wasi::cost::CALL;
 
+/// What a spawn costs on top of [`SCHED_CALL`], per byte of the module: a
+/// new thread is a new instance, whose creation is work in proportion to
+/// the module (its functions, tables and segments), charged as a copy of
+/// its bytes is ([`super::wasi::cost::bytes`]), so a loop of spawns is
+/// bounded by fuel as a loop of copies is.
+pub fn spawn_cost(module_bytes: u64) -> u64 {
+    SCHED_CALL.saturating_add(super::wasi::cost::bytes(module_bytes))
+}
+
 /// WASI's `EAGAIN`, which `thread-spawn` returns (negated) past the job's
 /// thread limit, as `pthread_create` does.
 const EAGAIN: i32 = 6;
@@ -139,6 +148,8 @@ pub struct Sched {
     next_tid: u32,
     max_threads: u64,
     waits: u64,
+    /// What a spawn costs ([`spawn_cost`] of the job's module).
+    spawn_cost: u64,
 }
 
 impl Sched {
@@ -297,7 +308,11 @@ async fn notify(caller: &mut Caller<'_, StoreData>, addr: i32, count: i32, offse
 /// `wasi::thread-spawn`: a new thread's id, or `-EAGAIN` past the job's
 /// thread limit (or past the last thread id).
 async fn spawn(caller: &mut Caller<'_, StoreData>, start_arg: i32) -> wasmtime::Result<i32> {
-    charge(caller, SCHED_CALL)?;
+    let cost = {
+        let sched = sched_of(caller)?;
+        lock(&sched).spawn_cost
+    };
+    charge(caller, cost)?;
     let tid = {
         let sched = sched_of(caller)?;
         let mut s = lock(&sched);
@@ -486,6 +501,7 @@ pub(super) fn run(sandbox: &Sandbox, job: &Job, module: &Module, threads: &Threa
         next_tid: 1,
         max_threads: threads.max_threads,
         waits: 0,
+        spawn_cost: spawn_cost(job.module.len() as u64),
     }));
     let mut linker = sandbox.linker.clone();
     add_to_linker(&mut linker).map_err(host_err)?;
