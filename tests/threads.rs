@@ -246,3 +246,59 @@ fn explore_finds_the_race_and_says_how_to_reproduce_it() {
     assert_eq!(plain.status.code(), Some(125), "{}", String::from_utf8_lossy(&plain.stderr));
     assert!(String::from_utf8_lossy(&plain.stderr).contains("not a threaded job"));
 }
+
+#[test]
+fn a_recorded_trace_replays_exactly_and_a_tampered_one_departs_where_it_was_changed() {
+    use canon::sandbox::threads::trace::{Reason, Trace};
+    let dir = scratch();
+    let cache = dir.path().join("cache");
+    let canon = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(crate::util::canon_bin()).args(args).env("CANON_CACHE_DIR", &cache).output().expect("spawn canon")
+    };
+    let job = fixture("jobs/threads-pipeline.toml");
+    let path = dir.path().join("pipeline.trace");
+    let run = canon(&["run".as_ref(), "--json".as_ref(), "--trace".as_ref(), path.as_os_str(), job.as_os_str()]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json");
+    let trace = Trace::decode(&std::fs::read(&path).expect("trace")).expect("a valid trace");
+    assert_eq!(trace.job, load("threads-pipeline").digest());
+    assert!(trace.steps.len() > 20, "{} steps", trace.steps.len());
+    assert_eq!(trace.steps[0].reason, Reason::Start);
+
+    let replay = |t: &Trace| {
+        let p = dir.path().join("t.trace");
+        std::fs::write(&p, t.encode()).expect("write");
+        canon(&["replay".as_ref(), job.as_os_str(), p.as_os_str()])
+    };
+    let same = replay(&trace);
+    let text = String::from_utf8_lossy(&same.stdout);
+    assert!(same.status.success(), "{text}{}", String::from_utf8_lossy(&same.stderr));
+    assert!(text.contains(report["outcome_digest"].as_str().expect("digest")), "{text}");
+
+    let mut bad_thread = trace.clone();
+    bad_thread.steps[10].thread = 99;
+    let out = replay(&bad_thread);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("departs from the trace at step 10: the trace runs thread 99 next"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let mut bad_reason = trace.clone();
+    let k = 15;
+    bad_reason.steps[k].reason = if bad_reason.steps[k].reason == Reason::Yield { Reason::Spawn } else { Reason::Yield };
+    let out = replay(&bad_reason);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("at step {k}:")), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let mut short = trace.clone();
+    short.steps.truncate(5);
+    let out = replay(&short);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("at step 5: the trace ends after 5 steps"), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let other = canon(&["replay".as_ref(), fixture("jobs/threads-mutex.toml").as_os_str(), path.as_os_str()]);
+    assert_eq!(other.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("a trace of job"), "{}", String::from_utf8_lossy(&other.stderr));
+}

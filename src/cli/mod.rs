@@ -39,6 +39,7 @@ mod outdir;
 mod pool;
 mod progress;
 mod quorum;
+mod replay;
 mod run;
 mod verify;
 
@@ -64,6 +65,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Run a threaded job under many scheduler seeds and report its distinct results.
     Explore(explore::Args),
+    /// Run a threaded job along a schedule `canon run --trace` recorded.
+    Replay(replay::Args),
     /// Create a node key (OpenSSH ed25519) and print its node id.
     Keygen(keygen::Args),
     /// Verify receipts: signature, consistency, job and artifacts.
@@ -100,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Exec(args) => exec::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Explore(args) => explore::run(args),
+        Command::Replay(args) => replay::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Quorum(args) => quorum::run(args),

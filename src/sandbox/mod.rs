@@ -71,6 +71,15 @@ pub enum RunError {
     /// The run was stopped through its [`Cancel`] handle: no result.
     #[error("the run was cancelled: no result")]
     Cancelled,
+    /// A run following a recorded schedule ([`RunOptions::replay`]) could
+    /// not follow it: no result.
+    #[error("the run departs from the trace at step {step}: {message}")]
+    Departed {
+        /// The decision, counted from 0.
+        step: usize,
+        /// How the run and the trace differ there.
+        message: String,
+    },
     /// canon itself panicked while running the guest: a bug in canon, never
     /// an outcome (the message is the panic's).
     #[error("canon panicked while running the guest (a bug in canon; no result): {0}")]
@@ -88,7 +97,17 @@ pub struct RunOptions {
     pub cancel: Option<Cancel>,
     /// Sees stdout and stderr as they are written (a live log). Default: none.
     pub tap: Option<StdioTap>,
+    /// Records a threaded run's schedule here, every decision in order
+    /// (`canon run --trace`; docs/THREADS.md). Default: none.
+    pub trace: Option<TraceSink>,
+    /// Follows this schedule instead of the job's policy: the run stops
+    /// with [`RunError::Departed`] at the first decision it cannot follow
+    /// (`canon replay`). Default: none.
+    pub replay: Option<Arc<Vec<threads::trace::Step>>>,
 }
+
+/// Where a threaded run's schedule is recorded.
+pub type TraceSink = Arc<std::sync::Mutex<Vec<threads::trace::Step>>>;
 
 /// A handle that stops a run from another thread (a worker whose job was
 /// cancelled). Stopping uses the watchdog's mechanism: the run's next fuel

@@ -31,6 +31,7 @@
 //! thread's.
 
 pub mod policy;
+pub mod trace;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -50,6 +51,7 @@ use crate::instrument::{self, threads as rewrite};
 use crate::job::{Job, SHARED_MEMORY_IMPORT, Threads};
 use crate::outcome::{Outcome, Termination, TrapKind};
 use policy::Chooser;
+use trace::{Reason, Step};
 
 /// Fuel each scheduler call (`wait`, `notify`, `thread-spawn`,
 /// `sched_yield`) costs besides its `call` instruction: what a WASI call
@@ -101,21 +103,6 @@ pub fn shared_bytes<'a>(memory: &SharedMemory) -> &'a mut [u8] {
     }
 }
 
-/// Why the running thread stopped at a switch point.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Switch {
-    /// Its slice was used up.
-    Slice,
-    /// It waits.
-    Wait,
-    /// It notified.
-    Notify,
-    /// It spawned a thread.
-    Spawn,
-    /// It called `sched_yield`.
-    Yield,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Status {
     Runnable,
@@ -142,7 +129,7 @@ pub struct Sched {
     /// The fuel the thread resumed next takes into its `canon.fuel`.
     grant: u64,
     /// Set by the switch point the running thread stopped at.
-    switch: Option<Switch>,
+    switch: Option<Reason>,
     /// Threads spawned since the executor last looked: (id, start argument).
     spawned: Vec<(u32, i32)>,
     next_tid: u32,
@@ -218,7 +205,7 @@ fn charge(caller: &mut Caller<'_, StoreData>, cost: u64) -> wasmtime::Result<()>
 
 /// Stops the running thread at a switch point: its fuel goes to the bank,
 /// and when the executor resumes it, it takes its new slice.
-async fn switch(caller: &mut Caller<'_, StoreData>, why: Switch) -> wasmtime::Result<()> {
+async fn switch(caller: &mut Caller<'_, StoreData>, why: Reason) -> wasmtime::Result<()> {
     let global = fuel_global(caller)?;
     let g = global.get(&mut *caller).i64().unwrap_or(0);
     let sched = sched_of(caller)?;
@@ -289,7 +276,7 @@ async fn wait(caller: &mut Caller<'_, StoreData>, addr: i32, offset: i32, width:
         let (me, seq) = (s.current, s.waits);
         s.threads.insert(me, Status::Waiting { addr: ea, deadline, seq });
     }
-    switch(caller, Switch::Wait).await?;
+    switch(caller, Reason::Wait).await?;
     let s = lock(&sched);
     Ok(s.woken.get(&s.current).copied().unwrap_or(WOKEN) as i32)
 }
@@ -301,7 +288,7 @@ async fn notify(caller: &mut Caller<'_, StoreData>, addr: i32, count: i32, offse
     charge(caller, SCHED_CALL)?;
     let sched = sched_of(caller)?;
     let n = lock(&sched).wake(ea, count as u32);
-    switch(caller, Switch::Notify).await?;
+    switch(caller, Reason::Notify).await?;
     Ok(n as i32)
 }
 
@@ -325,14 +312,14 @@ async fn spawn(caller: &mut Caller<'_, StoreData>, start_arg: i32) -> wasmtime::
         s.spawned.push((tid, start_arg));
         tid
     };
-    switch(caller, Switch::Spawn).await?;
+    switch(caller, Reason::Spawn).await?;
     Ok(tid as i32)
 }
 
 /// `sched_yield`, in a threaded job a switch point.
 async fn sched_yield(caller: &mut Caller<'_, StoreData>) -> wasmtime::Result<i32> {
     charge(caller, SCHED_CALL)?;
-    switch(caller, Switch::Yield).await?;
+    switch(caller, Reason::Yield).await?;
     Ok(0)
 }
 
@@ -351,7 +338,7 @@ fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
         Box::new(async move { notify(&mut caller, addr, count, offset).await })
     })?;
     linker.func_wrap_async(CANON_MODULE, rewrite::SLICE, |mut caller: Caller<'_, StoreData>, (): ()| {
-        Box::new(async move { switch(&mut caller, Switch::Slice).await })
+        Box::new(async move { switch(&mut caller, Reason::Slice).await })
     })?;
     linker.func_wrap_async(WASI_THREADS_MODULE, THREAD_SPAWN, |mut caller: Caller<'_, StoreData>, (arg,): (i32,)| {
         Box::new(async move { spawn(&mut caller, arg).await })
@@ -522,7 +509,9 @@ pub(super) fn run(sandbox: &Sandbox, job: &Job, module: &Module, threads: &Threa
     if let Some(c) = &options.cancel {
         c.attach(armed.as_ref().map(Armed::id));
     }
-    let result = execute(&run, &sched, &mut chooser, threads.slice, armed.as_ref(), options.cancel.as_ref());
+    let schedule =
+        Schedule { chooser: &mut chooser, slice: threads.slice, trace: options.trace.as_ref(), replay: options.replay.as_deref().map(Vec::as_slice) };
+    let result = execute(&run, &sched, schedule, armed.as_ref(), options.cancel.as_ref());
     if let Some(c) = &options.cancel {
         c.attach(None);
     }
@@ -536,16 +525,49 @@ pub(super) fn run(sandbox: &Sandbox, job: &Job, module: &Module, threads: &Threa
     finish(wasi, termination, fuel_consumed)
 }
 
+/// How the executor decides: the job's policy and slice, and optionally a
+/// trace to record into or a schedule to follow instead of the policy.
+struct Schedule<'a> {
+    chooser: &'a mut Chooser,
+    slice: u64,
+    trace: Option<&'a super::TraceSink>,
+    replay: Option<&'a [Step]>,
+}
+
+/// With a schedule to follow: the thread its `step`-th decision runs, or
+/// where the run departs from it.
+fn follow(replay: &[Step], step: usize, reason: Reason, runnable: &[u32]) -> Result<u32, RunError> {
+    let departed = |message: String| Err(RunError::Departed { step, message });
+    match replay.get(step) {
+        None => departed(format!("the trace ends after {} steps, but the run goes on (a {reason}; threads {runnable:?} can run)", replay.len())),
+        Some(want) if want.reason != reason => {
+            departed(format!("the trace says the thread that ran stopped at a {}, the run stopped at a {reason}", want.reason))
+        }
+        Some(want) if !runnable.contains(&want.thread) => {
+            departed(format!("the trace runs thread {} next, which cannot run (threads {runnable:?} can)", want.thread))
+        }
+        Some(want) => Ok(want.thread),
+    }
+}
+
 /// The executor: polls one thread at a time until the job ends. Returns how
 /// it ended and the job's fuel left.
 fn execute(
     run: &Run<'_>,
     sched: &Arc<Mutex<Sched>>,
-    chooser: &mut Chooser,
-    slice: u64,
+    schedule: Schedule<'_>,
     armed: Option<&Armed>,
     cancel: Option<&super::Cancel>,
 ) -> Result<(Termination, u64), RunError> {
+    let Schedule { chooser, slice, trace, replay } = schedule;
+    let (mut reason, mut step) = (Reason::Start, 0usize);
+    // A run that ends while a schedule it follows goes on departs from it.
+    let ended = |step: usize, termination: Termination| match replay {
+        Some(steps) if step < steps.len() => {
+            Err(RunError::Departed { step, message: format!("the run ended ({termination}), but the trace has {} steps", steps.len()) })
+        }
+        _ => Ok(()),
+    };
     let mut live: BTreeMap<u32, Live> = BTreeMap::new();
     let (future, fuel, depth) = run.thread(None)?;
     live.insert(MAIN, Live { future, fuel, depth });
@@ -591,9 +613,18 @@ fn execute(
             }
             runnable.sort_unstable();
             if runnable.is_empty() {
+                ended(step, Termination::Trap(TrapKind::Deadlock))?;
                 return Ok((Termination::Trap(TrapKind::Deadlock), s.bank));
             }
-            let next = chooser.choose(&runnable, s.current);
+            let chosen = chooser.choose(&runnable, s.current);
+            let next = match replay {
+                Some(steps) => follow(steps, step, reason, &runnable)?,
+                None => chosen,
+            };
+            if let Some(t) = trace {
+                t.lock().unwrap_or_else(PoisonError::into_inner).push(Step { reason, thread: next });
+            }
+            step += 1;
             s.current = next;
             s.grant = slice.min(s.bank);
             s.bank -= s.grant;
@@ -605,9 +636,10 @@ fn execute(
         };
         match thread.future.as_mut().poll(&mut cx) {
             Poll::Pending => {
-                if lock(sched).switch.is_none() {
+                let Some(why) = lock(sched).switch else {
                     return Err(RunError::Host("internal: a guest thread suspended outside the scheduler".into()));
-                }
+                };
+                reason = why;
                 live.insert(next, thread);
             }
             Poll::Ready((mut store, instantiated, result)) => {
@@ -620,9 +652,13 @@ fn execute(
                         let mut s = lock(sched);
                         s.bank = left;
                         s.threads.remove(&next);
+                        reason = Reason::Exit;
                     }
                     // The main thread returned: the job exits 0.
-                    Ok(()) => return Ok((Termination::Exit(0), left)),
+                    Ok(()) => {
+                        ended(step, Termination::Exit(0))?;
+                        return Ok((Termination::Exit(0), left));
+                    }
                     Err(e) => {
                         // Past the deadline every check fails: no result.
                         if armed.is_some_and(Armed::fired) {
@@ -633,6 +669,7 @@ fn execute(
                         }
                         let checks = Checks { fuel: thread.fuel, depth: thread.depth, armed, cancel };
                         let termination = classify(&e, run.job, &mut store, &checks, !instantiated)?;
+                        ended(step, termination)?;
                         return Ok((termination, left));
                     }
                 }
