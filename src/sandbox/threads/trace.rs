@@ -186,7 +186,7 @@ mod tests {
         };
         let bytes = t.encode();
         assert_eq!(&bytes[..15], b"canon/trace/v1\n");
-        assert_eq!(bytes.len(), 15 + 32 + 8 + 2 + 3 + 5);
+        assert_eq!(bytes.len(), 15 + 32 + 8 + 2 + 3 + 6);
         assert_eq!(Trace::decode(&bytes), Ok(t));
         assert_eq!(Trace::decode(b"canon/trace/v2\n"), Err(TraceError::Tag));
         assert!(Trace::decode(&bytes[..bytes.len() - 1]).is_err());
