@@ -208,12 +208,15 @@ pub fn validate_module_for(bytes: &[u8], role: Role, linking: &Linking<'_>) -> R
     let mut start = None;
     let mut memory = None;
     let mut imports_wasi = false;
+    let mut shared_import = false;
     let mut exports = Exports::new();
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.map_err(invalid)? {
             Payload::ImportSection(reader) => {
                 for import in reader.into_imports() {
-                    imports_wasi |= matches!(check_import(&types, import.map_err(invalid)?, linking, threaded)?, ImportSource::Wasi(..));
+                    let source = check_import(&types, import.map_err(invalid)?, linking, threaded)?;
+                    imports_wasi |= matches!(source, ImportSource::Wasi(..));
+                    shared_import |= source == ImportSource::SharedMemory;
                 }
             }
             Payload::ExportSection(reader) => {
@@ -238,6 +241,9 @@ pub fn validate_module_for(bytes: &[u8], role: Role, linking: &Linking<'_>) -> R
         }
     }
 
+    if threaded && !shared_import {
+        return Err(ModuleError::ThreadedMemory);
+    }
     match start {
         None if role == Role::Library => {}
         None => return Err(ModuleError::MissingStart),
