@@ -302,3 +302,35 @@ fn a_recorded_trace_replays_exactly_and_a_tampered_one_departs_where_it_was_chan
     assert_eq!(other.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&other.stderr).contains("a trace of job"), "{}", String::from_utf8_lossy(&other.stderr));
 }
+
+/// Through the real binary, 4 runs under each of the determinism suite's
+/// host perturbations (plus a cold and a warm cache): 24 runs of every
+/// threaded job, one outcome digest, the in-process one.
+#[test]
+fn threaded_jobs_agree_over_twenty_four_runs_under_perturbed_hosts() {
+    use crate::util::{Perturbation, canon_bin, host_perturbations};
+    let (cache, home, cwd) = (scratch(), scratch(), scratch());
+    let mut perturbations = vec![Perturbation::none("cold cache"), Perturbation::none("warm cache")];
+    perturbations.extend(host_perturbations(home.path(), cwd.path()));
+    for name in JOBS {
+        let spec = fixture(&format!("jobs/{name}.toml")).canonicalize().expect("absolute spec");
+        let job = load(name);
+        let want = on_big_stack({
+            let job = job.clone();
+            move || run(&sandbox(Backend::Cranelift), &job).summary().outcome_digest.to_string()
+        });
+        let mut runs = 0;
+        for p in &perturbations {
+            for _ in 0..4 {
+                let mut cmd = std::process::Command::new(canon_bin());
+                cmd.arg("run").arg("--json").arg(&spec).env("CANON_CACHE_DIR", cache.path());
+                let out = p.output(&mut cmd);
+                assert!(matches!(out.status.code(), Some(0 | 1)), "{name} under {}: {}", p.name, String::from_utf8_lossy(&out.stderr));
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+                assert_eq!(v["outcome_digest"].as_str(), Some(want.as_str()), "{name} under {}", p.name);
+                runs += 1;
+            }
+        }
+        assert!(runs >= 20);
+    }
+}
