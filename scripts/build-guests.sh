@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the guest programs in guest/ for wasm32-wasip1 and copies each module
-# to fixtures/<name>.wasm.
+# Builds the guest programs in guest/ for wasm32-wasip1 (and the threaded
+# ones, listed in $threaded below, for wasm32-wasip1-threads) and copies each
+# module to fixtures/<name>.wasm.
 #
 # The output depends only on the sources, Cargo.lock and the rustc version:
 # not on where the checkout lives, on $CARGO_HOME, on the toolchain's path or
@@ -11,7 +12,8 @@
 #   GUEST_TARGET_DIR  cargo target dir (default: guest/target)
 #   GUEST_OUT_DIR     where the .wasm files go (default: fixtures)
 #
-# Needs the wasm32-wasip1 target: `rustup target add wasm32-wasip1`.
+# Needs the wasm32-wasip1 and wasm32-wasip1-threads targets:
+# `rustup target add wasm32-wasip1 wasm32-wasip1-threads`.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -19,6 +21,9 @@ guest_dir="$root/guest"
 target_dir="${GUEST_TARGET_DIR:-$guest_dir/target}"
 out_dir="${GUEST_OUT_DIR:-$root/fixtures}"
 target=wasm32-wasip1
+threads_target=wasm32-wasip1-threads
+# Workspace members built for $threads_target instead of $target.
+threaded=(threads)
 
 die() {
     echo "build-guests: $*" >&2
@@ -26,13 +31,15 @@ die() {
 }
 
 sysroot="$(rustc --print sysroot)" || die "rustc not found"
-if [[ ! -d "$sysroot/lib/rustlib/$target" ]]; then
-    die "the $target target is not installed for $(rustc --version) (no $sysroot/lib/rustlib/$target); run: rustup target add $target"
-fi
+for t in "$target" "$threads_target"; do
+    if [[ ! -d "$sysroot/lib/rustlib/$t" ]]; then
+        die "the $t target is not installed for $(rustc --version) (no $sysroot/lib/rustlib/$t); run: rustup target add $t"
+    fi
+done
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 
 # Flags from the caller's environment would change the output: drop them all.
-unset RUSTFLAGS CARGO_BUILD_RUSTFLAGS CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS
+unset RUSTFLAGS CARGO_BUILD_RUSTFLAGS CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS CARGO_TARGET_WASM32_WASIP1_THREADS_RUSTFLAGS
 # Map every host path that can reach the module (panic locations, std paths)
 # to a fixed name, and strip symbol names. The encoded form (0x1f-separated)
 # keeps paths with spaces intact, and wins over any other rustflags source.
@@ -47,10 +54,25 @@ export CARGO_ENCODED_RUSTFLAGS
 export CARGO_INCREMENTAL=0
 
 echo "build-guests: $(rustc --version), target dir $target_dir" >&2
+excludes=()
+for name in "${threaded[@]}"; do
+    excludes+=(--exclude "$name")
+done
 cargo build \
     --manifest-path "$guest_dir/Cargo.toml" \
     --release --locked \
+    --workspace "${excludes[@]}" \
     --target "$target" \
+    --target-dir "$target_dir"
+packages=()
+for name in "${threaded[@]}"; do
+    packages+=(-p "$name")
+done
+cargo build \
+    --manifest-path "$guest_dir/Cargo.toml" \
+    --release --locked \
+    "${packages[@]}" \
+    --target "$threads_target" \
     --target-dir "$target_dir"
 
 # One module per workspace member; a package's binary has its name.
@@ -66,7 +88,11 @@ leaks=("$root" "$guest_dir" "$target_dir" "$cargo_home" "$sysroot" "$HOME" /work
 
 mkdir -p "$out_dir"
 for name in "${names[@]}"; do
-    wasm="$target_dir/$target/release/$name.wasm"
+    built_for="$target"
+    for t in "${threaded[@]}"; do
+        [[ "$name" == "$t" ]] && built_for="$threads_target"
+    done
+    wasm="$target_dir/$built_for/release/$name.wasm"
     [[ -f "$wasm" ]] || die "cargo did not produce $wasm"
     for leak in "${leaks[@]}"; do
         if LC_ALL=C grep -aqF -- "$leak" "$wasm"; then

@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Rust: the guests' rebuild test compiles them for wasm32-wasip1; formatting
+# Rust: the guests' rebuild test compiles them for wasm32-wasip1 (and
+# wasm32-wasip1-threads); formatting
 # and lints are part of the tests.
 if command -v rustup >/dev/null; then
-    rustup target add wasm32-wasip1 >/dev/null
+    rustup target add wasm32-wasip1 wasm32-wasip1-threads >/dev/null
     rustup component add rustfmt clippy >/dev/null
 fi
 

@@ -23,7 +23,30 @@
 ///   docs/FUEL.md); guest sizes, offsets and counts checked the same way on
 ///   every build (`EINVAL`/`EFBIG` past 2^63 - 1, at most 1024 iovecs and
 ///   2^31 - 4096 bytes per read or write, as on Linux).
-pub const DETERMINISM_ABI: u32 = 3;
+/// - 4: threaded jobs (`wasm32-wasip1-threads`) run under canon's
+///   deterministic scheduler, version [`SCHEDULER_VERSION`]
+///   (docs/THREADS.md); unthreaded jobs run as under 3.
+pub const DETERMINISM_ABI: u32 = 4;
+
+/// Version of the deterministic thread scheduler: its switch points, its
+/// policies and their streams, what waits, notifies and spawns cost and
+/// return (docs/THREADS.md). Part of [`DETERMINISM_ABI`].
+pub const SCHEDULER_VERSION: u32 = 1;
+
+/// The import module of wasi-threads' one function.
+pub const WASI_THREADS_MODULE: &str = "wasi";
+
+/// `wasi::thread-spawn: (start_arg: i32) -> i32`, wasi-threads' one
+/// function: a new thread's id (1 ..= [`MAX_THREAD_ID`]), or a negative
+/// errno.
+pub const THREAD_SPAWN: &str = "thread-spawn";
+
+/// The largest thread id wasi-threads allows (ids are 29 bits; wasi-libc
+/// keeps flags in the top bits of a lock word beside the id).
+pub const MAX_THREAD_ID: u32 = 0x1FFF_FFFF;
+
+/// The signature of `wasi::thread-spawn`.
+pub const THREAD_SPAWN_SIGNATURE: Signature = (THREAD_SPAWN, &[I32], &[I32]);
 
 /// The wasmtime version canon is built against.
 pub const WASMTIME_VERSION: &str = "48.0.8";
@@ -102,6 +125,9 @@ pub const WASI_FUNCTIONS: &[Signature] = &[
 
 /// The signature of a provided import, if canon provides it.
 pub fn lookup(module: &str, name: &str) -> Option<&'static Signature> {
+    if module == WASI_THREADS_MODULE && name == THREAD_SPAWN {
+        return Some(&THREAD_SPAWN_SIGNATURE);
+    }
     if module != WASI_MODULE {
         return None;
     }

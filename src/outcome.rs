@@ -78,11 +78,14 @@ pub enum TrapKind {
     /// An exception thrown by the guest (exception-handling proposal) that
     /// no handler caught.
     UncaughtException,
+    /// Every live thread of a threaded job waits (`memory.atomic.wait`)
+    /// with no deadline: nothing could ever wake one (see docs/THREADS.md).
+    Deadlock,
 }
 
 impl TrapKind {
     /// Every kind, in declaration order.
-    pub const ALL: [TrapKind; 21] = [
+    pub const ALL: [TrapKind; 22] = [
         TrapKind::Unreachable,
         TrapKind::MemoryOutOfBounds,
         TrapKind::IntegerDivideByZero,
@@ -104,6 +107,7 @@ impl TrapKind {
         TrapKind::UnknownImport,
         TrapKind::CallDepthExceeded,
         TrapKind::UncaughtException,
+        TrapKind::Deadlock,
     ];
 
     /// The stable name used in encodings, JSON and messages.
@@ -130,6 +134,7 @@ impl TrapKind {
             TrapKind::UnknownImport => "unknown_import",
             TrapKind::CallDepthExceeded => "call_depth_exceeded",
             TrapKind::UncaughtException => "uncaught_exception",
+            TrapKind::Deadlock => "deadlock",
         }
     }
 }

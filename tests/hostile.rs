@@ -121,6 +121,14 @@ fn cases() -> Vec<Case> {
         },
         Case { spec: "jobs/hostile-table-bomb.toml", expect: Ends(Exit(16), no_check) },
         Case { spec: "jobs/hostile-table-huge.toml", expect: Ends(Trap(TrapKind::MemoryLimit), no_check) },
+        Case {
+            spec: "jobs/hostile-thread-bomb.toml",
+            expect: Ends(Exit(3), |_, o| assert!(stdout(o).starts_with("spawned 31 threads, then: "), "the thread limit (32) stops it: {}", stdout(o))),
+        },
+        Case {
+            spec: "jobs/hostile-thread-spin.toml",
+            expect: Ends(Trap(TrapKind::OutOfFuel), |job, o| assert_eq!(o.fuel_consumed, job.limits.fuel, "fuel is counted over all threads")),
+        },
         Case { spec: "hostile/not-wasm.toml", expect: Refused("not a WebAssembly module") },
         Case { spec: "hostile/truncated.toml", expect: Refused("invalid WebAssembly module") },
         Case { spec: "hostile/unknown-import.toml", expect: Refused("imports `env::host_exec`, which canon does not provide") },

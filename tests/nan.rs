@@ -16,7 +16,9 @@ use wasmparser::{Operator, Parser, Payload, Validator};
 use crate::util::fixture;
 
 fn validate(wasm: &[u8]) {
-    Validator::new_with_features(CORE_FEATURES).validate_all(wasm).unwrap_or_else(|e| panic!("output does not validate: {e}"));
+    // A threaded module (fixtures/threads.wasm) may use the threads proposal.
+    let features = if canon::job::is_threaded(wasm) { canon::job::THREADED_FEATURES } else { CORE_FEATURES };
+    Validator::new_with_features(features).validate_all(wasm).unwrap_or_else(|e| panic!("output does not validate: {e}"));
 }
 
 /// A function body: its declared locals and its operators.

@@ -25,5 +25,6 @@ mod pool_faults;
 mod probes;
 mod quorum;
 mod receipts;
+mod threads;
 mod vectors;
 mod wasi;

@@ -51,6 +51,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         l.output_bytes,
         l.output_files
     )?;
+    if let Some(t) = &job.threads {
+        let seed = t.seed.map_or_else(|| format!("{} (derived)", t.effective_seed(job.seed)), |s| s.to_string());
+        outln!("threads       policy {} seed {seed} slice {} limit {}", t.policy, t.slice, t.max_threads)?;
+    }
     outln!("timeout       {}s (not part of the digest)", job.timeout.as_secs())?;
     if let Some(c) = &job.commit {
         outln!("commit        {c}")?;

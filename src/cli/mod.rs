@@ -31,6 +31,7 @@ macro_rules! outln {
 
 mod diff;
 mod exec;
+mod explore;
 mod inspect;
 mod keygen;
 mod nodes;
@@ -38,6 +39,7 @@ mod outdir;
 mod pool;
 mod progress;
 mod quorum;
+mod replay;
 mod run;
 mod verify;
 
@@ -61,6 +63,10 @@ enum Command {
     Exec(exec::Args),
     /// Print a job as canon resolved it, and its job digest.
     Inspect(inspect::Args),
+    /// Run a threaded job under many scheduler seeds and report its distinct results.
+    Explore(explore::Args),
+    /// Run a threaded job along a schedule `canon run --trace` recorded.
+    Replay(replay::Args),
     /// Create a node key (OpenSSH ed25519) and print its node id.
     Keygen(keygen::Args),
     /// Verify receipts: signature, consistency, job and artifacts.
@@ -96,6 +102,8 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Explore(args) => explore::run(args),
+        Command::Replay(args) => replay::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Quorum(args) => quorum::run(args),

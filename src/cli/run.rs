@@ -28,6 +28,11 @@ pub struct Args {
     /// Print one JSON object instead of the summary (with --nodes: the tally).
     #[arg(long)]
     json: bool,
+    /// Record a threaded job's schedule (which thread ran each slice, and
+    /// why the scheduler switched) to FILE, in `canon/trace/v1`; `canon
+    /// replay` follows it.
+    #[arg(long, value_name = "FILE", conflicts_with = "nodes")]
+    trace: Option<PathBuf>,
     /// Sign a receipt with this node key (OpenSSH ed25519) and write it to
     /// `DIR/receipt.json`.
     #[arg(long, value_name = "KEY", requires = "out", conflicts_with = "nodes")]
@@ -117,7 +122,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let started = Timestamp::now();
     let sandbox = Sandbox::builder().backend(args.backend).build()?;
     super::progress::precompile(&sandbox, &job, super::progress::wanted(args.progress))?;
-    let outcome = sandbox.run(&job).with_context(|| format!("{}: no result", args.job.display()))?;
+    if args.trace.is_some() && job.threads.is_none() {
+        anyhow::bail!("{}: --trace: not a threaded job, so it has no schedule to record", args.job.display());
+    }
+    let sink = args.trace.as_ref().map(|_| canon::sandbox::TraceSink::default());
+    let options = canon::sandbox::RunOptions { trace: sink.clone(), ..Default::default() };
+    let outcome = sandbox.run_with(&job, options).with_context(|| format!("{}: no result", args.job.display()))?;
+    if let (Some(path), Some(sink)) = (&args.trace, sink) {
+        let steps = std::mem::take(&mut *sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let trace = canon::sandbox::threads::trace::Trace { job: job.digest(), steps };
+        std::fs::write(path, trace.encode()).with_context(|| format!("cannot write the trace to {}", path.display()))?;
+    }
     let summary = outcome.summary();
     let job_digest = job.digest();
     let report = RunReport::new(job_digest, &summary);

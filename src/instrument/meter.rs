@@ -160,12 +160,18 @@ struct Info {
     /// Imported globals and memories.
     global_imports: u32,
     memory_imports: u32,
+    /// Imported functions so far (while scanning), and the index of
+    /// `canon.slice` if the threads pass added it: then the module is
+    /// threaded, a failed fuel check calls it instead of trapping, and the
+    /// watchdog's page is a shared memory (one for all the job's threads).
+    func_imports: u32,
+    slice: Option<u32>,
     /// The type of each defined function.
     defined: Vec<u32>,
 }
 
 fn scan(wasm: &[u8]) -> Result<Info, InstrumentError> {
-    let mut info = Info { types: Vec::new(), global_imports: 0, memory_imports: 0, defined: Vec::new() };
+    let mut info = Info { types: Vec::new(), global_imports: 0, memory_imports: 0, func_imports: 0, slice: None, defined: Vec::new() };
     for payload in Parser::new(0).parse_all(wasm) {
         match payload.map_err(invalid)? {
             Payload::TypeSection(reader) => {
@@ -181,12 +187,19 @@ fn scan(wasm: &[u8]) -> Result<Info, InstrumentError> {
             Payload::ImportSection(reader) => {
                 for import in reader.into_imports() {
                     let import = import.map_err(invalid)?;
-                    if import.module == CANON_MODULE {
+                    let func = matches!(import.ty, TypeRef::Func(_) | TypeRef::FuncExact(_));
+                    // Only the threads pass's own imports (guest modules
+                    // importing from `canon` are refused before it runs).
+                    if import.module == CANON_MODULE && !(func && super::threads::IMPORTS.contains(&import.name)) {
                         return Err(InstrumentError::Reserved { module: import.module.to_string(), name: import.name.to_string() });
+                    }
+                    if import.module == CANON_MODULE && import.name == super::threads::SLICE {
+                        info.slice = Some(info.func_imports);
                     }
                     match import.ty {
                         TypeRef::Global(_) => info.global_imports += 1,
                         TypeRef::Memory(_) => info.memory_imports += 1,
+                        _ if func => info.func_imports += 1,
                         _ => {}
                     }
                 }
@@ -250,7 +263,8 @@ impl Meter {
         let global = |val_type| EntityType::Global(GlobalType { val_type, mutable: true, shared: false });
         imports.import(CANON_MODULE, FUEL_GLOBAL, global(ValType::I64));
         imports.import(CANON_MODULE, DEPTH_GLOBAL, global(ValType::I32));
-        let page = MemoryType { minimum: 1, maximum: Some(1), memory64: false, shared: false, page_size_log2: None };
+        let shared = self.info.slice.is_some();
+        let page = MemoryType { minimum: 1, maximum: Some(1), memory64: false, shared, page_size_log2: None };
         imports.import(CANON_MODULE, WATCHDOG_MEMORY, EntityType::Memory(page));
         self.imports_done = true;
     }
@@ -379,7 +393,18 @@ impl Meter {
         f.instruction(&Instruction::I64LtS);
         f.instruction(&Instruction::If(BlockType::Empty));
         self.flush_fuel(f, l);
-        f.instruction(&Instruction::Unreachable);
+        match self.info.slice {
+            // A threaded module: the slice is used up (or the job's fuel);
+            // the scheduler switches threads or ends the job, and hands
+            // back a new slice in the global.
+            Some(slice) => {
+                f.instruction(&Instruction::Call(slice));
+                self.reload_fuel(f, l);
+            }
+            None => {
+                f.instruction(&Instruction::Unreachable);
+            }
+        }
         f.instruction(&Instruction::End);
     }
 

@@ -11,13 +11,20 @@
 //!
 //! The passes:
 //!
+//! 0. [`threads`]: in a threaded module only, `memory.atomic.wait*` and
+//!    `memory.atomic.notify` become calls into canon's scheduler, and a
+//!    `canon.slice` import is added for the meter (docs/THREADS.md). Any
+//!    other module passes through unchanged. It runs first so that its
+//!    calls are metered like every call.
 //! 1. [`meter`]: canon's fuel metering (the cost table is in
 //!    `docs/FUEL.md`) and the job's call-depth limit. The counters are
 //!    mutable globals the module imports from the reserved module
 //!    [`CANON_MODULE`], with the watchdog's one-page memory; a failed check
 //!    traps, and the host reads the counters to say why. The host defines
 //!    them once per store, so several modules linked into one store
-//!    (preloads) share one fuel counter and one depth counter.
+//!    (preloads) share one fuel counter and one depth counter. In a
+//!    threaded module a failed check calls `canon.slice` instead of
+//!    trapping: the scheduler then switches threads or ends the job.
 //! 2. [`nan`]: NaN canonicalisation only where float bits can escape
 //!    ([`nan::canonicalize_nans`]; the soundness argument is in its module
 //!    docs). It runs after metering, so its own code is not metered and
@@ -28,13 +35,17 @@
 
 pub mod meter;
 pub mod nan;
+pub mod threads;
 
 use std::borrow::Cow;
 
 /// Version of the instrumentation as a whole: the passes, their order and
 /// their cost table. Any change that can alter an outcome (a cost, where a
 /// check goes) bumps it, and with it [`crate::abi::DETERMINISM_ABI`].
-pub const VERSION: u32 = 5;
+///
+/// - 6: the threads pass (threaded modules only; every other module is
+///   instrumented as under 5).
+pub const VERSION: u32 = 6;
 
 /// The reserved import module through which instrumented code reaches the
 /// host's counters. Guest modules may not import from it.
@@ -104,7 +115,7 @@ pub type Pass = fn(&[u8]) -> Result<Vec<u8>, InstrumentError>;
 
 /// The passes, in the order they run. Part of the determinism ABI: the
 /// order is fixed and versioned by [`VERSION`].
-pub const PASSES: &[(&str, Pass)] = &[("meter", meter::instrument), ("nan", nan_pass)];
+pub const PASSES: &[(&str, Pass)] = &[("threads", threads::instrument), ("meter", meter::instrument), ("nan", nan_pass)];
 
 fn nan_pass(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
     nan::canonicalize_nans(wasm).map_err(|e| InstrumentError::Invalid(e.to_string()))

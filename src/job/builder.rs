@@ -31,7 +31,8 @@ use super::error::JobError;
 use super::validate::{LinkedModule, Linking, Role, validate_module_cached_for};
 use super::{
     DEFAULT_EPOCH, DEFAULT_TIMEOUT, Job, Limits, MAX_ARGS_ENV_BYTES, MAX_CALL_DEPTH, MAX_CAPTURE_BYTES, MAX_INPUT_BYTES, MAX_MEMORY_BYTES, MAX_OUTPUT_FILES,
-    MAX_TIMEOUT, MIN_CALL_DEPTH, MIN_FUEL, MIN_MEMORY_BYTES, Mount, Preload, UnknownImports, args_env_overflow,
+    MAX_PCT_DEPTH, MAX_SLICE, MAX_THREADS, MAX_TIMEOUT, MIN_CALL_DEPTH, MIN_FUEL, MIN_MEMORY_BYTES, MIN_SLICE, Mount, Policy, Preload, Threads, UnknownImports,
+    args_env_overflow,
 };
 use crate::digest::Digest;
 use crate::tree::{Node, Tree, TreeError};
@@ -91,6 +92,7 @@ pub struct JobBuilder {
     inputs: Vec<Input>,
     preloads: Vec<PreloadInput>,
     sandbox_dirs: bool,
+    threads: Option<Threads>,
 }
 
 impl JobBuilder {
@@ -117,7 +119,17 @@ impl JobBuilder {
             inputs: Vec::new(),
             preloads: Vec::new(),
             sandbox_dirs: true,
+            threads: None,
         }
+    }
+
+    /// The scheduler settings of a threaded job (docs/THREADS.md); `build`
+    /// checks their bounds and refuses them for a module that is not
+    /// threaded ([`super::is_threaded`]). Default: none given, and a
+    /// threaded module gets [`Threads::default`].
+    pub fn threads(mut self, threads: Threads) -> JobBuilder {
+        self.threads = Some(threads);
+        self
     }
 
     /// The module's bytes, held in memory: `build` checks them as it would
@@ -279,6 +291,9 @@ impl JobBuilder {
         }
         let commit = self.commit.as_deref().map(|c| parse_commit(file, c)).transpose()?;
         check_limits(file, &self.limits, self.timeout)?;
+        if let Some(t) = &self.threads {
+            check_threads(file, t)?;
+        }
         for (index, p) in self.preloads.iter().enumerate() {
             let refuse = |expected| JobError::PreloadName { file: f(), index, name: p.name.clone(), expected };
             if !super::is_preload_name(&p.name) {
@@ -324,6 +339,21 @@ impl JobBuilder {
         }
         validate_module_cached_for(&module, &module_sha256, Role::Command, &Linking { unknown_imports, preloads: &linked })
             .map_err(|source| JobError::Module { file: f(), path: module_path.clone(), source: Box::new(source) })?;
+        let threads = match (super::is_threaded(&module), self.threads) {
+            (true, _) if !preloads.is_empty() => {
+                return Err(invalid(file, "preload", "preloads beside a threaded module", "no [[preload]]: canon runs threaded modules alone"));
+            }
+            (true, given) => Some(given.unwrap_or_default()),
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(invalid(
+                    file,
+                    "threads",
+                    "thread settings for a module that does not use threads",
+                    "no [threads] table and no limits.threads: the module imports neither `wasi::thread-spawn` nor a shared memory",
+                ));
+            }
+        };
 
         let mut budget = MAX_INPUT_BYTES;
         let stdin = match self.stdin {
@@ -364,6 +394,7 @@ impl JobBuilder {
             unknown_imports,
             preloads,
             sandbox_dirs,
+            threads,
         };
         job.seed = match self.seed {
             Some(seed) => seed,
@@ -409,6 +440,22 @@ fn parse_commit(file: &str, value: &str) -> Result<String, JobError> {
 }
 
 /// Every limit within its bounds, and the timeout too.
+/// The bounds of a threaded job's settings (the constants' docs say why).
+fn check_threads(file: &str, t: &Threads) -> Result<(), JobError> {
+    if !(MIN_SLICE..=MAX_SLICE).contains(&t.slice) {
+        return Err(invalid(file, "threads.slice", &t.slice.to_string(), &format!("fuel between {MIN_SLICE} and {MAX_SLICE}")));
+    }
+    if !(1..=MAX_THREADS).contains(&t.max_threads) {
+        return Err(invalid(file, "limits.threads", &t.max_threads.to_string(), &format!("between 1 and {MAX_THREADS} (the main thread counts)")));
+    }
+    if let Policy::Pct { depth } = t.policy
+        && !(1..=MAX_PCT_DEPTH).contains(&depth)
+    {
+        return Err(invalid(file, "threads.depth", &depth.to_string(), &format!("between 1 and {MAX_PCT_DEPTH}")));
+    }
+    Ok(())
+}
+
 fn check_limits(file: &str, l: &Limits, timeout: Duration) -> Result<(), JobError> {
     let limit_err = |field: &'static str, found: String, expected: String| JobError::Limit { file: file.into(), field, found, expected };
     if l.fuel < MIN_FUEL {

@@ -103,6 +103,13 @@ pub enum ModuleError {
         /// What the memory is (`a 64-bit memory`, `a shared memory`).
         found: &'static str,
     },
+    /// A threaded module (it imports `wasi::thread-spawn` or uses a shared
+    /// memory) that does not import its shared memory as `env.memory`:
+    /// canon gives every thread's instance that one memory.
+    #[error(
+        "the module is threaded but does not import a shared memory as `env.memory` (as wasm32-wasip1-threads builds do): canon gives every thread that one memory"
+    )]
+    ThreadedMemory,
 }
 
 /// Why a job spec, or what a [`JobBuilder`](super::JobBuilder) was given,

@@ -34,6 +34,12 @@
 //! output_files = 100           # 0 ..= MAX_OUTPUT_FILES
 //! call_depth = 10000           # MIN_CALL_DEPTH ..= MAX_CALL_DEPTH
 //! timeout = 120                # seconds, 1 ..= MAX_TIMEOUT; not in the digest
+//! threads = 32                 # threaded modules only: 1 ..= MAX_THREADS alive at once
+//! [threads]                    # threaded modules only (docs/THREADS.md)
+//! policy = "random"            # or "round-robin" or "pct"; default "random"
+//! seed = 7                     # default: derived from the job's seed
+//! slice = 10000                # fuel per slice, MIN_SLICE ..= MAX_SLICE
+//! depth = 3                    # pct only: 1 ..= MAX_PCT_DEPTH
 //! [[input]]
 //! host = "data"                # a file or a directory
 //! guest = "/data"              # absolute, normalised
@@ -101,6 +107,11 @@
 //! | 11 | unknown imports | `u8`: 0 refuse, 1 trap |
 //! | 12 | preloads, in instantiation order | list of (name string, module SHA-256 digest) |
 //! | 13 | sandbox dirs ([`Job::adds_sandbox_dirs`]) | `u8`: 1 the sandbox adds `/out` and `/tmp`, 0 it adds none |
+//! | 14 | threads, **only for a threaded job** ([`Job::threads`]) | policy `u8` (0 random, 1 round-robin, 2 PCT), PCT depth `u64` (0 for the others), scheduler seed optional `u64`, slice `u64`, thread limit `u64` |
+//!
+//! Field 14 is written only when the module is threaded, which the module
+//! SHA-256 (field 1) already decides, so every unthreaded job encodes
+//! exactly as before threads existed.
 //!
 //! v3 differs from v2 in field 6, which v2 sorted by guest path (the
 //! preopen order is now the job's, because the guest sees it), and by
@@ -113,6 +124,7 @@
 mod builder;
 mod error;
 mod spec;
+mod threads;
 mod validate;
 
 use std::fs;
@@ -123,9 +135,10 @@ use std::time::Duration;
 pub use builder::{JobBuilder, Stdin, check_guest_path, guest_place};
 pub use error::{JobError, ModuleError};
 pub use spec::{SIZE_FORMS, parse_size};
+pub use threads::{DEFAULT_MAX_THREADS, DEFAULT_PCT_DEPTH, DEFAULT_SLICE, MAX_PCT_DEPTH, MAX_SLICE, MAX_THREADS, MIN_SLICE, Policy, Threads, is_threaded};
 pub use validate::{
-    CORE_FEATURES, ExportType, Exports, ImportSource, LinkedModule, Linking, Role, import_source, validate_module, validate_module_cached,
-    validate_module_cached_for, validate_module_for,
+    CORE_FEATURES, ExportType, Exports, ImportSource, LinkedModule, Linking, Role, SHARED_MEMORY_IMPORT, THREADED_FEATURES, import_source, validate_module,
+    validate_module_cached, validate_module_cached_for, validate_module_for,
 };
 
 use crate::digest::{Digest, JobDigest};
@@ -343,6 +356,10 @@ pub struct Job {
     /// mounts `/` never has them ([`Job::adds_sandbox_dirs`]); the builder
     /// sets this false for one. Part of the digest.
     pub sandbox_dirs: bool,
+    /// The scheduler settings: `Some` exactly when the module is threaded
+    /// ([`is_threaded`]), which the builder ensures. Part of the digest
+    /// (field 14) when present.
+    pub threads: Option<Threads>,
 }
 
 /// A module preloaded into a job's store and registered under a name.
@@ -532,6 +549,13 @@ impl Job {
             e.str(&p.name).digest(&p.module_sha256);
         }
         e.u8(u8::from(self.adds_sandbox_dirs()));
+        if let Some(t) = &self.threads {
+            e.u8(t.policy.code()).u64(u64::from(t.policy.depth()));
+            e.option(t.seed, |e, s| {
+                e.u64(s);
+            });
+            e.u64(t.slice).u64(t.max_threads);
+        }
         e
     }
 }
@@ -567,6 +591,7 @@ mod tests {
                 module_path: PathBuf::from("/host/l.wasm"),
             }],
             sandbox_dirs: false,
+            threads: None,
         }
     }
 
@@ -604,6 +629,42 @@ mod tests {
         want.push(0);
         assert_eq!(j.encode(), want);
         assert_eq!(j.digest().digest(), &Digest::of(&want));
+    }
+
+    /// Field 14, the thread settings, follows field 13 only for a threaded
+    /// job, and every setting changes the digest.
+    #[test]
+    fn thread_settings_are_field_14_and_in_the_digest() {
+        let plain = job();
+        let mut t = job();
+        t.threads = Some(Threads { policy: Policy::Pct { depth: 3 }, seed: Some(11), slice: 500, max_threads: 8 });
+        let mut want = plain.encode();
+        want.push(2);
+        want.extend(3u64.to_le_bytes());
+        want.push(1);
+        want.extend(11u64.to_le_bytes());
+        want.extend(500u64.to_le_bytes());
+        want.extend(8u64.to_le_bytes());
+        assert_eq!(t.encode(), want);
+        let base = t.digest();
+        let variants = [
+            Threads { policy: Policy::Random, ..t.threads.expect("set") },
+            Threads { policy: Policy::Pct { depth: 4 }, ..t.threads.expect("set") },
+            Threads { seed: None, ..t.threads.expect("set") },
+            Threads { seed: Some(12), ..t.threads.expect("set") },
+            Threads { slice: 501, ..t.threads.expect("set") },
+            Threads { max_threads: 9, ..t.threads.expect("set") },
+        ];
+        for v in variants {
+            let mut k = t.clone();
+            k.threads = Some(v);
+            assert_ne!(k.digest(), base, "{v:?}");
+        }
+        // The scheduler's derived seed is a stream apart from the job's.
+        let d = Threads::default();
+        assert_ne!(d.effective_seed(9), 9);
+        assert_ne!(d.effective_seed(9), d.effective_seed(10));
+        assert_eq!(Threads { seed: Some(5), ..d }.effective_seed(9), 5);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::builder::{JobBuilder, Stdin, human};
 use super::error::JobError;
-use super::{DEFAULT_TIMEOUT, Job, Limits, MAX_CAPTURE_BYTES, MAX_MEMORY_BYTES, MIN_MEMORY_BYTES};
+use super::{DEFAULT_PCT_DEPTH, DEFAULT_TIMEOUT, Job, Limits, MAX_CAPTURE_BYTES, MAX_MEMORY_BYTES, MIN_MEMORY_BYTES, Policy, Threads};
 use crate::digest::Digest;
 
 /// The spec as written. Paths are relative to the spec file's directory.
@@ -43,6 +43,17 @@ struct Spec {
     input: Vec<InputSpec>,
     #[serde(default)]
     preload: Vec<PreloadSpec>,
+    threads: Option<ThreadsSpec>,
+}
+
+/// `[threads]`: a threaded job's scheduler (docs/THREADS.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThreadsSpec {
+    policy: Option<String>,
+    seed: Option<toml::Value>,
+    slice: Option<u64>,
+    depth: Option<u32>,
 }
 
 /// One `[[preload]]`.
@@ -67,6 +78,7 @@ struct LimitsSpec {
     output_files: Option<u64>,
     call_depth: Option<u64>,
     timeout: Option<u64>,
+    threads: Option<u64>,
 }
 
 /// One `[[input]]`.
@@ -105,7 +117,10 @@ pub(super) fn resolve(text: &str, base: &Path, file: &str) -> Result<Job, JobErr
         (None, None) => Stdin::Empty,
     });
     if let Some(seed) = &spec.seed {
-        job = job.seed(parse_seed(file, seed)?);
+        job = job.seed(parse_seed(file, "seed", seed)?);
+    }
+    if spec.threads.is_some() || spec.limits.threads.is_some() {
+        job = job.threads(parse_threads(file, spec.threads.as_ref(), spec.limits.threads)?);
     }
     if let Some(epoch) = spec.epoch {
         job = job.epoch(epoch);
@@ -170,13 +185,40 @@ fn invalid(file: &str, field: &str, found: &str, expected: &str) -> JobError {
 
 /// A seed is a TOML integer (0 ..= 2^63-1, TOML's range) or a decimal
 /// string for the full `u64` range.
-fn parse_seed(file: &str, value: &toml::Value) -> Result<u64, JobError> {
+fn parse_seed(file: &str, field: &str, value: &toml::Value) -> Result<u64, JobError> {
     let expected = "an unsigned 64-bit integer (as a TOML integer, or a decimal string above 2^63-1)";
     match value {
-        toml::Value::Integer(i) => u64::try_from(*i).map_err(|_| invalid(file, "seed", &i.to_string(), expected)),
-        toml::Value::String(s) => s.parse::<u64>().map_err(|_| invalid(file, "seed", &format!("{s:?}"), expected)),
-        other => Err(invalid(file, "seed", &format!("a {}", other.type_str()), expected)),
+        toml::Value::Integer(i) => u64::try_from(*i).map_err(|_| invalid(file, field, &i.to_string(), expected)),
+        toml::Value::String(s) => s.parse::<u64>().map_err(|_| invalid(file, field, &format!("{s:?}"), expected)),
+        other => Err(invalid(file, field, &format!("a {}", other.type_str()), expected)),
     }
+}
+
+/// `[threads]` and `limits.threads` as written, each defaulting as
+/// [`Threads::default`]; the builder checks their bounds.
+fn parse_threads(file: &str, spec: Option<&ThreadsSpec>, limit: Option<u64>) -> Result<Threads, JobError> {
+    let mut t = Threads::default();
+    if let Some(n) = limit {
+        t.max_threads = n;
+    }
+    let Some(spec) = spec else { return Ok(t) };
+    let depth = spec.depth;
+    t.policy = match spec.policy.as_deref() {
+        None | Some("random") => Policy::Random,
+        Some("round-robin") => Policy::RoundRobin,
+        Some("pct") => Policy::Pct { depth: depth.unwrap_or(DEFAULT_PCT_DEPTH) },
+        Some(other) => return Err(invalid(file, "threads.policy", &format!("{other:?}"), "\"random\" (the default), \"round-robin\" or \"pct\"")),
+    };
+    if depth.is_some() && !matches!(t.policy, Policy::Pct { .. }) {
+        return Err(invalid(file, "threads.depth", "a depth for a policy other than pct", "no depth, or policy = \"pct\""));
+    }
+    if let Some(seed) = &spec.seed {
+        t.seed = Some(parse_seed(file, "threads.seed", seed)?);
+    }
+    if let Some(slice) = spec.slice {
+        t.slice = slice;
+    }
+    Ok(t)
 }
 
 /// The limits as written, each defaulting to [`Limits::JOB_DEFAULT`]; the

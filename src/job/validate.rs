@@ -33,6 +33,16 @@ use crate::digest::Digest;
 /// passed validation and then failed to compile.)
 pub const CORE_FEATURES: WasmFeatures = WasmFeatures::WASM3.difference(WasmFeatures::GC).difference(WasmFeatures::THREADS).difference(WasmFeatures::MEMORY64);
 
+/// What a threaded module ([`super::is_threaded`]) may use besides:
+/// [`CORE_FEATURES`] and the threads proposal (shared memories, atomics).
+/// Its waits and notifies never reach wasmtime: canon rewrites them into
+/// calls to its scheduler (`instrument::threads`).
+pub const THREADED_FEATURES: WasmFeatures = CORE_FEATURES.union(WasmFeatures::THREADS);
+
+/// The import a threaded module's shared memory comes from, as
+/// wasm32-wasip1-threads (wasi-libc, Rust) names it: `env.memory`.
+pub const SHARED_MEMORY_IMPORT: (&str, &str) = ("env", "memory");
+
 const MAGIC: &[u8; 4] = b"\0asm";
 
 /// Modules remembered as valid by [`validate_module_cached`]; the memo is
@@ -99,6 +109,9 @@ pub enum ImportSource {
     Preload(usize),
     /// Nobody provides it: with [`UnknownImports::Trap`], a trapping stub.
     Unknown,
+    /// A threaded module's shared memory ([`SHARED_MEMORY_IMPORT`]), which
+    /// the sandbox creates.
+    SharedMemory,
 }
 
 /// Where the import `module::name` comes from under `preloads`: the same
@@ -187,18 +200,23 @@ pub fn validate_module_for(bytes: &[u8], role: Role, linking: &Linking<'_>) -> R
     if bytes.len() >= 8 && bytes[6..8] != [0, 0] {
         return Err(ModuleError::Component);
     }
-    let owned_types = Validator::new_with_features(CORE_FEATURES).validate_all(bytes).map_err(invalid)?;
+    let threaded = super::is_threaded(bytes);
+    let features = if threaded { THREADED_FEATURES } else { CORE_FEATURES };
+    let owned_types = Validator::new_with_features(features).validate_all(bytes).map_err(invalid)?;
     let types = owned_types.as_ref();
 
     let mut start = None;
     let mut memory = None;
     let mut imports_wasi = false;
+    let mut shared_import = false;
     let mut exports = Exports::new();
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.map_err(invalid)? {
             Payload::ImportSection(reader) => {
                 for import in reader.into_imports() {
-                    imports_wasi |= matches!(check_import(&types, import.map_err(invalid)?, linking)?, ImportSource::Wasi(..));
+                    let source = check_import(&types, import.map_err(invalid)?, linking, threaded)?;
+                    imports_wasi |= matches!(source, ImportSource::Wasi(..));
+                    shared_import |= source == ImportSource::SharedMemory;
                 }
             }
             Payload::ExportSection(reader) => {
@@ -223,6 +241,9 @@ pub fn validate_module_for(bytes: &[u8], role: Role, linking: &Linking<'_>) -> R
         }
     }
 
+    if threaded && !shared_import {
+        return Err(ModuleError::ThreadedMemory);
+    }
     match start {
         None if role == Role::Library => {}
         None => return Err(ModuleError::MissingStart),
@@ -242,7 +263,7 @@ pub fn validate_module_for(bytes: &[u8], role: Role, linking: &Linking<'_>) -> R
             if ty.memory64 {
                 return Err(ModuleError::MemoryKind { found: "a 64-bit memory" });
             }
-            if ty.shared {
+            if ty.shared && !threaded {
                 return Err(ModuleError::MemoryKind { found: "a shared memory" });
             }
         }
@@ -257,10 +278,19 @@ fn invalid(e: wasmparser::BinaryReaderError) -> ModuleError {
     ModuleError::Invalid { message: e.message().to_string(), offset: e.offset() }
 }
 
-fn check_import(types: &TypesRef<'_>, import: wasmparser::Import<'_>, linking: &Linking<'_>) -> Result<ImportSource, ModuleError> {
+fn check_import(types: &TypesRef<'_>, import: wasmparser::Import<'_>, linking: &Linking<'_>, threaded: bool) -> Result<ImportSource, ModuleError> {
     let (module, name) = (import.module.to_string(), import.name.to_string());
     if import.module == crate::abi::CANON_MODULE {
         return Err(ModuleError::ReservedImport { module, name });
+    }
+    // A threaded module's one shared memory, which the host creates.
+    if let TypeRef::Memory(m) = import.ty
+        && threaded
+        && m.shared
+        && !m.memory64
+        && (import.module, import.name) == SHARED_MEMORY_IMPORT
+    {
+        return Ok(ImportSource::SharedMemory);
     }
     let (kind, type_index) = match import.ty {
         TypeRef::Func(i) | TypeRef::FuncExact(i) => ("function", Some(i)),
@@ -318,6 +348,8 @@ fn check_import(types: &TypesRef<'_>, import: wasmparser::Import<'_>, linking: &
                 return Err(ModuleError::UnknownImport { module, name });
             }
         }
+        // Returned above, before the source is looked up.
+        ImportSource::SharedMemory => {}
     }
     Ok(source)
 }

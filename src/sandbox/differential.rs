@@ -150,6 +150,7 @@ impl DiffJob {
             unknown_imports: UnknownImports::Refuse,
             preloads: Vec::new(),
             sandbox_dirs: true,
+            threads: None,
         }
     }
 }
@@ -194,7 +195,9 @@ impl RunResult {
             RunError::Timeout(_) => RunResult::Timeout,
             RunError::NativeStackOverflow(_) => RunResult::NativeStackOverflow,
             RunError::Panicked(message) => RunResult::Panic(message),
-            e @ (RunError::Host(_) | RunError::Engine(_) | RunError::Cache(_) | RunError::Cancelled) => RunResult::Host(e.to_string()),
+            e @ (RunError::Host(_) | RunError::Engine(_) | RunError::Cache(_) | RunError::Cancelled | RunError::Departed { .. }) => {
+                RunResult::Host(e.to_string())
+            }
         }
     }
 

@@ -43,6 +43,11 @@ pub enum Backend {
     Winch,
 }
 
+/// Why [`Backend::Pulley`] refuses threaded jobs.
+pub const PULLEY_NO_THREADS: &str = "the pulley backend cannot run threaded jobs: wasmtime's Pulley interpreter implements \
+     neither shared memories nor atomics (wasm threads are a tier-2 feature of wasmtime's compilers only); \
+     run the job on cranelift or cranelift-baseline";
+
 /// Why [`Backend::Winch`] is refused: what canon needs that Winch lacks.
 /// (Under determinism ABI 1 Winch's wasmtime fuel also differed from
 /// Cranelift's on 31 of 37 fixture jobs; since ABI 2 fuel is canon's own
@@ -120,9 +125,16 @@ pub fn deterministic_config(backend: Backend) -> wasmtime::Result<Config> {
     // Relaxed SIMD results may differ between CPUs: lower them one fixed way.
     c.wasm_relaxed_simd(true);
     c.relaxed_simd_deterministic(true);
-    // No threads or shared memory: one guest thread, no OS scheduling.
-    // (wasmtime is built without its `threads` feature, so shared memories
-    // and atomics waits are refused at validation.)
+    // Threads: shared memories and atomics, for threaded jobs only (job
+    // validation refuses them in any other module). Every guest thread
+    // runs under canon's scheduler, one at a time, and no guest ever
+    // executes a real wait: the instrumentation rewrites waits and
+    // notifies into scheduler calls (docs/THREADS.md). Pulley implements
+    // neither, so its engine leaves them off and canon refuses threaded
+    // jobs there. The shared-everything proposal stays off.
+    let threads = !matches!(backend, Backend::Pulley | Backend::Winch);
+    c.wasm_threads(threads);
+    c.shared_memory(threads);
     c.wasm_shared_everything_threads(false);
     // No wasmtime fuel: canon meters fuel itself, by instrumenting the
     // module (crate::instrument), so the figure is defined by canon's cost
@@ -136,8 +148,9 @@ pub fn deterministic_config(backend: Backend) -> wasmtime::Result<Config> {
     c.epoch_interruption(false);
     // The host's guard on native stack, above the job's call-depth limit.
     c.max_wasm_stack(MAX_WASM_STACK);
-    // wasmtime requires the async stack (unused: canon runs guests
-    // synchronously) to be at least as large.
+    // The async stack: each guest thread of a threaded job runs on a fiber
+    // of this size (unthreaded jobs run synchronously); wasmtime requires
+    // it to be at least the wasm stack.
     c.async_stack_size(MAX_WASM_STACK + (1 << 20));
     // Traps are classified by kind only; backtraces carry host addresses.
     c.wasm_backtrace_max_frames(None);
@@ -147,8 +160,7 @@ pub fn deterministic_config(backend: Backend) -> wasmtime::Result<Config> {
     // exception objects; the GC proposal itself stays off.
     c.wasm_exceptions(true);
     c.wasm_gc(false);
-    // Proposals canon does not offer (yet): refused at validation. (Shared
-    // memories are compiled out of wasmtime.)
+    // Proposals canon does not offer (yet): refused at validation.
     c.wasm_memory64(false);
     c.wasm_stack_switching(false);
     c.wasm_component_model(false);

@@ -17,6 +17,7 @@ pub mod cache;
 pub mod differential;
 pub mod engine;
 pub mod limiter;
+pub mod threads;
 pub mod wasi;
 pub mod watchdog;
 
@@ -70,6 +71,15 @@ pub enum RunError {
     /// The run was stopped through its [`Cancel`] handle: no result.
     #[error("the run was cancelled: no result")]
     Cancelled,
+    /// A run following a recorded schedule ([`RunOptions::replay`]) could
+    /// not follow it: no result.
+    #[error("the run departs from the trace at step {step}: {message}")]
+    Departed {
+        /// The decision, counted from 0.
+        step: usize,
+        /// How the run and the trace differ there.
+        message: String,
+    },
     /// canon itself panicked while running the guest: a bug in canon, never
     /// an outcome (the message is the panic's).
     #[error("canon panicked while running the guest (a bug in canon; no result): {0}")]
@@ -87,7 +97,17 @@ pub struct RunOptions {
     pub cancel: Option<Cancel>,
     /// Sees stdout and stderr as they are written (a live log). Default: none.
     pub tap: Option<StdioTap>,
+    /// Records a threaded run's schedule here, every decision in order
+    /// (`canon run --trace`; docs/THREADS.md). Default: none.
+    pub trace: Option<TraceSink>,
+    /// Follows this schedule instead of the job's policy: the run stops
+    /// with [`RunError::Departed`] at the first decision it cannot follow
+    /// (`canon replay`). Default: none.
+    pub replay: Option<Arc<Vec<threads::trace::Step>>>,
 }
+
+/// Where a threaded run's schedule is recorded.
+pub type TraceSink = Arc<std::sync::Mutex<Vec<threads::trace::Step>>>;
 
 /// A handle that stops a run from another thread (a worker whose job was
 /// cancelled). Stopping uses the watchdog's mechanism: the run's next fuel
@@ -264,6 +284,29 @@ impl Sandbox {
     /// The guest runs on a thread of its own with [`engine::HOST_THREAD_STACK`]
     /// of native stack, so the caller's stack size never matters.
     pub fn run_with(&self, job: &Job, options: RunOptions) -> Result<Outcome, RunError> {
+        if crate::job::is_threaded(&job.module) != job.threads.is_some() {
+            return Err(RunError::Compile {
+                module: job.module_sha256,
+                message: "the job's thread settings do not match its module: a job has them exactly when its module is threaded".into(),
+            });
+        }
+        if let Some(threads) = &job.threads {
+            match self.backend {
+                Backend::Pulley => return Err(RunError::Engine(engine::PULLEY_NO_THREADS.into())),
+                Backend::Winch => return Err(RunError::Engine(format!("the winch backend cannot run canon jobs: {}", engine::WINCH_UNSUPPORTED))),
+                Backend::Cranelift | Backend::CraneliftBaseline => {}
+            }
+            let (module, _) = self.prepare(&job.module, &job.module_sha256)?;
+            return std::thread::scope(|scope| {
+                std::thread::Builder::new()
+                    .name("canon-guest".into())
+                    .stack_size(engine::HOST_THREAD_STACK)
+                    .spawn_scoped(scope, || threads::run(self, job, &module, threads, options))
+                    .map_err(|e| RunError::Host(format!("cannot start the guest thread: {e}")))?
+                    .join()
+                    .map_err(|payload| RunError::Panicked(panic_message(payload.as_ref())))?
+            });
+        }
         // Compile (or load) every module before anything runs.
         let mut modules = Vec::with_capacity(job.preloads.len() + 1);
         for p in &job.preloads {
@@ -295,7 +338,8 @@ impl Sandbox {
             .build();
         let limits = Limiter::new(limits, job.limits.memory_bytes);
         let linked = !job.preloads.is_empty();
-        let data = StoreData { wasi: WasiHost::new(config), limits, memory: None, linked, fuel: None };
+        let wasi = std::sync::Arc::new(std::sync::Mutex::new(WasiHost::new(config)));
+        let data = StoreData { wasi: wasi.clone(), limits, memory: None, linked, fuel: None, sched: None, shared_memory: None };
         let mut store = Store::new(&self.engine, data);
         // The instrumentation's counters and the watchdog's page: one of
         // each per store, imported by every instrumented module as
@@ -346,7 +390,9 @@ impl Sandbox {
             // docs/FUEL.md: exact at exits and host calls).
             _ => budget.saturating_sub(wasi::link::fuel_left(&mut store)),
         };
-        let wasi = store.into_data().wasi;
+        drop(store);
+        let wasi = std::sync::Arc::try_unwrap(wasi).map_err(|_| RunError::Host("internal: the WASI world outlived its store".into()))?;
+        let wasi = wasi.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
         let outputs = wasi.output_tree();
         Ok(Outcome { termination, fuel_consumed, stdout: wasi.stdout, stderr: wasi.stderr, outputs })
     }

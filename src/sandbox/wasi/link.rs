@@ -1,17 +1,30 @@
 //! Binds every `wasi_snapshot_preview1` function to its method on
 //! [`WasiHost`], with the signature listed in [`crate::abi`].
 
-use wasmtime::{Caller, Global, Linker, Memory};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use wasmtime::{Caller, Global, Linker, Memory, SharedMemory};
 
 use super::host::{Fault, WasiHost};
 use super::mem::Mem;
 use crate::abi::WASI_MODULE;
 use crate::sandbox::limiter::Limiter;
 
-/// What a store holds for one run.
+/// The WASI world of one run, shared by the stores of all its threads (a
+/// threaded job has one store per guest thread, and one WASI world).
+pub type SharedHost = Arc<Mutex<WasiHost>>;
+
+/// Locks the WASI world. Nothing panics while holding it halfway through
+/// an update that matters to the outcome: a panic ends the run with no
+/// result anyway.
+pub fn lock_host(host: &SharedHost) -> MutexGuard<'_, WasiHost> {
+    host.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a store holds for one run (for a threaded job: for one thread).
 pub struct StoreData {
     /// The WASI world.
-    pub wasi: WasiHost,
+    pub wasi: SharedHost,
     /// Memory and table limits.
     pub limits: Limiter,
     /// The guest's exported `memory`, found after instantiation. Only
@@ -23,6 +36,37 @@ pub struct StoreData {
     /// `canon.fuel`, the instrumentation's fuel counter (see
     /// [`crate::instrument`]), once the store has it.
     pub fuel: Option<Global>,
+    /// A threaded job's scheduler (`None` for other jobs): it holds the
+    /// fuel not handed to the running thread, which host calls count.
+    pub sched: Option<Arc<Mutex<crate::sandbox::threads::Sched>>>,
+    /// A threaded job's shared memory, which WASI calls read and write.
+    pub shared_memory: Option<SharedMemory>,
+}
+
+impl StoreData {
+    /// The fuel held by the scheduler rather than by this store's
+    /// `canon.fuel` (0 for an unthreaded job).
+    fn banked(&self) -> u64 {
+        self.sched.as_ref().map_or(0, |s| crate::sandbox::threads::lock(s).bank)
+    }
+
+    /// After a host call left `left` units for the whole job: the
+    /// scheduler keeps what it held, up to `left`, and the store the rest.
+    /// Returns what the store's `canon.fuel` gets.
+    fn settle(&self, left: u64) -> u64 {
+        match &self.sched {
+            None => left,
+            Some(s) => {
+                let mut s = crate::sandbox::threads::lock(s);
+                if left >= s.bank {
+                    left - s.bank
+                } else {
+                    s.bank = left;
+                    0
+                }
+            }
+        }
+    }
 }
 
 /// The job's fuel left: what `canon.fuel` holds. The guest stores it there
@@ -43,8 +87,11 @@ pub fn fuel_left(store: impl wasmtime::AsContextMut<Data = StoreData>) -> u64 {
 /// result to an errno or a trap. The guest reloads its fuel from the
 /// global after every call, so the host's charge is the guest's.
 fn call(caller: &mut Caller<'_, StoreData>, f: impl FnOnce(&mut Mem, &mut WasiHost) -> Result<(), Fault>) -> wasmtime::Result<i32> {
-    let fuel = fuel_left(&mut *caller);
+    // The job's fuel left: this store's, and (threaded) the scheduler's.
+    let fuel = fuel_left(&mut *caller).saturating_add(caller.data().banked());
+    let shared = caller.data().shared_memory.clone();
     let memory = match caller.data().memory {
+        _ if shared.is_some() => None,
         Some(m) if !caller.data().linked => Some(m),
         _ => {
             let m = caller.get_export("memory").and_then(|e| e.into_memory());
@@ -55,17 +102,22 @@ fn call(caller: &mut Caller<'_, StoreData>, f: impl FnOnce(&mut Mem, &mut WasiHo
         }
     };
     let mut empty: [u8; 0] = [];
-    let (bytes, data): (&mut [u8], &mut StoreData) = match memory {
-        Some(m) => m.data_and_store_mut(&mut *caller),
-        None => (&mut empty[..], caller.data_mut()),
+    let (bytes, data): (&mut [u8], &mut StoreData) = match (&shared, memory) {
+        (Some(shared), _) => (crate::sandbox::threads::shared_bytes(shared), caller.data_mut()),
+        (None, Some(m)) => m.data_and_store_mut(&mut *caller),
+        (None, None) => (&mut empty[..], caller.data_mut()),
     };
-    data.wasi.fuel_remaining = fuel;
-    let result = match data.wasi.begin_call() {
-        Ok(()) => f(&mut Mem(bytes), &mut data.wasi),
-        Err(stop) => Err(stop),
+    let (result, left) = {
+        let mut wasi = lock_host(&data.wasi);
+        wasi.fuel_remaining = fuel;
+        let result = match wasi.begin_call() {
+            Ok(()) => f(&mut Mem(bytes), &mut wasi),
+            Err(stop) => Err(stop),
+        };
+        let result = wasi.end_call(result);
+        (result, wasi.fuel_remaining)
     };
-    let result = data.wasi.end_call(result);
-    let left = data.wasi.fuel_remaining;
+    let left = data.settle(left);
     if let Some(global) = caller.data().fuel {
         // At most the budget, which is below 2^62: it fits an i64.
         global.set(&mut *caller, wasmtime::Val::I64(left as i64))?;

@@ -10,4 +10,4 @@ pub mod mem;
 pub mod vfs;
 
 pub use host::{HostConfig, StdioTap, Stop, WasiHost};
-pub use link::{StoreData, add_to_linker};
+pub use link::{SharedHost, StoreData, add_to_linker, lock_host};

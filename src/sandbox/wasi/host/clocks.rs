@@ -12,6 +12,20 @@ impl WasiHost {
         used.saturating_mul(NS_PER_FUEL).saturating_add(self.sleep_ns)
     }
 
+    /// The monotonic clock when the job has `fuel_remaining` fuel left: the
+    /// scheduler's clock for wait deadlines.
+    pub fn monotonic_at(&mut self, fuel_remaining: u64) -> u64 {
+        self.fuel_remaining = fuel_remaining;
+        self.logical_ns()
+    }
+
+    /// Advances logical time by `ns` at once, as a sleep does: the
+    /// scheduler's way to reach a waiting thread's deadline when no thread
+    /// can run.
+    pub fn sleep(&mut self, ns: u64) {
+        self.sleep_ns = self.sleep_ns.saturating_add(ns);
+    }
+
     pub(super) fn now(&self, clock: u32) -> Result<u64, Errno> {
         match clock {
             0 => Ok(self.epoch_ns.saturating_add(self.logical_ns())),
