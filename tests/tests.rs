@@ -27,3 +27,4 @@ mod quorum;
 mod receipts;
 mod vectors;
 mod wasi;
+mod web;
