@@ -819,3 +819,133 @@ fn the_static_report_is_written_whole_or_not_at_all() {
     let html = fs::read_to_string(d.join("report.html")).expect("report");
     assert!(html.starts_with("<!doctype html>") && html.trim_end().ends_with("</html>"), "the new report replaced the old one whole");
 }
+
+// ---------------------------------------------------------------- badges
+
+const TOKEN: &str = "test-token-web";
+
+/// A coordinator on loopback (and its workers), killed on drop.
+struct Coordinator {
+    dir: tempfile::TempDir,
+    url: String,
+    children: Vec<Child>,
+}
+
+impl Coordinator {
+    fn start(extra: &str) -> Coordinator {
+        use std::io::BufRead as _;
+        let dir = util::scratch();
+        fs::write(dir.path().join("policy.toml"), "min_quorum = 2\nunknown_weight = 1.0\n").expect("policy");
+        let config = dir.path().join("coordinator.toml");
+        fs::write(
+            &config,
+            format!("listen = \"127.0.0.1:0\"\nheartbeat_secs = 0.2\nlease_secs = 1.0\npolicy = \"policy.toml\"\n{extra}\n[[tenant]]\nname = \"alice\"\ntoken = \"{TOKEN}\"\n"),
+        )
+        .expect("config");
+        let mut child = Command::new(util::canon_bin())
+            .args(["serve", "--data"])
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(fs::File::create(dir.path().join("coordinator.log")).expect("log")))
+            .spawn()
+            .expect("spawn coordinator");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("address");
+        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("coordinator said {line:?}")).to_string();
+        Coordinator { dir, url, children: vec![child] }
+    }
+
+    fn worker(&mut self, i: u8) {
+        let key = self.dir.path().join(format!("worker-{i}.key"));
+        NodeKey::from_seed(&[i + 100; 32]).save_new(&key).expect("key");
+        let child = Command::new(util::canon_bin())
+            .args(["worker", "--coordinator", &self.url, "--key"])
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn worker");
+        self.children.push(child);
+    }
+
+    fn submit(&self, job: &str, flags: &[&str]) -> String {
+        let o = Command::new(util::canon_bin())
+            .arg("submit")
+            .arg(util::fixture(&format!("jobs/{job}")))
+            .args(flags)
+            .env("CANON_COORDINATOR", &self.url)
+            .env("CANON_TOKEN", TOKEN)
+            .env("HOME", self.dir.path())
+            .output()
+            .expect("submit");
+        assert!(o.status.success(), "submit: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn get(&self, path: &str) -> (u16, String, String) {
+        let r = reqwest::blocking::get(format!("{}{path}", self.url)).expect("get");
+        let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        (r.status().as_u16(), ct, r.text().expect("body"))
+    }
+
+    fn wait_state(&self, id: &str, want: &[&str]) -> Value {
+        let http = reqwest::blocking::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let v: Value = http.get(format!("{}/v1/jobs/{id}", self.url)).bearer_auth(TOKEN).send().expect("status").json().expect("json");
+            if want.contains(&v["state"].as_str().unwrap_or_default()) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "job {id} is {}", v["state"]);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn badges_read_the_verdict_publicly_and_escape_group_names() {
+    let mut pool = Coordinator::start("replicas = 2");
+    let group = "<b>rel&\"ease\"</b>";
+    let pending = pool.submit("hello.toml", &["--group", group]);
+    // No worker yet: pending, red, and public (no token).
+    let (status, ct, svg) = pool.get(&format!("/v1/badges/job/{pending}.svg"));
+    assert_eq!((status, ct.as_str()), (200, "image/svg+xml; charset=utf-8"), "{svg}");
+    assert!(svg.contains(">pending 0/2<") && svg.contains(canon::web::badge::RED), "{svg}");
+    let (_, _, g) = pool.get(&format!("/v1/badges/group/alice/{}.svg", urlencoding(group)));
+    assert!(g.contains("canon &lt;b&gt;rel&amp;&quot;ease&quot;&lt;/b&gt;") && !g.contains("<b>"), "the group name is escaped: {g}");
+    pool.worker(1);
+    pool.worker(2);
+    let v = pool.wait_state(&pending, &["succeeded"]);
+    assert_eq!(v["verdict"], "accepted", "{v}");
+    let (_, _, svg) = pool.get(&format!("/v1/badges/job/{pending}.svg"));
+    assert!(svg.contains(">verified 2/2<") && svg.contains(canon::web::badge::GREEN), "{svg}");
+    let (status, ct, body) = pool.get(&format!("/v1/badges/job/{pending}.json"));
+    assert!(status == 200 && ct.starts_with("application/json"), "{status} {ct}");
+    let shields: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(shields, json!({"schemaVersion": 1, "label": "canon", "message": "verified 2/2", "color": canon::web::badge::GREEN}));
+    let (_, _, body) = pool.get(&format!("/v1/badges/group/alice/{}.json", urlencoding(group)));
+    let shields: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!((shields["label"].as_str(), shields["message"].as_str()), (Some(format!("canon {group}").as_str()), Some("verified 2/2")));
+    // Unknown jobs, groups, tenants and suffixes are 404s with the JSON error body.
+    for path in ["/v1/badges/job/nope.svg", "/v1/badges/group/alice/nope.svg", "/v1/badges/group/mallory/x.json", &format!("/v1/badges/job/{pending}.png")] {
+        let (status, _, body) = pool.get(path);
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).map(|v| v["error"].clone()).ok(), Some(json!("not_found")), "{path}: {body}");
+    }
+}
+
+/// Percent-encodes a path segment.
+fn urlencoding(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}

@@ -8,6 +8,7 @@
 //! `canon quorum` does. The module is committed source, embedded here with
 //! `include_str!`; no front-end toolchain is involved.
 
+pub mod badge;
 pub mod report;
 
 /// The browser verifier and tally (`web/verify.js`), an ES module.
