@@ -376,6 +376,7 @@ fn hostile_cases() -> Vec<(String, Vec<u8>, Option<JobDigest>)> {
         ("an offset of 24 hours", "2026-01-02T03:04:05+24:00"),
         ("an offset of 60 minutes", "2026-01-02T03:04:05+01:60"),
         ("year 0 west of UTC", "0000-01-01T00:00:00+01:00"),
+        ("year 9999 east of UTC, past the last year", "9999-12-31T23:30:00-01:00"),
         ("a time with no zone", "2026-01-02T03:04:05"),
         ("a fraction with no digits", "2026-01-02T03:04:05.Z"),
     ] {
