@@ -950,3 +950,64 @@ fn badges_read_the_verdict_publicly_and_escape_group_names() {
 fn urlencoding(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
+
+// ---------------------------------------------------------------- the dashboard
+
+impl Coordinator {
+    /// Stops every worker (the coordinator stays).
+    fn stop_workers(&mut self) {
+        for c in self.children.iter_mut().skip(1) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.children.truncate(1);
+    }
+}
+
+#[test]
+fn the_dashboard_verifies_a_job_live_and_shows_a_cancel_without_reload() {
+    let mut pool = Coordinator::start("replicas = 2");
+    pool.worker(1);
+    pool.worker(2);
+    let b = Browser::start();
+    b.goto(&format!("{}/", pool.url));
+    b.wait_for("document.body.dataset.state === 'login'", "the sign-in form");
+    b.exec("document.getElementById('token').value = arguments[0]; document.getElementById('login').requestSubmit();", json!([TOKEN]));
+    b.wait_for("document.body.dataset.state === 'ready' && document.body.dataset.live === 'true'", "the job list, live");
+    b.exec("window.__notReloaded = true;", json!([]));
+    let id = pool.submit("hello.toml", &["--group", "<i>main</i>"]);
+    b.wait_for(&format!("document.querySelector('#jobs tr[data-job=\"{id}\"][data-state=\"succeeded\"]')"), "the job to appear and succeed, without a reload");
+    assert!(b.text().contains("<i>main</i>"), "the group name shows as text: {}", b.text());
+    let shots = util::root().join("target/screenshots");
+    b.screenshot(&shots.join("dashboard-desktop.png"));
+
+    b.exec("location.hash = '#/job/' + arguments[0];", json!([id]));
+    b.wait_for(
+        "document.getElementById('verdict') && document.getElementById('verdict').dataset.verdict !== 'unverified' && document.body.dataset.state === 'ready'",
+        "the job's tally",
+    );
+    assert_eq!(b.exec("return document.getElementById('verdict').dataset.verdict;", json!([])), json!("accepted"), "{}", b.text());
+    assert_eq!(b.exec("return document.getElementById('comparison').dataset.agrees;", json!([])), json!("true"), "{}", b.text());
+    assert_eq!(b.exec("return document.querySelectorAll('#runs tbody tr').length;", json!([])), json!(2));
+    assert!(b.text().contains("This page verified 2 of 2 receipts"), "{}", b.text());
+    b.screenshot(&shots.join("dashboard-job-desktop.png"));
+    b.resize(390, 844);
+    b.screenshot(&shots.join("dashboard-job-phone.png"));
+    b.resize(1280, 900);
+
+    b.exec("document.querySelector('#runs a.node').click();", json!([]));
+    b.wait_for("document.getElementById('node-summary')", "the node page");
+    let summary = b.exec("return document.getElementById('node-summary').textContent;", json!([]));
+    assert_eq!(summary, json!("1 runs: agreed 1, dissented 0"), "{}", b.text());
+    b.screenshot(&shots.join("dashboard-node-desktop.png"));
+
+    // A cancel made through the API shows without a reload.
+    pool.stop_workers();
+    b.exec("location.hash = '#/';", json!([]));
+    let second = pool.submit("hello.toml", &[]);
+    b.wait_for(&format!("document.querySelector('#jobs tr[data-job=\"{second}\"][data-state=\"pending\"]')"), "the pending job");
+    let r = reqwest::blocking::Client::new().post(format!("{}/v1/jobs/{second}/cancel", pool.url)).bearer_auth(TOKEN).send().expect("cancel");
+    assert_eq!(r.status().as_u16(), 204);
+    b.wait_for(&format!("document.querySelector('#jobs tr[data-job=\"{second}\"][data-state=\"cancelled\"]')"), "the cancel to show live");
+    assert_eq!(b.exec("return window.__notReloaded === true;", json!([])), json!(true), "no reload happened");
+}

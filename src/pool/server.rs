@@ -304,6 +304,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/runs/{id}/complete", post(complete))
         .route("/v1/runs/{id}/fail", post(fail))
         .route("/v1/runs/{id}/log", post(append_log))
+        .route("/", get(dashboard))
+        .route("/assets/{file}", get(dashboard_asset))
+        .route("/v1/policy", get(policy))
         .route("/v1/badges/job/{file}", get(job_badge))
         .route("/v1/badges/group/{tenant}/{file}", get(group_badge))
         .route("/metrics", get(metrics))
@@ -433,6 +436,24 @@ async fn receipts(State(app): State<Arc<App>>, headers: HeaderMap, UrlPath(id): 
     let (job_digest, list) = blocking(move || Ok(store.receipts(&tenant.name, &id)?)).await?;
     let receipts = list.into_iter().map(|(run, bytes)| (run, String::from_utf8_lossy(&bytes).into_owned())).collect();
     Ok(axum::Json(ReceiptList { job_digest, receipts }))
+}
+
+/// The dashboard's page (docs/WEB.md): public, it holds no data.
+async fn dashboard() -> Response {
+    let csp = (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"));
+    ([csp], axum::response::Html(crate::web::dashboard::INDEX)).into_response()
+}
+
+async fn dashboard_asset(UrlPath(file): UrlPath<String>) -> Result<Response> {
+    let (ct, body) = crate::web::dashboard::asset(&file).ok_or_else(|| err(StatusCode::NOT_FOUND, "not_found", format!("no asset {file:?}")))?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(ct))], body).into_response())
+}
+
+/// The coordinator's trust policy in full, so that a page can tally
+/// receipts itself under it.
+async fn policy(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<axum::Json<serde_json::Value>> {
+    app.tenant(&headers)?;
+    Ok(axum::Json(crate::web::report::policy_json(&app.policy)))
 }
 
 /// `ID.svg` or `ID.json` (the shields.io endpoint form) of a badge route.

@@ -9,6 +9,7 @@
 //! `include_str!`; no front-end toolchain is involved.
 
 pub mod badge;
+pub mod dashboard;
 pub mod report;
 
 /// The browser verifier and tally (`web/verify.js`), an ES module.
