@@ -1011,3 +1011,110 @@ fn the_dashboard_verifies_a_job_live_and_shows_a_cancel_without_reload() {
     b.wait_for(&format!("document.querySelector('#jobs tr[data-job=\"{second}\"][data-state=\"cancelled\"]')"), "the cancel to show live");
     assert_eq!(b.exec("return window.__notReloaded === true;", json!([])), json!(true), "no reload happened");
 }
+
+// ---------------------------------------------------------------- a coordinator that lies
+
+/// How the lying coordinator lies.
+#[derive(Clone, Copy)]
+enum Lie {
+    /// Its job views claim a disputed verdict for every job.
+    ForgedTally,
+    /// The first receipt it serves of any job has a flipped signature byte.
+    BrokenSignature,
+}
+
+/// A proxy in front of a real coordinator that tells one lie (a test-only
+/// coordinator: nothing in canon serve can be made to lie). The event
+/// stream is refused, so the page works from what it fetches. Returns its URL;
+/// its thread ends with the test process.
+fn lying_proxy(upstream: &str, lie: Lie) -> String {
+    use axum::body::Body;
+    use axum::http::{Request, Response as HttpResponse};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let upstream = upstream.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let client = reqwest::Client::new();
+            let handler = move |req: Request<Body>| {
+                let (client, upstream) = (client.clone(), upstream.clone());
+                async move {
+                    let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                    if path.starts_with("/v1/events") {
+                        return HttpResponse::builder().status(503).body(Body::from("no events from this coordinator")).expect("response");
+                    }
+                    let auth = req.headers().get("authorization").cloned();
+                    let mut fwd = client.get(format!("{upstream}{path}"));
+                    if let Some(a) = auth {
+                        fwd = fwd.header("authorization", a.to_str().unwrap_or_default());
+                    }
+                    let resp = fwd.send().await.expect("upstream");
+                    let status = resp.status().as_u16();
+                    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("text/plain").to_string();
+                    let mut body = resp.bytes().await.expect("body").to_vec();
+                    let is_job = path.starts_with("/v1/jobs/") && !path.contains("/receipts") && !path.contains("/runs/");
+                    match lie {
+                        Lie::ForgedTally if is_job && status == 200 => {
+                            let mut v: Value = serde_json::from_slice(&body).expect("job json");
+                            v["verdict"] = json!("disputed");
+                            v["tally"]["verdict"] = json!("disputed");
+                            v["tally"]["accepted"] = Value::Null;
+                            body = serde_json::to_vec(&v).expect("json");
+                        }
+                        Lie::BrokenSignature if path.contains("/receipts") && status == 200 => {
+                            let mut v: Value = serde_json::from_slice(&body).expect("receipts json");
+                            let mut env: Envelope = serde_json::from_str(v["receipts"][0][1].as_str().expect("envelope")).expect("env");
+                            env.signatures[0].sig[7] ^= 1;
+                            v["receipts"][0][1] = json!(String::from_utf8(env.to_json()).expect("utf-8"));
+                            body = serde_json::to_vec(&v).expect("json");
+                        }
+                        _ => {}
+                    }
+                    HttpResponse::builder().status(status).header("content-type", ct).body(Body::from(body)).expect("response")
+                }
+            };
+            let l = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let app = axum::Router::new().fallback(handler);
+            let _ = axum::serve(l, app).await;
+        });
+    });
+    url
+}
+
+#[test]
+fn the_dashboard_does_not_believe_a_coordinator_that_lies() {
+    let mut pool = Coordinator::start("replicas = 2");
+    pool.worker(1);
+    pool.worker(2);
+    let id = pool.submit("hello.toml", &[]);
+    pool.wait_state(&id, &["succeeded"]);
+    let b = Browser::start();
+    for (lie, page_verdict, what) in
+        [(Lie::ForgedTally, "accepted", "a forged tally"), (Lie::BrokenSignature, "insufficient", "a receipt with a broken signature")]
+    {
+        let url = lying_proxy(&pool.url, lie);
+        b.goto(&format!("{url}/"));
+        b.exec("sessionStorage.setItem('canon-token', arguments[0]); location.hash = '#/job/' + arguments[1]; location.reload();", json!([TOKEN, id]));
+        b.wait_for("document.getElementById('comparison') && document.body.dataset.state === 'ready'", "the job's tally");
+        assert_eq!(b.exec("return document.getElementById('verdict').dataset.verdict;", json!([])), json!(page_verdict), "{what}: {}", b.text());
+        assert_eq!(
+            b.exec("return document.getElementById('comparison').dataset.agrees;", json!([])),
+            json!("false"),
+            "{what}: the page says the server differs"
+        );
+        let text = b.text();
+        assert!(text.contains("differs from what this page verified"), "{what}: {text}");
+        if let Lie::BrokenSignature = lie {
+            assert!(text.contains("This page verified 1 of 2 receipts") && text.contains("invalid: bad_signature"), "{text}");
+            let verdict = b.exec("return document.getElementById('verdict').textContent;", json!([]));
+            assert!(
+                verdict.as_str().is_some_and(|v| v.contains("INSUFFICIENT") && !v.contains("ACCEPTED")),
+                "the server's accepted verdict is not shown as verified: {verdict}"
+            );
+            assert!(text.contains("It says ACCEPTED; the receipts verified here say INSUFFICIENT"), "{text}");
+            b.screenshot(&util::root().join("target/screenshots/dashboard-lying-coordinator.png"));
+        }
+    }
+}
