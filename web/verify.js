@@ -616,21 +616,6 @@ export function parseNodeId(s) {
   return id;
 }
 
-function nodeIdText(key) {
-  const bytes = concat([Uint8Array.of(0xed, 0x01), key]);
-  let n = leInt(Uint8Array.from(bytes).reverse());
-  let s = '';
-  while (n > 0n) {
-    s = B58[Number(n % 58n)] + s;
-    n /= 58n;
-  }
-  for (const b of bytes) {
-    if (b !== 0) break;
-    s = '1' + s;
-  }
-  return 'did:key:z' + s;
-}
-
 /** The short form of a node id for tables: `z6Mk` and eight more characters. */
 export function shortNode(id) {
   return id.slice(8, 20);
@@ -1121,4 +1106,3 @@ export function tallyJson(t) {
   return JSON.stringify(t, (k, v) => (typeof v === 'bigint' ? `__big__${v}` : v), 2).replace(/"__big__(\d+)"/g, '$1');
 }
 
-export { nodeIdText as _nodeIdText, hex as _hex, parseJson as _parseJson };
