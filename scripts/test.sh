@@ -14,8 +14,9 @@ fi
 
 # System tools, from Debian: OpenSSH's ssh-keygen makes node keys for the
 # interop tests, GNU time measures the hostile suite's peak RSS, Python
-# runs securesystemslib, which verifies canon's DSSE envelopes, and
-# iproute2's `ip` puts a worker in a network namespace to cut it off.
+# runs securesystemslib, which verifies canon's DSSE envelopes,
+# iproute2's `ip` puts a worker in a network namespace to cut it off, and
+# Chromium with its WebDriver runs the pages' verifier (tests/web.rs).
 apt_install() {
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && apt-get install -y -qq "$@" >/dev/null
@@ -28,6 +29,8 @@ command -v ssh-keygen >/dev/null || packages+=(openssh-client)
 [ -x /usr/bin/time ] || packages+=(time)
 command -v python3 >/dev/null || packages+=(python3 python3-venv)
 command -v ip >/dev/null || packages+=(iproute2)
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+[ -x /usr/bin/chromedriver ] || packages+=(chromium-driver)
 if [ "${#packages[@]}" -gt 0 ]; then
     apt_install "${packages[@]}"
 fi

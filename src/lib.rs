@@ -50,7 +50,8 @@
 //! - shared: [`abi`] (versions and names every layer uses, the WASI
 //!   surface), [`digest`], [`encoding`], [`tree`], [`outcome`], [`job`];
 //! - verifying: [`node`], [`receipt`], [`quorum`] — all a client needs to
-//!   check receipts and tally them, with no WebAssembly runtime;
+//!   check receipts and tally them, with no WebAssembly runtime; [`web`],
+//!   the same checks in the browser, static reports and badges;
 //! - running: [`instrument`] (load-time rewrites), and `sandbox` (on
 //!   wasmtime; cargo feature `sandbox`, on by default).
 
@@ -67,6 +68,7 @@ pub mod node;
 pub mod receipt;
 
 pub mod quorum;
+pub mod web;
 
 pub mod instrument;
 #[cfg(feature = "sandbox")]

@@ -28,7 +28,7 @@ fn policy(nodes: &[(&NodeKey, &str)]) -> Policy {
     }
 }
 
-fn labelled(receipts: Vec<Vec<u8>>) -> Vec<(String, Vec<u8>)> {
+pub fn labelled(receipts: Vec<Vec<u8>>) -> Vec<(String, Vec<u8>)> {
     receipts.into_iter().enumerate().map(|(i, r)| (format!("r{i}.json"), r)).collect()
 }
 
@@ -91,12 +91,12 @@ fn a_counted_node_signing_two_outcomes_on_one_engine_is_nondeterministic() {
     assert_eq!((t.verdict, t.accepted), (Verdict::Accepted, Some(digest_of("x"))), "dave's receipts are void, 4 of 5 remain");
 }
 
-fn engine(canon: &str, abi: u32) -> Engine {
+pub fn engine(canon: &str, abi: u32) -> Engine {
     Engine { canon: canon.to_string(), wasmtime: "48.0.8".to_string(), backend: "cranelift".to_string(), determinism_abi: abi }
 }
 
 /// A receipt like [`receipt`], made on `engine`.
-fn receipt_on(k: &NodeKey, j: canon::digest::JobDigest, stdout: &str, engine: Engine) -> Vec<u8> {
+pub fn receipt_on(k: &NodeKey, j: canon::digest::JobDigest, stdout: &str, engine: Engine) -> Vec<u8> {
     let mut s = statement(k, j, outcome(stdout).summary());
     s.predicate.engine = engine;
     s.sign(k).expect("sign").to_json()
@@ -552,12 +552,11 @@ fn tally_json_has_the_documented_fields() {
     assert_eq!(v["groups"][0]["outcome"], digest_of("good").to_string());
 }
 
-/// `fixtures/vectors/tally-v2.json`: the tally JSON of a fixed set of
-/// receipts (engines named explicitly, so a canon release does not move
-/// it): six listed nodes of which one upgraded, one equivocated and one
-/// dissented, a replay, a stranger and a forged receipt. `CANON_BLESS=1` rewrites it.
-#[test]
-fn vectors_tally_json() {
+/// The receipts and options of `fixtures/vectors/tally-v2.json` (engines
+/// named explicitly, so a canon release does not move it): six listed
+/// nodes of which one upgraded, one equivocated and one dissented, a
+/// replay, a stranger and a forged receipt.
+pub fn tally_v2_inputs() -> (TallyOptions, Vec<(String, Vec<u8>)>) {
     let keys: Vec<NodeKey> = (1..=6).map(key).collect();
     let named: Vec<(&NodeKey, &str)> = keys.iter().zip(["alice", "bob", "carol", "dave", "erin", "frank"]).collect();
     let options = TallyOptions { policy: Policy { threshold: 0.5, ..policy(&named) }, expected_job: Some(job("j")), ledger: None };
@@ -577,10 +576,28 @@ fn vectors_tally_json() {
         receipt_on(&key(9), job("j"), "y", old.clone()),
         forged.to_json(),
     ];
-    let t = run(rs, &options);
+    (options, labelled(rs))
+}
+
+/// `fixtures/vectors/tally-v2.json`: the tally JSON of
+/// [`tally_v2_inputs`], and `tally-v2-inputs.json`: those inputs (policy in
+/// full, job, each receipt's bytes), so that another implementation can
+/// recompute the tally. `CANON_BLESS=1` rewrites them.
+#[test]
+fn vectors_tally_json() {
+    let (options, rs) = tally_v2_inputs();
+    let t = tally(&rs, &options);
     assert_eq!((t.verdict, t.accepted), (Verdict::Accepted, Some(digest_of("x"))));
     let json = serde_json::to_string_pretty(&t).expect("json") + "\n";
     crate::receipts::check_vector("tally-v2.json", json.as_bytes());
+    let inputs = serde_json::json!({
+        "description": "the inputs of tally-v2.json: tally these receipts under this policy, for this job, and get that tally (set_aside reasons are prose and may differ)",
+        "policy": canon::web::report::policy_json(&options.policy),
+        "expected_job": options.expected_job.map(|j| j.to_string()),
+        "receipts": rs.iter().map(|(source, bytes)| serde_json::json!({"source": source, "envelope": String::from_utf8_lossy(bytes)})).collect::<Vec<_>>(),
+    });
+    let json = serde_json::to_string_pretty(&inputs).expect("json") + "\n";
+    crate::receipts::check_vector("tally-v2-inputs.json", json.as_bytes());
 }
 
 // ---------------------------------------------------------------- CLI

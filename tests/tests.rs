@@ -28,3 +28,4 @@ mod receipts;
 mod threads;
 mod vectors;
 mod wasi;
+mod web;

@@ -5,7 +5,8 @@
 //! table — one line per outcome group with its nodes, trust score and a bar —
 //! the verdict, the dissenters and every receipt set aside with its reason;
 //! or, with `--json`, the [`canon::quorum::Tally`] as JSON (schema in
-//! `docs/ENCODINGS.md`, "Tally JSON"). Exit status 0 when accepted, 1
+//! `docs/ENCODINGS.md`, "Tally JSON"); with `--html FILE`, also a static
+//! report that verifies the receipts in the browser. Exit status 0 when accepted, 1
 //! otherwise, 125 on errors.
 
 use std::fmt::Write as _;
@@ -40,6 +41,11 @@ pub struct Args {
     /// that gives unlisted nodes no weight (only listed nodes are recorded).
     #[arg(long, value_name = "FILE")]
     ledger: Option<PathBuf>,
+    /// Also write the tally as one self-contained HTML page that embeds the
+    /// receipts and verifies them itself in the browser (docs/WEB.md).
+    /// Written atomically: FILE is replaced whole or not at all.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 /// Collects receipt files: files as given, `*.json` below directories.
@@ -85,6 +91,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let options = TallyOptions { policy, expected_job: args.job_digest, ledger };
     let tally = canon::quorum::tally(&receipts, &options);
+    if let Some(path) = &args.html {
+        let page = canon::web::report::report_html(&receipts, &options, &tally);
+        canon::web::report::write_atomic(path, page.as_bytes()).with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
 
     if let (Some(path), Some(mut ledger)) = (&args.ledger, options.ledger) {
         match ledger.record(&tally) {

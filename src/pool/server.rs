@@ -290,6 +290,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/runs/{id}/complete", post(complete))
         .route("/v1/runs/{id}/fail", post(fail))
         .route("/v1/runs/{id}/log", post(append_log))
+        .route("/", get(dashboard))
+        .route("/assets/{file}", get(dashboard_asset))
+        .route("/v1/policy", get(policy))
+        .route("/v1/badges/job/{file}", get(job_badge))
+        .route("/v1/badges/group/{tenant}/{file}", get(group_badge))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -417,6 +422,75 @@ async fn receipts(State(app): State<Arc<App>>, headers: HeaderMap, UrlPath(id): 
     let (job_digest, list) = blocking(move || Ok(store.receipts(&tenant.name, &id)?)).await?;
     let receipts = list.into_iter().map(|(run, bytes)| (run, String::from_utf8_lossy(&bytes).into_owned())).collect();
     Ok(axum::Json(ReceiptList { job_digest, receipts }))
+}
+
+/// The dashboard's page (docs/WEB.md): public, it holds no data.
+async fn dashboard() -> Response {
+    let csp = (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"));
+    ([csp], axum::response::Html(crate::web::dashboard::INDEX)).into_response()
+}
+
+async fn dashboard_asset(UrlPath(file): UrlPath<String>) -> Result<Response> {
+    let (ct, body) = crate::web::dashboard::asset(&file).ok_or_else(|| err(StatusCode::NOT_FOUND, "not_found", format!("no asset {file:?}")))?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(ct))], body).into_response())
+}
+
+/// The coordinator's trust policy in full, so that a page can tally
+/// receipts itself under it.
+async fn policy(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<axum::Json<serde_json::Value>> {
+    app.tenant(&headers)?;
+    Ok(axum::Json(crate::web::report::policy_json(&app.policy)))
+}
+
+/// `ID.svg` or `ID.json` (the shields.io endpoint form) of a badge route.
+fn badge_file(file: &str) -> Result<(String, bool)> {
+    match file.rsplit_once('.') {
+        Some((id, "svg")) if !id.is_empty() => Ok((id.to_string(), false)),
+        Some((id, "json")) if !id.is_empty() => Ok((id.to_string(), true)),
+        _ => Err(err(StatusCode::NOT_FOUND, "not_found", format!("{file:?}: a badge is NAME.svg or NAME.json"))),
+    }
+}
+
+fn badge_response(view: &JobView, label: &str, shields: bool) -> Response {
+    let badge = crate::web::badge::for_job(label, view.state.as_str(), view.tally.as_ref(), view.replicas);
+    let no_cache = (header::CACHE_CONTROL, HeaderValue::from_static("no-cache, max-age=0"));
+    if shields {
+        return ([no_cache], axum::Json(badge.shields())).into_response();
+    }
+    let svg = (header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml; charset=utf-8"));
+    let csp = (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"));
+    ([svg, no_cache, csp], badge.svg()).into_response()
+}
+
+/// A job's badge. Public, like a CI badge a README embeds: it shows only
+/// the verdict and counts, and a job id is a random UUID that only its
+/// tenant can hand out (docs/WEB.md, "Badges").
+async fn job_badge(State(app): State<Arc<App>>, UrlPath(file): UrlPath<String>) -> Result<Response> {
+    let (id, shields) = badge_file(&file)?;
+    let tenants: Vec<String> = app.config.tenants.iter().map(|t| t.name.clone()).collect();
+    let store = app.store.clone();
+    let view =
+        blocking(move || tenants.iter().find_map(|t| store.job(t, &id).ok()).ok_or_else(|| err(StatusCode::NOT_FOUND, "not_found", format!("no job {id}"))))
+            .await?;
+    Ok(badge_response(&view, "canon", shields))
+}
+
+/// The badge of a tenant's group: its newest job's. Public, as
+/// [`job_badge`] is.
+async fn group_badge(State(app): State<Arc<App>>, UrlPath((tenant, file)): UrlPath<(String, String)>) -> Result<Response> {
+    let (group, shields) = badge_file(&file)?;
+    if !app.config.tenants.iter().any(|t| t.name == tenant) {
+        return Err(err(StatusCode::NOT_FOUND, "not_found", format!("no group {group:?} of tenant {tenant:?}")));
+    }
+    let store = app.store.clone();
+    let (t, g) = (tenant.clone(), group.clone());
+    let view = blocking(move || {
+        let page = store.list(&t, &ListFilter { state: None, group: Some(g.clone()), limit: 1, cursor: None })?;
+        let newest = page.jobs.first().ok_or_else(|| err(StatusCode::NOT_FOUND, "not_found", format!("no group {g:?} of tenant {t:?}")))?;
+        Ok(store.job(&t, &newest.id)?)
+    })
+    .await?;
+    Ok(badge_response(&view, &format!("canon {group}"), shields))
 }
 
 fn parse_digest(s: &str) -> Result<Digest> {

@@ -187,7 +187,24 @@ impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
         let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
         let t = OffsetDateTime::parse(&s, &Rfc3339).map_err(|e| serde::de::Error::custom(format!("{s:?} is not an RFC 3339 time: {e}")))?;
-        Ok(Timestamp(t.to_offset(time::UtcOffset::UTC)))
+        // `to_offset` panics when the instant in UTC is past the years the
+        // time crate holds (9999-12-31T23:30:00-01:00 is in year 10000):
+        // a signed receipt must not be able to crash a verifier.
+        let utc = t.checked_to_offset(time::UtcOffset::UTC).ok_or_else(|| serde::de::Error::custom(format!("{s:?} is outside the years 0 to 9999 in UTC")))?;
+        Ok(Timestamp(utc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_past_the_last_year_in_utc_is_an_error_not_a_panic() {
+        let r: Result<Timestamp, _> = serde_json::from_str("\"9999-12-31T23:30:00-01:00\"");
+        assert!(r.expect_err("year 10000").to_string().contains("outside the years"));
+        let t: Timestamp = serde_json::from_str("\"0000-01-01T00:30:00+01:00\"").expect("year -1 is held");
+        assert_eq!(t.datetime().year(), -1);
     }
 }
 
