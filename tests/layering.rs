@@ -26,9 +26,13 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("sandbox", &["abi", "digest", "encoding", "tree", "outcome", "job", "instrument"]),
     // Test support, above both.
     ("fuzzing", &["abi", "digest", "encoding", "tree", "outcome", "job", "instrument", "sandbox"]),
+    // What a person sees of the verifying side: badges, static reports and
+    // the dashboard's assets, with the browser verifier. It runs nothing,
+    // so the coordinator that serves it (pool) sits above it.
+    ("web", &["abi", "digest", "encoding", "tree", "outcome", "job", "node", "receipt", "quorum"]),
     // The pool joins both sides: its coordinator verifies and tallies, its
     // worker runs.
-    ("pool", &["abi", "digest", "encoding", "tree", "outcome", "job", "node", "receipt", "quorum", "instrument", "sandbox"]),
+    ("pool", &["abi", "digest", "encoding", "tree", "outcome", "job", "node", "receipt", "quorum", "web", "instrument", "sandbox"]),
 ];
 
 /// The top-level modules that `text` names as `crate::NAME` or inside

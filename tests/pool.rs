@@ -542,24 +542,37 @@ fn every_route_is_in_the_openapi_document() {
 /// whatever the staging directory.
 #[test]
 fn bundles_rebuild_every_fixture_job_to_its_digest() {
+    use canon::job::{Policy, Threads};
     use canon::pool::bundle::Bundle;
-    let mut n = 0;
+    let (mut n, mut threaded) = (0, 0);
     for entry in std::fs::read_dir(fixture("jobs")).expect("jobs").flatten() {
         let path = entry.path();
         let Ok(job) = canon::job::Job::load(&path) else { continue };
-        let (bundle, blobs) = Bundle::of(&job);
-        let parsed = Bundle::parse(&bundle.to_json()).expect("parse");
-        assert_eq!(parsed, bundle);
-        for _ in 0..2 {
-            let stage = scratch();
-            let mut get = |d: &canon::digest::Digest| blobs.get(d).cloned().ok_or_else(|| "missing".to_string());
-            let rebuilt = parsed.materialize(stage.path(), &mut get).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert_eq!(rebuilt.digest(), job.digest(), "{}", path.display());
-            assert_eq!(rebuilt.encode(), job.encode());
+        let mut jobs = vec![job.clone()];
+        // A threaded job's scheduler settings travel too.
+        if job.threads.is_some() {
+            let mut other = job.clone();
+            other.threads = Some(Threads { policy: Policy::Pct { depth: 3 }, seed: Some(11), slice: 500, max_threads: 8 });
+            assert_ne!(other.digest(), job.digest());
+            jobs.push(other);
+            threaded += 1;
+        }
+        for job in jobs {
+            let (bundle, blobs) = Bundle::of(&job);
+            let parsed = Bundle::parse(&bundle.to_json()).expect("parse");
+            assert_eq!(parsed, bundle);
+            for _ in 0..2 {
+                let stage = scratch();
+                let mut get = |d: &canon::digest::Digest| blobs.get(d).cloned().ok_or_else(|| "missing".to_string());
+                let rebuilt = parsed.materialize(stage.path(), &mut get).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert_eq!(rebuilt.digest(), job.digest(), "{}", path.display());
+                assert_eq!(rebuilt.encode(), job.encode());
+            }
         }
         n += 1;
     }
     assert!(n > 20, "only {n} fixture jobs loaded");
+    assert!(threaded >= 5, "only {threaded} threaded fixture jobs");
 }
 
 #[test]

@@ -28,7 +28,8 @@
 //!   "seed": 7, "epoch": 946684800, "limits": { "fuel": 1000000, … },
 //!   "timeout_secs": 120, "commit": null, "unknown_imports": "refuse",
 //!   "preloads": [{ "name": "lib", "module": "<sha256>" }],
-//!   "sandbox_dirs": true
+//!   "sandbox_dirs": true,
+//!   "threads": { "policy": "pct", "depth": 3, "seed": 11, "slice": 10000, "max_threads": 32 }
 //! }
 //! ```
 //!
@@ -43,7 +44,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, JobDigest};
-use crate::job::{Job, JobBuilder, JobError, Limits, Stdin, UnknownImports};
+use crate::job::{Job, JobBuilder, JobError, Limits, Policy, Stdin, Threads, UnknownImports};
 use crate::tree::{Kind, Node, Tree, is_entry_name};
 
 /// The format tag of a bundle.
@@ -96,6 +97,27 @@ pub struct Bundle {
     pub preloads: Vec<BundlePreload>,
     /// Whether the sandbox adds its `/out` and `/tmp`.
     pub sandbox_dirs: bool,
+    /// A threaded job's scheduler settings (absent for other jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<BundleThreads>,
+}
+
+/// A threaded job's scheduler settings, as the job digest covers them
+/// (docs/THREADS.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleThreads {
+    /// `random`, `round-robin` or `pct`.
+    pub policy: String,
+    /// PCT's depth (0 for the other rules).
+    pub depth: u32,
+    /// The scheduler seed the job gives, if it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Fuel a thread runs before the scheduler may switch.
+    pub slice: u64,
+    /// Most threads alive at once.
+    pub max_threads: u64,
 }
 
 /// One preopened input tree.
@@ -253,6 +275,13 @@ impl Bundle {
             unknown_imports: job.unknown_imports.as_str().into(),
             preloads: job.preloads.iter().map(|p| BundlePreload { name: p.name.clone(), module: p.module_sha256 }).collect(),
             sandbox_dirs: job.sandbox_dirs,
+            threads: job.threads.map(|t| BundleThreads {
+                policy: t.policy.as_str().into(),
+                depth: t.policy.depth(),
+                seed: t.seed,
+                slice: t.slice,
+                max_threads: t.max_threads,
+            }),
         };
         (bundle, blobs)
     }
@@ -360,6 +389,16 @@ impl Bundle {
             .unknown_imports(self.unknown_imports.parse().map_err(|_| invalid("unknown_imports", self.unknown_imports.clone(), "\"refuse\" or \"trap\""))?);
         for (name, value) in &self.env {
             builder = builder.env(name.clone(), value.clone());
+        }
+        if let Some(t) = &self.threads {
+            let policy = match t.policy.as_str() {
+                "random" => Policy::Random,
+                "round-robin" => Policy::RoundRobin,
+                "pct" => Policy::Pct { depth: t.depth },
+                other => return Err(invalid("threads.policy", format!("{other:?}"), "\"random\", \"round-robin\" or \"pct\"")),
+            };
+            // `build` checks the bounds, as it does a spec's.
+            builder = builder.threads(Threads { policy, seed: t.seed, slice: t.slice, max_threads: t.max_threads });
         }
         if let Some(c) = &self.commit {
             builder = builder.commit(c.clone());
