@@ -879,11 +879,17 @@ fn a_node_outside_allow_nodes_cannot_lease() {
 
 /// An honest receipt for `lease`, made by `key`, with its outputs uploaded.
 fn honest_receipt(client: &Client, key: &NodeKey, lease: &canon::pool::api::Lease, job: &canon::job::Job) -> String {
-    use canon::receipt::{Engine, RunFacts, RunId, Statement, Timestamp};
-    let outcome = canon::sandbox::Sandbox::builder().cache_dir(None).build().expect("sandbox").run(job).expect("run");
+    let (receipt, outcome) = signed_receipt(key, lease, job);
     for bytes in [&outcome.stdout, &outcome.stderr] {
         client.put_blob(&canon::digest::Digest::of(bytes), bytes.clone()).expect("upload");
     }
+    receipt
+}
+
+/// `job` run here, and an honest receipt of it for `lease` signed by `key`.
+fn signed_receipt(key: &NodeKey, lease: &canon::pool::api::Lease, job: &canon::job::Job) -> (String, canon::outcome::Outcome) {
+    use canon::receipt::{Engine, RunFacts, RunId, Statement, Timestamp};
+    let outcome = canon::sandbox::Sandbox::builder().cache_dir(None).build().expect("sandbox").run(job).expect("run");
     let facts = RunFacts {
         job_digest: job.digest(),
         run_id: RunId::from_uuid(lease.run.parse().expect("uuid")),
@@ -892,7 +898,7 @@ fn honest_receipt(client: &Client, key: &NodeKey, lease: &canon::pool::api::Leas
         started: Timestamp::now(),
         finished: Timestamp::now(),
     };
-    String::from_utf8(Statement::new(key.node_id(), facts).sign(key).expect("sign").to_json()).expect("utf-8")
+    (String::from_utf8(Statement::new(key.node_id(), facts).sign(key).expect("sign").to_json()).expect("utf-8"), outcome)
 }
 
 /// One request ends a run: the receipt brings its outputs inline and the
@@ -904,27 +910,17 @@ fn a_receipt_brings_its_outputs_and_log_tail_inline_and_leases_the_next_run() {
     use base64::Engine as _;
     use canon::digest::Digest;
     use canon::pool::api::{CompleteRequest, LogTail, MAX_INLINE_OUTPUT_BYTES, RunState};
-    use canon::receipt::{Engine, RunFacts, RunId, Statement, Timestamp};
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let pool = Pool::single("");
     let hello = fixture("jobs/hello.toml");
     let first = submit(&pool, &hello, &[]);
     let second = submit(&pool, &hello, &[]);
     let job = canon::job::Job::load(&hello).expect("job");
-    let outcome = canon::sandbox::Sandbox::builder().cache_dir(None).build().expect("sandbox").run(&job).expect("run");
     let key = NodeKey::from_seed(&[51; 32]);
     let node = Client::new(&pool.url, Auth::Node(Box::new(key.clone()))).expect("client");
     let lease = node.lease(1).expect("lease").pop().expect("a lease");
     assert_eq!(lease.job, first);
-    let facts = RunFacts {
-        job_digest: job.digest(),
-        run_id: RunId::from_uuid(lease.run.parse().expect("uuid")),
-        engine: Engine::current("cranelift"),
-        outcome: outcome.summary(),
-        started: Timestamp::now(),
-        finished: Timestamp::now(),
-    };
-    let receipt = String::from_utf8(Statement::new(key.node_id(), facts).sign(&key).expect("sign").to_json()).expect("utf-8");
+    let (receipt, outcome) = signed_receipt(&key, &lease, &job);
     let (out, err) = (Digest::of(&outcome.stdout), Digest::of(&outcome.stderr));
     let complete = |outputs: Vec<(Digest, String)>, log: Option<LogTail>, next: Option<u32>| {
         node.complete_with(&lease.run, &CompleteRequest { receipt: receipt.clone(), outputs: outputs.into_iter().collect(), log, next })

@@ -356,6 +356,20 @@ fn run_of(tx: &Connection, node: &NodeId, run: &str) -> Result<(i64, String, Str
     Ok((seq, tenant, job, parse_state(state)?))
 }
 
+/// The state of run `run` of a tenant's job `job` (not found if the run is
+/// not that job's or the job not that tenant's).
+fn tenant_run_state(tx: &Connection, tenant: &str, job: &str, run: &str) -> Result<RunState, StoreError> {
+    let state: Option<String> = row(
+        tx,
+        "SELECT r.state FROM runs r JOIN jobs j ON j.seq = r.job_seq WHERE r.id = ?1 AND j.id = ?2 AND j.tenant = ?3",
+        params![run, job, tenant],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db)?;
+    parse_state(state.ok_or_else(|| StoreError::NoRun(run.to_string()))?)
+}
+
 impl Store for SqliteStore {
     fn submit(&self, job: NewJob, capacity: super::Capacity, now: Millis) -> Result<Vec<String>, StoreError> {
         self.tx(|tx| {
@@ -608,17 +622,7 @@ impl Store for SqliteStore {
     }
 
     fn run_state(&self, tenant: &str, job: &str, run: &str) -> Result<RunState, StoreError> {
-        self.tx(|tx| {
-            let state: Option<String> = row(
-                tx,
-                "SELECT r.state FROM runs r JOIN jobs j ON j.seq = r.job_seq WHERE r.id = ?1 AND j.id = ?2 AND j.tenant = ?3",
-                params![run, job, tenant],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db)?;
-            parse_state(state.ok_or_else(|| StoreError::NoRun(run.to_string()))?)
-        })
+        self.tx(|tx| tenant_run_state(tx, tenant, job, run))
     }
 
     fn run_job(&self, node: &NodeId, run: &str) -> Result<super::RunJob, StoreError> {
@@ -842,15 +846,7 @@ impl Store for SqliteStore {
 
     fn read_log(&self, tenant: &str, job: &str, run: &str, offset: u64, max: usize) -> Result<(Vec<u8>, RunState), StoreError> {
         self.tx(|tx| {
-            let state: Option<String> = row(
-                tx,
-                "SELECT r.state FROM runs r JOIN jobs j ON j.seq = r.job_seq WHERE r.id = ?1 AND j.id = ?2 AND j.tenant = ?3",
-                params![run, job, tenant],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db)?;
-            let state: RunState = parse_state(state.ok_or_else(|| StoreError::NoRun(run.to_string()))?)?;
+            let state = tenant_run_state(tx, tenant, job, run)?;
             // The chunk holding `offset`, and those after it.
             let mut stmt = tx
                 .prepare_cached(
