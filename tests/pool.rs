@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use canon::node::NodeKey;
-use canon::pool::api::{JobState, JobView};
+use canon::pool::api::{JobQuery, JobState, JobView};
 use canon::pool::client::{Auth, Client};
 use serde_json::Value;
 
@@ -233,6 +233,34 @@ fn four_workers_one_byzantine_reach_accepted_verdicts_and_name_the_liar() {
         assert_eq!(got, want, "{job}: fetched artifacts differ from the in-process run's");
     }
     assert!(liar_ran >= 1, "the byzantine worker never ran a job");
+
+    // The liar's node page: each of its runs, with the job's accepted
+    // outcome beside its own, which is another.
+    let page = pool.client(TOKEN).node_runs(&liar, 2, None).expect("node runs");
+    assert_eq!(page.node, liar);
+    let mut runs = page.runs.clone();
+    assert!(runs.len() <= 2 && page.next_cursor.is_some() == (liar_ran > 2), "{page:#?}");
+    let mut cursor = page.next_cursor;
+    while let Some(c) = cursor {
+        let next = pool.client(TOKEN).node_runs(&liar, 2, Some(&c)).expect("next page");
+        runs.extend(next.runs);
+        cursor = next.next_cursor;
+    }
+    let finished: Vec<_> = runs.iter().filter(|r| r.state == canon::pool::api::RunState::Succeeded).collect();
+    assert_eq!(finished.len(), liar_ran, "{runs:#?}");
+    for r in &finished {
+        assert!(ids.contains(&r.job), "{r:?}");
+        assert_eq!(r.verdict.as_deref(), Some("accepted"));
+        assert!(r.accepted.is_some() && r.outcome.is_some() && r.outcome != r.accepted, "the liar's run dissents: {r:?}");
+    }
+    // An honest node's runs agree.
+    let honest = pool.client(TOKEN).node_runs(&pool.node_id(0), 1000, None).expect("node runs");
+    assert!(!honest.runs.is_empty());
+    assert!(honest.runs.iter().all(|r| r.outcome == r.accepted), "{honest:#?}");
+    // Another tenant sees none of them; a malformed node id is refused by name.
+    assert!(pool.client(OTHER_TOKEN).node_runs(&liar, 1000, None).expect("node runs").runs.is_empty());
+    let e = pool.client(TOKEN).node_runs("did:key:nonsense", 10, None).expect_err("refused");
+    assert_eq!(e.code(), Some("bad_request"), "{e}");
 }
 
 #[test]
@@ -243,8 +271,8 @@ fn a_tenant_cannot_see_or_cancel_another_tenants_job() {
     for e in [bob.status(&id).err(), bob.cancel(&id, None).err(), bob.receipts(&id).err()] {
         assert_eq!(e.expect("refused").code(), Some("not_found"));
     }
-    assert!(bob.list(None, None, 50, None).expect("list").jobs.is_empty());
-    assert_eq!(pool.client(TOKEN).list(None, None, 50, None).expect("list").jobs.len(), 1);
+    assert!(bob.list(&JobQuery::default()).expect("list").jobs.is_empty());
+    assert_eq!(pool.client(TOKEN).list(&JobQuery::default()).expect("list").jobs.len(), 1);
     let e = pool.client("not-a-token").status(&id).expect_err("refused");
     assert_eq!(e.code(), Some("unauthorized"));
 }
@@ -306,8 +334,9 @@ fn a_worker_that_requires_signed_jobs_refuses_unsigned_and_wrongly_signed_ones()
     let submitter = NodeKey::from_seed(&[9; 32]);
     let key_path = pool.path().join("submitter.key");
     submitter.save_new(&key_path).expect("key");
+    let stranger = NodeKey::from_seed(&[10; 32]);
     let stranger_path = pool.path().join("stranger.key");
-    NodeKey::from_seed(&[10; 32]).save_new(&stranger_path).expect("key");
+    stranger.save_new(&stranger_path).expect("key");
     let hello = fixture("jobs/hello.toml");
     let unsigned = submit(&pool, &hello, &[]);
     let by_stranger = submit(&pool, &hello, &["--sign", stranger_path.to_str().expect("utf-8")]);
@@ -324,6 +353,21 @@ fn a_worker_that_requires_signed_jobs_refuses_unsigned_and_wrongly_signed_ones()
     let db = rusqlite::Connection::open(pool.path().join("data/canon.db")).expect("db");
     let sig: String = db.query_row("SELECT signature FROM jobs WHERE id = ?1", [&signed], |r| r.get(0)).expect("signature");
     assert_eq!(named.sha256, canon::digest::Digest::of(sig.as_bytes()));
+    // The list filters by submitter.
+    let alice = pool.client(TOKEN);
+    let by = |who: &str| -> Vec<String> {
+        let q = JobQuery { submitter: Some(who.to_string()), ..JobQuery::default() };
+        alice.list(&q).expect("list").jobs.into_iter().map(|j| j.id).collect()
+    };
+    assert_eq!(by(&submitter.node_id().to_string()), vec![signed.clone()]);
+    assert_eq!(by(&stranger.node_id().to_string()), vec![by_stranger.clone()]);
+    let all = alice.list(&JobQuery::default()).expect("list").jobs;
+    assert_eq!(all.len(), 3);
+    assert_eq!(all.iter().find(|j| j.id == signed).and_then(|j| j.submitter.clone()), Some(submitter.node_id().to_string()));
+    assert_eq!(all.iter().find(|j| j.id == unsigned).and_then(|j| j.submitter.clone()), None);
+    let e = alice.list(&JobQuery { submitter: Some("alice".into()), ..JobQuery::default() }).expect_err("refused");
+    assert_eq!(e.code(), Some("bad_request"), "{e}");
+    assert!(e.to_string().contains("submitter"), "{e}");
     for (id, why) in [(unsigned, "not signed"), (by_stranger, "not a submitter this worker trusts")] {
         let v = pool.wait(&id, Duration::from_secs(60));
         assert_eq!(v.state, JobState::Failed, "{v:#?}");
@@ -436,7 +480,7 @@ fn a_full_queue_refuses_with_queue_full_and_stores_nothing() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("429") && err.contains("queue_full"), "{err}");
-    assert_eq!(pool.client(TOKEN).list(None, None, 50, None).expect("list").jobs.len(), 2);
+    assert_eq!(pool.client(TOKEN).list(&JobQuery::default()).expect("list").jobs.len(), 2);
 }
 
 #[test]
@@ -448,7 +492,7 @@ fn list_pages_with_a_cursor_newest_first() {
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = alice.list(None, None, 2, cursor.as_deref()).expect("list");
+        let page = alice.list(&JobQuery { limit: Some(2), cursor: cursor.clone(), ..JobQuery::default() }).expect("list");
         seen.extend(page.jobs.iter().map(|j| j.id.clone()));
         match page.next_cursor {
             Some(c) => cursor = Some(c),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use canon::digest::Digest;
 use canon::node::NodeKey;
-use canon::pool::api::{GroupMode, JobState, JobView, RunState, SubmitRequest};
+use canon::pool::api::{GroupMode, JobQuery, JobState, JobView, RunState, SubmitRequest};
 use canon::pool::bundle::Bundle;
 use canon::pool::client::{Auth, Client};
 
@@ -276,7 +276,7 @@ fn a_coordinator_killed_under_load_loses_nothing_it_acknowledged() {
     let client = pool.client();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let page = client.list(None, None, 1000, None).expect("list");
+        let page = client.list(&JobQuery { limit: Some(1000), ..JobQuery::default() }).expect("list");
         let done = page.jobs.iter().filter(|j| j.state == JobState::Succeeded).count();
         let running = page.jobs.iter().filter(|j| j.state == JobState::Running).count();
         if done >= 6 && running >= 1 {
@@ -314,7 +314,7 @@ fn a_coordinator_killed_under_load_loses_nothing_it_acknowledged() {
     assert!(submitted_before_kill >= 4, "only {submitted_before_kill} jobs before the kill");
 
     // A job whose id the kill kept from the client may be there too.
-    let listed: Vec<String> = client.list(None, None, 1000, None).expect("list").jobs.into_iter().map(|j| j.id).collect();
+    let listed: Vec<String> = client.list(&JobQuery { limit: Some(1000), ..JobQuery::default() }).expect("list").jobs.into_iter().map(|j| j.id).collect();
     for id in &ids {
         assert!(listed.contains(id), "job {id} was accepted before the kill and is gone");
     }

@@ -19,7 +19,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use canon::digest::Digest;
 use canon::job::Job;
 use canon::node::{NodeId, NodeKey};
-use canon::pool::api::{GroupMode, JobState, JobView, SubmitRequest};
+use canon::pool::api::{GroupMode, JobQuery, JobState, JobView, SubmitRequest};
 use canon::pool::bundle::Bundle;
 use canon::pool::client::{Auth, Client};
 use canon::pool::config::{Config, DEFAULT_LISTEN, Tenant};
@@ -397,6 +397,9 @@ pub struct ListArgs {
     /// Only jobs of this group.
     #[arg(long)]
     group: Option<String>,
+    /// Only jobs signed by this submitter (its did:key).
+    #[arg(long)]
+    submitter: Option<String>,
     /// At most this many (1 to 1000).
     #[arg(long, default_value_t = 50)]
     limit: usize,
@@ -415,7 +418,8 @@ pub fn list(args: ListArgs) -> Result<ExitCode> {
     if let Some(s) = &args.status {
         s.parse::<JobState>().map_err(|e| anyhow!("--status: {e}"))?;
     }
-    let page = args.conn.client()?.list(args.status.as_deref(), args.group.as_deref(), args.limit, args.cursor.as_deref())?;
+    let q = JobQuery { status: args.status, group: args.group, submitter: args.submitter, limit: Some(args.limit), cursor: args.cursor };
+    let page = args.conn.client()?.list(&q)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&page)?)?;
         return Ok(ExitCode::SUCCESS);

@@ -319,8 +319,64 @@ pub struct JobSummary {
     pub priority: u8,
     /// The verdict so far.
     pub verdict: Option<String>,
+    /// The submitter's node id, when the job was signed.
+    #[serde(default)]
+    pub submitter: Option<String>,
     /// When submitted.
     pub created_at: i64,
+}
+
+/// The query of `GET /v1/jobs`: every field optional.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct JobQuery {
+    /// Only jobs in this state (a [`JobState`] name).
+    pub status: Option<String>,
+    /// Only jobs of this group.
+    pub group: Option<String>,
+    /// Only jobs signed by this submitter (its did:key).
+    pub submitter: Option<String>,
+    /// At most this many, 1 to 1000 (default 50).
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A run of one node, with what its job's tally made of it: a line of
+/// `GET /v1/nodes/{node}/runs`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeRun {
+    /// The run's UUID.
+    pub run: String,
+    /// Its job's id.
+    pub job: String,
+    /// Its job's name.
+    pub job_name: String,
+    /// The run's state.
+    pub state: RunState,
+    /// Why it failed, expired or was cancelled.
+    pub reason: Option<String>,
+    /// The outcome digest its receipt vouches for.
+    pub outcome: Option<String>,
+    /// The job's verdict so far.
+    pub verdict: Option<String>,
+    /// The job's accepted outcome, if any: the run agreed when its outcome
+    /// is this one, dissented when it has another.
+    pub accepted: Option<String>,
+    /// When leased, ms since the Unix epoch.
+    pub leased_at: i64,
+    /// When it ended.
+    pub finished_at: Option<i64>,
+}
+
+/// `GET /v1/nodes/{node}/runs`: a node's runs for the caller's jobs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeRunPage {
+    /// The node's did:key.
+    pub node: String,
+    /// Newest first.
+    pub runs: Vec<NodeRun>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/jobs`.

@@ -166,23 +166,23 @@ impl Client {
         self.call(Method::GET, &format!("/v1/jobs/{id}"), Vec::new())
     }
 
-    /// A page of jobs.
-    pub fn list(&self, status: Option<&str>, group: Option<&str>, limit: usize, cursor: Option<&str>) -> Result<JobPage> {
-        let mut url = reqwest::Url::parse("http://x/v1/jobs").map_err(|e| ClientError::Transport { url: "/v1/jobs".into(), message: e.to_string() })?;
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("limit", &limit.to_string());
-            if let Some(s) = status {
-                q.append_pair("status", s);
-            }
-            if let Some(g) = group {
-                q.append_pair("group", g);
-            }
-            if let Some(c) = cursor {
-                q.append_pair("cursor", c);
-            }
-        }
-        self.call(Method::GET, &format!("/v1/jobs?{}", url.query().unwrap_or("")), Vec::new())
+    /// A page of jobs, newest first, as `q` filters them.
+    pub fn list(&self, q: &JobQuery) -> Result<JobPage> {
+        let limit = q.limit.map(|l| l.to_string());
+        let pairs = [
+            ("status", q.status.as_deref()),
+            ("group", q.group.as_deref()),
+            ("submitter", q.submitter.as_deref()),
+            ("limit", limit.as_deref()),
+            ("cursor", q.cursor.as_deref()),
+        ];
+        self.call(Method::GET, &format!("/v1/jobs?{}", query(&pairs)), Vec::new())
+    }
+
+    /// A page of `node`'s runs of this tenant's jobs, newest first.
+    pub fn node_runs(&self, node: &str, limit: usize, cursor: Option<&str>) -> Result<NodeRunPage> {
+        let limit = limit.to_string();
+        self.call(Method::GET, &format!("/v1/nodes/{node}/runs?{}", query(&[("limit", Some(&limit)), ("cursor", cursor)])), Vec::new())
     }
 
     /// Cancels a job.
@@ -295,4 +295,18 @@ impl Client {
     pub fn fail_with(&self, run: &str, req: &FailRequest) -> Result<RunAck> {
         self.call(Method::POST, &format!("/v1/runs/{run}/fail"), Self::body(req))
     }
+}
+
+/// A URL query of the pairs that have a value, each part percent-encoded.
+fn query(pairs: &[(&str, Option<&str>)]) -> String {
+    let mut url = reqwest::Url::parse("http://x/").expect("a constant URL");
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                q.append_pair(k, v);
+            }
+        }
+    }
+    url.query().unwrap_or("").to_string()
 }

@@ -282,6 +282,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/jobs/{id}/receipts", get(receipts))
         .route("/v1/jobs/{id}/blobs/{digest}", get(job_blob))
         .route("/v1/jobs/{id}/runs/{run}/log", get(read_log))
+        .route("/v1/nodes/{node}/runs", get(node_runs))
         .route("/v1/events", get(events))
         .route("/v1/blobs/missing", post(missing))
         .route("/v1/blobs/{digest}", put(put_blob).get(get_blob))
@@ -380,24 +381,49 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
     Ok((StatusCode::CREATED, axum::Json(SubmitResponse { id, job_digest, superseded })).into_response())
 }
 
+async fn list(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<JobQuery>) -> Result<axum::Json<JobPage>> {
+    let tenant = app.tenant(&headers)?;
+    let state = q.status.map(|s| s.parse::<JobState>()).transpose().map_err(|e| err(StatusCode::BAD_REQUEST, "bad_request", format!("`status`: {e}")))?;
+    let submitter = q.submitter.map(|s| parse_node(&s, "submitter")).transpose()?;
+    let limit = page_limit(q.limit)?;
+    let filter = ListFilter { state, group: q.group, submitter, limit, cursor: q.cursor };
+    let store = app.store.clone();
+    Ok(axum::Json(blocking(move || Ok(store.list(&tenant.name, &filter)?)).await?))
+}
+
+/// A page's `limit`: 1 to 1000, default 50.
+fn page_limit(limit: Option<usize>) -> Result<usize> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(err(StatusCode::BAD_REQUEST, "bad_request", format!("`limit` is {limit}; expected 1 to 1000")));
+    }
+    Ok(limit)
+}
+
+/// A node id given in a request, in its canonical text.
+fn parse_node(text: &str, what: &str) -> Result<String> {
+    text.parse::<NodeId>().map(|n| n.to_string()).map_err(|e| err(StatusCode::BAD_REQUEST, "bad_request", format!("`{what}` {text:?}: {e}")))
+}
+
 #[derive(Deserialize)]
-struct ListQuery {
-    status: Option<String>,
-    group: Option<String>,
+struct PageQuery {
     limit: Option<usize>,
     cursor: Option<String>,
 }
 
-async fn list(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<axum::Json<JobPage>> {
+/// A node's runs of the caller's jobs, with each job's verdict: the
+/// dashboard's node page.
+async fn node_runs(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(node): UrlPath<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<NodeRunPage>> {
     let tenant = app.tenant(&headers)?;
-    let state = q.status.map(|s| s.parse::<JobState>()).transpose().map_err(|e| err(StatusCode::BAD_REQUEST, "bad_request", format!("`status`: {e}")))?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(err(StatusCode::BAD_REQUEST, "bad_request", format!("`limit` is {limit}; expected 1 to 1000")));
-    }
-    let filter = ListFilter { state, group: q.group, limit, cursor: q.cursor };
+    let node = parse_node(&node, "node")?;
+    let limit = page_limit(q.limit)?;
     let store = app.store.clone();
-    Ok(axum::Json(blocking(move || Ok(store.list(&tenant.name, &filter)?)).await?))
+    Ok(axum::Json(blocking(move || Ok(store.node_runs(&tenant.name, &node, limit, q.cursor.as_deref())?)).await?))
 }
 
 async fn status(State(app): State<Arc<App>>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Result<axum::Json<JobView>> {
@@ -485,7 +511,7 @@ async fn group_badge(State(app): State<Arc<App>>, UrlPath((tenant, file)): UrlPa
     let store = app.store.clone();
     let (t, g) = (tenant.clone(), group.clone());
     let view = blocking(move || {
-        let page = store.list(&t, &ListFilter { state: None, group: Some(g.clone()), limit: 1, cursor: None })?;
+        let page = store.list(&t, &ListFilter { group: Some(g.clone()), limit: 1, ..ListFilter::default() })?;
         let newest = page.jobs.first().ok_or_else(|| err(StatusCode::NOT_FOUND, "not_found", format!("no group {g:?} of tenant {t:?}")))?;
         Ok(store.job(&t, &newest.id)?)
     })

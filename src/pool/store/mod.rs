@@ -15,7 +15,7 @@ pub use sqlite::SqliteStore;
 
 use crate::digest::{Digest, JobDigest};
 use crate::node::NodeId;
-use crate::pool::api::{GroupMode, JobPage, JobState, JobView, RunState};
+use crate::pool::api::{GroupMode, JobPage, JobState, JobView, NodeRunPage, RunState};
 use crate::quorum::Policy;
 
 /// Milliseconds since the Unix epoch.
@@ -153,6 +153,8 @@ pub struct ListFilter {
     pub state: Option<JobState>,
     /// Only jobs of this group.
     pub group: Option<String>,
+    /// Only jobs signed by this submitter.
+    pub submitter: Option<String>,
     /// At most this many (capped by the store).
     pub limit: usize,
     /// From the cursor of the previous page.
@@ -206,6 +208,9 @@ pub trait Store: Send + Sync {
     fn job(&self, tenant: &str, id: &str) -> Result<JobView, StoreError>;
     /// A page of a tenant's jobs, newest first.
     fn list(&self, tenant: &str, filter: &ListFilter) -> Result<JobPage, StoreError>;
+    /// `node`'s runs of `tenant`'s jobs, newest first, at most `limit`
+    /// (capped at 1000) from `cursor`.
+    fn node_runs(&self, tenant: &str, node: &str, limit: usize, cursor: Option<&str>) -> Result<NodeRunPage, StoreError>;
     /// Cancels a tenant's job and its open runs. Cancelling a finished job
     /// is a conflict.
     fn cancel(&self, tenant: &str, id: &str, reason: &str, now: Millis) -> Result<(), StoreError>;

@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::{Beat, CheckedReceipt, Counts, Event, Leased, ListFilter, LogAppend, Millis, NewJob, Store, StoreError};
 use crate::digest::{Digest, JobDigest};
 use crate::node::NodeId;
-use crate::pool::api::{GroupMode, JobPage, JobState, JobSummary, JobView, RejectedReceipt, RunCounts, RunState, RunView};
+use crate::pool::api::{GroupMode, JobPage, JobState, JobSummary, JobView, NodeRun, NodeRunPage, RejectedReceipt, RunCounts, RunState, RunView};
 use crate::pool::queue::{Decision, JobProgress, ReceiptMemo, decide_verified};
 use crate::quorum::Policy;
 
@@ -113,6 +113,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run, offset)
     ) WITHOUT ROWID;
     ALTER TABLE runs ADD COLUMN log_size INTEGER NOT NULL DEFAULT 0;",
+    // 5: a node's runs, newest first (`GET /v1/nodes/{node}/runs`): the
+    // index holds each node's rowids in order.
+    "CREATE INDEX runs_node ON runs (node);",
 ];
 
 /// The SQLite store.
@@ -500,13 +503,14 @@ impl Store for SqliteStore {
         self.tx(|tx| {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT seq, id, name, state, grp, priority, verdict, created_at FROM jobs
+                    "SELECT seq, id, name, state, grp, priority, verdict, created_at, submitter FROM jobs
                      WHERE tenant = ?1 AND seq < ?2 AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR grp = ?4)
+                       AND (?6 IS NULL OR submitter = ?6)
                      ORDER BY seq DESC LIMIT ?5",
                 )
                 .map_err(db)?;
             let rows: Vec<(i64, JobSummary)> = stmt
-                .query_map(params![tenant, before, filter.state.map(|s| s.as_str()), filter.group, limit as i64 + 1], |r| {
+                .query_map(params![tenant, before, filter.state.map(|s| s.as_str()), filter.group, limit as i64 + 1, filter.submitter], |r| {
                     Ok((
                         r.get(0)?,
                         JobSummary {
@@ -517,6 +521,7 @@ impl Store for SqliteStore {
                             priority: r.get(5)?,
                             verdict: r.get(6)?,
                             created_at: r.get(7)?,
+                            submitter: r.get(8)?,
                         },
                     ))
                     .and_then(|(seq, mut s): (i64, JobSummary)| {
@@ -532,6 +537,41 @@ impl Store for SqliteStore {
             let jobs: Vec<(i64, JobSummary)> = rows.into_iter().take(limit).collect();
             let next_cursor = if more { jobs.last().map(|(seq, _)| seq.to_string()) } else { None };
             Ok(JobPage { jobs: jobs.into_iter().map(|(_, s)| s).collect(), next_cursor })
+        })
+    }
+
+    fn node_runs(&self, tenant: &str, node: &str, limit: usize, cursor: Option<&str>) -> Result<NodeRunPage, StoreError> {
+        let limit = limit.clamp(1, 1000);
+        let before: i64 = match cursor {
+            None => i64::MAX,
+            Some(c) => c.parse().map_err(|_| StoreError::BadRequest(format!("`cursor` {c:?}: not a cursor this coordinator gave")))?,
+        };
+        self.tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT r.rowid, r.id, j.id, j.name, r.state, r.reason, r.outcome, j.verdict, j.accepted, r.leased_at, r.finished_at
+                     FROM runs r JOIN jobs j ON j.seq = r.job_seq
+                     WHERE r.node = ?1 AND r.rowid < ?2 AND j.tenant = ?3
+                     ORDER BY r.rowid DESC LIMIT ?4",
+                )
+                .map_err(db)?;
+            type Row = (i64, String, String, String, String, Option<String>, Option<String>, Option<String>, Option<String>, i64, Option<i64>);
+            let rows: Vec<Row> = stmt
+                .query_map(params![node, before, tenant, limit as i64 + 1], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?))
+                })
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+            let more = rows.len() > limit;
+            let mut runs = Vec::with_capacity(limit.min(rows.len()));
+            let mut last = None;
+            for (rowid, run, job, job_name, state, reason, outcome, verdict, accepted, leased_at, finished_at) in rows.into_iter().take(limit) {
+                last = Some(rowid);
+                runs.push(NodeRun { run, job, job_name, state: parse_state(state)?, reason, outcome, verdict, accepted, leased_at, finished_at });
+            }
+            let next_cursor = if more { last.map(|r| r.to_string()) } else { None };
+            Ok(NodeRunPage { node: node.to_string(), runs, next_cursor })
         })
     }
 
