@@ -138,6 +138,22 @@ impl Browser {
         self.exec("return document.body ? document.body.innerText : '';", json!([])).as_str().unwrap_or_default().to_string()
     }
 
+    /// Saves what the page downloads into `dir`, without asking (Chrome
+    /// DevTools' `Browser.setDownloadBehavior`, through chromedriver).
+    pub fn allow_downloads(&self, dir: &Path) {
+        let params = json!({"behavior": "allow", "downloadPath": dir.display().to_string()});
+        self.cmd("POST", "/goog/cdp/execute", json!({"cmd": "Browser.setDownloadBehavior", "params": params}));
+    }
+
+    /// Clicks the first element matching `css` as a person would (WebDriver's
+    /// element click: scrolled into view, with user activation, which a
+    /// download needs).
+    pub fn click(&self, css: &str) {
+        let found = self.cmd("POST", "/element", json!({"using": "css selector", "value": css}));
+        let id = found.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap_or_else(|| panic!("no element {css}: {found}")).to_string();
+        self.cmd("POST", &format!("/element/{id}/click"), json!({}));
+    }
+
     /// Sets the window size (CSS pixels).
     pub fn resize(&self, width: u32, height: u32) {
         self.cmd("POST", "/window/rect", json!({"width": width, "height": height}));
@@ -859,11 +875,17 @@ impl Coordinator {
     }
 
     fn worker(&mut self, i: u8) {
+        self.worker_with(i, &[]);
+    }
+
+    /// Worker `i` (key seed `i + 100`) with extra flags.
+    fn worker_with(&mut self, i: u8, flags: &[&str]) {
         let key = self.dir.path().join(format!("worker-{i}.key"));
         NodeKey::from_seed(&[i + 100; 32]).save_new(&key).expect("key");
         let child = Command::new(util::canon_bin())
             .args(["worker", "--coordinator", &self.url, "--key"])
             .arg(&key)
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -998,7 +1020,7 @@ fn the_dashboard_verifies_a_job_live_and_shows_a_cancel_without_reload() {
     b.exec("document.querySelector('#runs a.node').click();", json!([]));
     b.wait_for("document.getElementById('node-summary')", "the node page");
     let summary = b.exec("return document.getElementById('node-summary').textContent;", json!([]));
-    assert_eq!(summary, json!("1 runs: agreed 1, dissented 0"), "{}", b.text());
+    assert!(summary.as_str().is_some_and(|t| t.starts_with("1 runs: agreed 1, dissented 0;")), "{}", b.text());
     b.screenshot(&shots.join("dashboard-node-desktop.png"));
 
     // A cancel made through the API shows without a reload.
@@ -1021,6 +1043,8 @@ enum Lie {
     ForgedTally,
     /// The first receipt it serves of any job has a flipped signature byte.
     BrokenSignature,
+    /// Every blob it serves has its first byte flipped.
+    SubstitutedBlob,
 }
 
 /// A proxy in front of a real coordinator that tells one lie (a test-only
@@ -1070,6 +1094,13 @@ fn lying_proxy(upstream: &str, lie: Lie) -> String {
                             v["receipts"][0][1] = json!(String::from_utf8(env.to_json()).expect("utf-8"));
                             body = serde_json::to_vec(&v).expect("json");
                         }
+                        Lie::SubstitutedBlob if path.contains("/blobs/") && status == 200 => {
+                            if let Some(b) = body.first_mut() {
+                                *b ^= 1;
+                            } else {
+                                body.push(b'!');
+                            }
+                        }
                         _ => {}
                     }
                     HttpResponse::builder().status(status).header("content-type", ct).body(Body::from(body)).expect("response")
@@ -1116,5 +1147,132 @@ fn the_dashboard_does_not_believe_a_coordinator_that_lies() {
             assert!(text.contains("It says ACCEPTED; the receipts verified here say INSUFFICIENT"), "{text}");
             b.screenshot(&util::root().join("target/screenshots/dashboard-lying-coordinator.png"));
         }
+    }
+}
+
+#[test]
+fn the_dashboard_names_a_byzantine_dissenter_filters_by_submitter_and_downloads_checked_artifacts() {
+    let mut pool = Coordinator::start("replicas = 3\nmax_runs = 3");
+    let liar = NodeKey::from_seed(&[3 + 100; 32]).node_id().to_string();
+    let honest = NodeKey::from_seed(&[1 + 100; 32]).node_id().to_string();
+    pool.worker(1);
+    pool.worker(2);
+    pool.worker_with(3, &["--faulty"]);
+    let key = pool.dir.path().join("submitter.key");
+    let submitter = NodeKey::from_seed(&[42; 32]);
+    submitter.save_new(&key).expect("key");
+    let signed = pool.submit("hello.toml", &["--sign", key.to_str().expect("utf-8")]);
+    let unsigned = pool.submit("hello.toml", &[]);
+    for id in [&signed, &unsigned] {
+        let v = pool.wait_state(id, &["succeeded"]);
+        assert_eq!(v["tally"]["dissenters"][0]["node"], json!(liar), "{v}");
+    }
+
+    let b = Browser::start();
+    b.goto(&format!("{}/", pool.url));
+    b.exec("sessionStorage.setItem('canon-token', arguments[0]); location.reload();", json!([TOKEN]));
+    b.wait_for("document.body.dataset.state === 'ready' && document.querySelectorAll('#jobs tbody tr').length === 2", "both jobs");
+    // The submitter filter, typed into the form as a person would.
+    b.exec(
+        "document.getElementById('f-submitter').value = arguments[0]; document.querySelector('form.filters').requestSubmit();",
+        json!([submitter.node_id().to_string()]),
+    );
+    b.wait_for(
+        "location.hash.includes('submitter=') && document.body.dataset.state === 'ready' && document.querySelectorAll('#jobs tbody tr').length === 1",
+        "the filtered list",
+    );
+    assert_eq!(b.exec("return document.querySelector('#jobs tbody tr').dataset.job;", json!([])), json!(signed));
+    // A submitter that is not a did:key is refused by name, not shown as an empty list.
+    b.exec("location.hash = '#/?submitter=mallory';", json!([]));
+    b.wait_for("document.body.dataset.state === 'error'", "the refused filter");
+    assert!(b.text().contains("submitter") && b.text().contains("mallory"), "{}", b.text());
+
+    // The job: the liar is the dissenter, with what differed.
+    b.exec("location.hash = '#/job/' + arguments[0];", json!([signed]));
+    b.wait_for("document.getElementById('artifacts') && document.body.dataset.state === 'ready'", "the job's tally and artifacts");
+    assert_eq!(b.exec("return document.getElementById('verdict').dataset.verdict;", json!([])), json!("accepted"), "{}", b.text());
+    let dissenters = b.exec("return document.getElementById('dissenters').textContent;", json!([]));
+    assert!(dissenters.as_str().is_some_and(|t| t.contains("dissents") && t.contains("stdout")), "the dissenter with what differs: {dissenters}");
+    assert_eq!(b.exec("return document.querySelector('#dissenters .node').title;", json!([])), json!(liar));
+    // Every receipt saves as its envelope; so do all of them together.
+    let links = b.exec("return [...document.querySelectorAll('#receipts a[download]')].map(a => a.download);", json!([]));
+    assert_eq!(links.as_array().map(Vec::len), Some(3), "{links}");
+    let downloads = tempfile::tempdir().expect("downloads");
+    b.allow_downloads(downloads.path());
+    b.click("#all-receipts");
+    let all: Value = serde_json::from_slice(&downloaded(downloads.path(), &format!("{signed}.receipts.json"))).expect("receipts json");
+    assert_eq!(all.as_object().map(|o| o.len()), Some(3), "{all}");
+    for env in all.as_object().expect("object").values() {
+        receipt::verify_envelope(env.as_str().expect("envelope").as_bytes()).expect("each saved receipt verifies with canon");
+    }
+    // stdout of the accepted outcome downloads and its SHA-256 is checked.
+    b.click("#artifact-files tr[data-artifact=\"stdout\"] button");
+    b.wait_for("document.querySelector('#artifact-files tr[data-artifact=\"stdout\"] [data-checked]')", "the checked download");
+    assert_eq!(
+        b.exec("return document.querySelector('#artifact-files tr[data-artifact=\"stdout\"] [data-checked]').dataset.checked;", json!([])),
+        json!("true"),
+        "{}",
+        b.text()
+    );
+    b.click("#artifact-files tr[data-artifact=\"stdout\"] a[download]");
+    let saved = String::from_utf8(downloaded(downloads.path(), "stdout")).expect("utf-8 stdout");
+    let digest = b.exec("return document.querySelector('#artifact-files tr[data-artifact=\"stdout\"] td:nth-child(3)').title;", json!([]));
+    let digest = digest.as_str().expect("digest").to_string();
+    let r = reqwest::blocking::Client::new().get(format!("{}/v1/jobs/{signed}/blobs/{digest}", pool.url)).bearer_auth(TOKEN).send().expect("blob");
+    let want = r.text().expect("stdout");
+    assert_eq!(Digest::of(want.as_bytes()).to_string(), digest);
+    assert_eq!(saved, want, "the saved stdout is the accepted outcome's");
+    b.screenshot(&util::root().join("target/screenshots/dashboard-dissenter-desktop.png"));
+
+    // The liar's node page: its dissents, and its credibility falling.
+    b.exec("location.hash = '#/node/' + arguments[0];", json!([liar]));
+    b.wait_for("document.getElementById('credibility') && document.body.dataset.state === 'ready'", "the liar's node page");
+    let summary = b.exec("const s = document.getElementById('node-summary').dataset; return [s.agreed, s.dissented];", json!([]));
+    assert_eq!(summary, json!(["0", "2"]), "{}", b.text());
+    let dots =
+        b.exec("return [...document.querySelectorAll('#credibility circle')].map(c => [c.classList.contains('dissent'), Number(c.dataset.value)]);", json!([]));
+    let dots = dots.as_array().expect("dots").clone();
+    assert_eq!(dots.len(), 2, "{dots:?}");
+    // credibility(0, 1) = (1 - 0.1) / 2, credibility(0, 2) = 0.9 / 3 (fault rate 0.1).
+    let values: Vec<f64> = dots.iter().map(|d| d[1].as_f64().expect("value")).collect();
+    assert!(dots.iter().all(|d| d[0] == json!(true)) && (values[0] - 0.45).abs() < 1e-6 && (values[1] - 0.3).abs() < 1e-6, "{dots:?}");
+    assert!(b.text().contains("2 dissents"), "the chart in words: {}", b.text());
+    b.screenshot(&util::root().join("target/screenshots/dashboard-node-liar-desktop.png"));
+    b.resize(390, 844);
+    b.screenshot(&util::root().join("target/screenshots/dashboard-node-liar-phone.png"));
+    b.resize(1280, 900);
+    // An honest node's chart rises, with no dissent marked.
+    b.exec("location.hash = '#/node/' + arguments[0];", json!([honest]));
+    b.wait_for("document.getElementById('credibility') && document.getElementById('node-summary').dataset.agreed === '2'", "an honest node's page");
+    assert_eq!(b.exec("return document.querySelectorAll('#credibility circle.dissent').length;", json!([])), json!(0));
+
+    // A coordinator that substitutes a blob: the page refuses to save it.
+    fs::remove_file(downloads.path().join("stdout")).expect("rm");
+    let url = lying_proxy(&pool.url, Lie::SubstitutedBlob);
+    b.goto(&format!("{url}/"));
+    b.exec("sessionStorage.setItem('canon-token', arguments[0]); location.hash = '#/job/' + arguments[1]; location.reload();", json!([TOKEN, signed]));
+    b.wait_for("document.getElementById('artifacts') && document.body.dataset.state === 'ready'", "the job through the lying coordinator");
+    b.click("#artifact-files tr[data-artifact=\"stdout\"] button");
+    b.wait_for("document.querySelector('#artifact-files tr[data-artifact=\"stdout\"] [data-checked]')", "the refused download");
+    let cell = b.exec("const c = document.querySelector('#artifact-files tr[data-artifact=\"stdout\"]'); return [c.querySelector('[data-checked]').dataset.checked, c.textContent, c.querySelectorAll('a[download]').length];", json!([]));
+    assert_eq!(cell[0], json!("false"), "{cell}");
+    assert!(cell[1].as_str().is_some_and(|t| t.contains("not saved")), "{cell}");
+    assert_eq!(cell[2], json!(0), "nothing to save: {cell}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!downloads.path().join("stdout").exists(), "the substituted stdout was not saved");
+}
+
+/// The bytes of `name` once the browser has finished saving it into `dir`.
+fn downloaded(dir: &Path, name: &str) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let path = dir.join(name);
+    loop {
+        let partial = fs::read_dir(dir).expect("downloads").any(|e| e.map(|e| e.file_name().to_string_lossy().ends_with(".crdownload")).unwrap_or(false));
+        if path.exists() && !partial {
+            return fs::read(&path).expect("read the download");
+        }
+        let there: Vec<String> = fs::read_dir(dir).expect("downloads").filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned())).collect();
+        assert!(Instant::now() < deadline, "{name} was not downloaded into {} (it holds {there:?})", dir.display());
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -46,27 +46,29 @@ function params() {
 
 async function listView(q) {
   const qs = new URLSearchParams();
-  for (const k of ['status', 'group', 'cursor']) if (q.get(k)) qs.set(k, q.get(k));
+  for (const k of ['status', 'group', 'submitter', 'cursor']) if (q.get(k)) qs.set(k, q.get(k));
   qs.set('limit', '25');
   const page = await api(`/v1/jobs?${qs}`);
   const status = el('select', { id: 'f-status', name: 'status' }, ['', 'pending', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled'].map((s) => el('option', { value: s, selected: s === (q.get('status') ?? ''), text: s || 'any' })));
   const group = el('input', { id: 'f-group', name: 'group', value: q.get('group') ?? '' });
-  const form = el('form', { class: 'filters', role: 'search' }, el('label', {}, 'status', status), el('label', {}, 'group', group), el('button', { type: 'submit', text: 'Filter' }));
+  const submitter = el('input', { id: 'f-submitter', name: 'submitter', value: q.get('submitter') ?? '', placeholder: 'did:key:…', spellcheck: 'false', autocomplete: 'off' });
+  const form = el('form', { class: 'filters', role: 'search' }, el('label', {}, 'status', status), el('label', {}, 'group', group), el('label', {}, 'submitter', submitter), el('button', { type: 'submit', text: 'Filter' }));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const f = new URLSearchParams();
     if (status.value) f.set('status', status.value);
     if (group.value) f.set('group', group.value);
+    if (submitter.value.trim()) f.set('submitter', submitter.value.trim());
     location.hash = `#/?${f}`;
   });
   const table = el('table', { id: 'jobs' }, el('caption', { text: 'Jobs, newest first (verdicts as the server reports them; open a job to verify)' }));
-  table.append(el('thead', {}, el('tr', {}, ['job', 'name', 'state', 'group', 'server verdict', 'submitted'].map((h) => el('th', { scope: 'col', text: h })))));
+  table.append(el('thead', {}, el('tr', {}, ['job', 'name', 'state', 'group', 'submitter', 'server verdict', 'submitted'].map((h) => el('th', { scope: 'col', text: h })))));
   table.append(
     el(
       'tbody',
       {},
       page.jobs.map((j) =>
-        el('tr', { 'data-job': j.id, 'data-state': j.state }, el('td', {}, el('a', { href: `#/job/${encodeURIComponent(j.id)}`, class: 'mono', text: short(j.id) })), el('td', { text: j.name }), el('td', { class: 'status', text: j.state }), el('td', { text: j.group ?? '' }), el('td', { text: j.verdict ?? '-' }), el('td', {}, time(ms(j.created_at)))),
+        el('tr', { 'data-job': j.id, 'data-state': j.state }, el('td', {}, el('a', { href: `#/job/${encodeURIComponent(j.id)}`, class: 'mono', text: short(j.id) })), el('td', { text: j.name }), el('td', { class: 'status', text: j.state }), el('td', { text: j.group ?? '' }), el('td', {}, j.submitter ? el('a', { class: 'node', href: `#/?${new URLSearchParams({ submitter: j.submitter })}`, title: `${j.submitter}: show only this submitter's jobs`, text: shortId(j.submitter) }) : el('span', { class: 'note', text: 'unsigned' })), el('td', { text: j.verdict ?? '-' }), el('td', {}, time(ms(j.created_at)))),
       ),
     ),
   );
@@ -103,32 +105,147 @@ async function jobView(id) {
   );
   const receipts = rc.receipts.map(([run, env]) => ({ source: run, bytes: new TextEncoder().encode(env) }));
   const t = await tally(receipts, { policy, expectedJob: v.job_digest });
-  renderTally(section, t, { theirs: v.tally, theirsLabel: "the server's tally" });
+  // Each receipt saves as the envelope the page verified, for `canon verify`.
+  const links = receipts.map((r) => ({ href: URL.createObjectURL(new Blob([r.bytes], { type: 'application/json' })), download: `${r.source}.receipt.json`, title: 'save this receipt (the DSSE envelope verified here)' }));
+  renderTally(section, t, { theirs: v.tally, theirsLabel: "the server's tally", links });
+  section.append(artifacts(id, t, receipts));
 }
 
-async function nodeView(node) {
-  const page = await api('/v1/jobs?limit=50');
-  const views = await Promise.all(page.jobs.map((j) => api(`/v1/jobs/${encodeURIComponent(j.id)}`)));
-  const rows = [];
-  let agreed = 0, dissented = 0;
-  for (const v of views) {
-    for (const r of v.run_list.filter((x) => x.node === node)) {
-      const d = v.tally?.dissenters?.some((x) => x.node === node);
-      const a = v.tally?.accepted && r.outcome === v.tally.accepted;
-      agreed += a ? 1 : 0;
-      dissented += d ? 1 : 0;
-      rows.push(el('tr', {}, el('td', {}, el('a', { href: `#/job/${encodeURIComponent(v.id)}`, text: v.name })), el('td', { class: 'status', text: r.state }), el('td', { text: a ? 'agreed' : d ? 'dissented' : '-' }), el('td', {}, time(ms(r.leased_at)))));
-    }
+/**
+ * The accepted outcome's files, as the receipts this page verified name
+ * them: each downloads from the coordinator and is saved only if its
+ * SHA-256 is the one those receipts signed. Nothing to download without
+ * an accepted outcome.
+ */
+function artifacts(id, t, receipts) {
+  const box = el('section', { id: 'artifacts', 'aria-label': 'artifacts' }, el('h2', { text: 'Artifacts' }));
+  const all = el('a', { id: 'all-receipts', href: URL.createObjectURL(new Blob([JSON.stringify(Object.fromEntries(receipts.map((r) => [r.source, new TextDecoder().decode(r.bytes)])), null, 2)], { type: 'application/json' })), download: `${id}.receipts.json`, text: `Save all ${receipts.length} receipts` });
+  box.append(el('p', {}, all, el('span', { class: 'note', text: ' (one JSON object, run id → DSSE envelope; each alone is in the receipts table above)' })));
+  const g = t.groups.find((x) => x.outcome === t.accepted);
+  if (!g) {
+    box.append(el('p', { id: 'no-artifacts', text: `No accepted outcome (${t.verdict}), so there are no accepted artifacts to download.` }));
+    return box;
   }
-  const table = el('table', { id: 'node-runs' }, el('caption', { text: "This node's runs among the newest 50 jobs (as the server reports them)" }), el('thead', {}, el('tr', {}, ['job', 'run state', 'with the accepted outcome', 'leased'].map((h) => el('th', { scope: 'col', text: h })))), el('tbody', {}, rows));
-  main.replaceChildren(el('h2', { text: 'Node' }), el('p', { class: 'mono', text: node }), el('p', { id: 'node-summary', text: `${rows.length} runs: agreed ${agreed}, dissented ${dissented}` }), table);
+  const o = g.votes[0].receipt;
+  const files = [
+    { path: 'stdout', kind: 'file', sha256: o.stdout },
+    { path: 'stderr', kind: 'file', sha256: o.stderr },
+    ...o.manifest,
+  ];
+  const table = el('table', { id: 'artifact-files' }, el('caption', { text: `The accepted outcome ${g.outcome.slice(0, 12)}: every file its receipts name, checked against their SHA-256 before it is saved` }));
+  table.append(el('thead', {}, el('tr', {}, ['path', 'kind', 'sha256', ''].map((h) => el('th', { scope: 'col', text: h })))));
+  const body = el('tbody');
+  for (const f of files) {
+    const cell = el('td');
+    if (f.kind === 'file' || f.kind === 'symlink') {
+      const button = el('button', { type: 'button', 'data-path': f.path, text: f.kind === 'symlink' ? 'show target' : 'download' });
+      button.addEventListener('click', async () => {
+        button.disabled = true;
+        try {
+          const r = await fetch(`/v1/jobs/${encodeURIComponent(id)}/blobs/${f.sha256}`, { headers: { Authorization: `Bearer ${token}` } });
+          if (!r.ok) throw new Error(`the coordinator answered ${r.status}`);
+          const bytes = new Uint8Array(await r.arrayBuffer());
+          const got = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((b) => b.toString(16).padStart(2, '0')).join('');
+          if (got !== f.sha256) throw new Error(`the coordinator sent bytes with SHA-256 ${got.slice(0, 12)}, not the ${f.sha256.slice(0, 12)} the receipts signed: not saved`);
+          if (f.kind === 'symlink') {
+            cell.replaceChildren(el('span', { class: 'ok', text: `✔ → ${new TextDecoder().decode(bytes)}` }));
+            return;
+          }
+          const a = el('a', { href: URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' })), download: f.path.split('/').filter(Boolean).pop() ?? 'artifact', text: 'save' });
+          cell.replaceChildren(el('span', { class: 'ok', 'data-checked': 'true', text: `✔ ${bytes.length} bytes, SHA-256 checked ` }), a);
+          a.click();
+        } catch (e) {
+          cell.replaceChildren(el('span', { class: 'bad', role: 'alert', 'data-checked': 'false', text: `✖ ${e.message ?? e}` }));
+        }
+      });
+      cell.append(button);
+    }
+    body.append(el('tr', { 'data-artifact': f.path }, el('td', { class: 'mono', text: f.path }), el('td', { text: f.kind }), el('td', { class: 'mono', title: f.sha256 ?? '', text: f.sha256 ? f.sha256.slice(0, 12) : '-' }), cell));
+  }
+  table.append(body);
+  box.append(table);
+  return box;
+}
+
+// A node's credibility after `a` agreements and `d` dissents, as canon's
+// reputation ledger computes it (docs/QUORUM.md, "Reputation").
+const credibility = (a, d, f) => ((1 - f / (a + 1)) * (a + 1)) / (a + d + 1);
+
+async function nodeView(node, q) {
+  const qs = new URLSearchParams({ limit: '200' });
+  if (q.get('cursor')) qs.set('cursor', q.get('cursor'));
+  const [page, policy] = await Promise.all([api(`/v1/nodes/${encodeURIComponent(node)}/runs?${qs}`), api('/v1/policy')]);
+  // Oldest first, for the history; a run counts once its job has an accepted outcome.
+  const history = [];
+  let agreed = 0, dissented = 0;
+  for (const r of [...page.runs].reverse()) {
+    if (!r.accepted || !r.outcome) continue;
+    if (r.outcome === r.accepted) agreed += 1;
+    else dissented += 1;
+    history.push({ at: r.finished_at ?? r.leased_at, agreed: r.outcome === r.accepted, value: credibility(agreed, dissented, policy.fault_rate ?? 0) });
+  }
+  const rows = page.runs.map((r) => {
+    const said = !r.accepted || !r.outcome ? '-' : r.outcome === r.accepted ? 'agreed' : 'dissented';
+    return el('tr', { 'data-run': r.run, 'data-said': said }, el('td', {}, el('a', { href: `#/job/${encodeURIComponent(r.job)}`, text: r.job_name })), el('td', { class: 'status', text: r.state + (r.reason ? `: ${r.reason}` : '') }), el('td', { class: 'mono', title: r.outcome ?? '', text: short(r.outcome) }), el('td', { text: said }), el('td', {}, time(ms(r.leased_at))));
+  });
+  const table = el('table', { id: 'node-runs' }, el('caption', { text: "This node's runs, newest first (its outcomes and each job's accepted outcome as the server records them; open a job to verify its receipts)" }), el('thead', {}, el('tr', {}, ['job', 'run state', 'its outcome', 'with the accepted outcome', 'leased'].map((h) => el('th', { scope: 'col', text: h })))), el('tbody', {}, rows));
+  const now = history.length ? history[history.length - 1].value : credibility(0, 0, policy.fault_rate ?? 0);
+  const more = page.next_cursor ? el('a', { id: 'next', href: `#/node/${encodeURIComponent(node)}?${new URLSearchParams({ cursor: page.next_cursor })}`, text: 'Older runs →' }) : '';
+  main.replaceChildren(
+    el('h2', { text: 'Node' }),
+    el('p', { class: 'mono', text: node }),
+    el('p', { id: 'node-summary', 'data-agreed': agreed, 'data-dissented': dissented, text: `${page.runs.length} runs: agreed ${agreed}, dissented ${dissented}; credibility ${now.toFixed(3)}${policy.credibility ? ' (the policy weights votes by it)' : ' (the policy does not weight votes by it)'}` }),
+    chart(history, policy.fault_rate ?? 0),
+    table,
+    more,
+  );
+}
+
+/**
+ * Credibility after each run with an accepted outcome, oldest to newest, as
+ * a small line chart: a dot per run (hollow and red where it dissented),
+ * the exact value and time on hover, and the same numbers in words.
+ */
+function chart(history, faultRate) {
+  const NS = 'http://www.w3.org/2000/svg';
+  const s = (tag, attrs = {}, ...kids) => {
+    const e = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    e.append(...kids);
+    return e;
+  };
+  const fig = el('figure', { id: 'credibility', class: 'chart' });
+  const caption = history.length
+    ? `Credibility over this node's last ${history.length} decided runs, from ${history[0].value.toFixed(3)} to ${history[history.length - 1].value.toFixed(3)} (fault rate ${faultRate}); ${history.filter((h) => !h.agreed).length} dissents, each a red ring.`
+    : 'No decided runs yet: no credibility history to draw.';
+  if (history.length) {
+    const W = 320, H = 96, P = 18;
+    const x = (i) => P + (history.length === 1 ? (W - 2 * P) / 2 : (i * (W - 2 * P)) / (history.length - 1));
+    const y = (v) => H - P - v * (H - 2 * P);
+    const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': caption, class: 'credibility' });
+    svg.append(
+      s('line', { x1: P, y1: y(0), x2: W - P, y2: y(0), class: 'axis' }),
+      s('line', { x1: P, y1: y(1), x2: W - P, y2: y(1), class: 'grid' }),
+      s('text', { x: 2, y: y(1) + 4, class: 'tick' }, '1'),
+      s('text', { x: 2, y: y(0) + 4, class: 'tick' }, '0'),
+      s('polyline', { points: history.map((h, i) => `${x(i).toFixed(1)},${y(h.value).toFixed(1)}`).join(' '), class: 'line' }),
+    );
+    history.forEach((h, i) => {
+      const dot = s('circle', { cx: x(i).toFixed(1), cy: y(h.value).toFixed(1), r: h.agreed ? 2.5 : 4, class: h.agreed ? 'dot' : 'dot dissent', 'data-value': h.value.toFixed(6) });
+      dot.append(s('title', {}, `${h.agreed ? 'agreed' : 'dissented'}, ${new Date(h.at).toLocaleString()} (${new Date(h.at).toISOString()}): credibility ${h.value.toFixed(4)}`));
+      svg.append(dot);
+    });
+    fig.append(svg);
+  }
+  fig.append(el('figcaption', { text: caption }));
+  return fig;
 }
 
 async function render() {
   const { parts, q } = params();
   try {
     if (parts[0] === 'job' && parts[1]) await jobView(decodeURIComponent(parts[1]));
-    else if (parts[0] === 'node' && parts[1]) await nodeView(decodeURIComponent(parts[1]));
+    else if (parts[0] === 'node' && parts[1]) await nodeView(decodeURIComponent(parts[1]), q);
     else await listView(q);
     document.body.dataset.state = 'ready';
   } catch (e) {

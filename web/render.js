@@ -113,7 +113,8 @@ export function compareTallies(mine, theirs) {
 
 /**
  * Renders tally `t` (from verify.js's `tally`) into `root`. `theirs`: canon's
- * tally to compare with, or null; `theirsLabel`: whose it is.
+ * tally to compare with, or null; `theirsLabel`: whose it is; `links`: per
+ * receipt, a URL or an `<a>`'s attributes ({ href, download }) for its name.
  */
 export function renderTally(root, t, { theirs = null, theirsLabel = "the server's tally", links = null } = {}) {
   root.replaceChildren();
@@ -203,7 +204,7 @@ export function renderTally(root, t, { theirs = null, theirsLabel = "the server'
       el(
         'tr',
         { class: c.ok ? 'valid' : 'invalid', 'data-valid': String(c.ok), 'data-code': c.ok ? 'ok' : c.code },
-        el('td', {}, links?.[i] ? el('a', { href: links[i], text: c.source }) : c.source),
+        el('td', {}, links?.[i] ? el('a', typeof links[i] === 'string' ? { href: links[i], text: c.source } : { ...links[i], text: c.source }) : c.source),
         el('td', { class: 'node', title: node ?? '', text: node ? shortId(node) : '-' }),
         el('td', {}, c.ok ? el('span', { class: 'ok', text: '✔ valid' }) : el('span', { class: 'bad', text: `✖ invalid: ${c.code}` }), c.ok ? '' : el('div', { class: 'reason', text: c.message })),
         el('td', { text: a ? (c.ok ? `no: ${a.code}` : 'no') : 'yes' }),
