@@ -1,7 +1,7 @@
 //! The bounded differential fuzz test: a fixed list of seeds, each a
 //! generated WASI module and job (`canon::fuzzing`, every profile), run by
 //! `canon::sandbox::differential` twice on native Cranelift and once each on
-//! baseline Cranelift and Pulley. Any finding fails the test with the
+//! baseline Cranelift and Pulley (which must refuse threaded ones). Any finding fails the test with the
 //! seed, the profile and every run; `cargo test differential -- --nocapture`
 //! prints the tallies. The open-ended version is the `differential` fuzz
 //! target under fuzz/ (`docs/FUZZING.md`).
@@ -79,4 +79,36 @@ fn generated_modules_agree_on_every_backend() {
     assert!(dumped * 5 >= SEEDS as usize, "only {dumped} of {SEEDS} general modules returned from `body`: the generator has drifted");
     assert_eq!(tally.get("FloatHeavy: agree").copied(), Some(SEEDS as usize), "every float-heavy module runs to an outcome: {tally:?}");
     assert!(nans > 2_000, "only {nans} escaped NaNs over 4 runs of {SEEDS} float-heavy modules: the generator has drifted");
+    // Threaded modules run to outcomes (Pulley refusing each, as checked by
+    // the verdict), and end in more than one way: exit, deadlock, fuel.
+    assert!(tally.get("Threads: agree").copied().unwrap_or(0) * 10 >= SEEDS as usize * 9, "most threaded modules run to an outcome: {tally:?}");
+    let threaded: Vec<&String> = endings.keys().filter(|k| k.starts_with("Threads: ")).collect();
+    assert!(threaded.iter().any(|k| k.ends_with("exit 0")) && threaded.len() >= 3, "threaded modules end in several ways: {threaded:?}");
+}
+
+/// The threaded profile is worth running only if its outcomes depend on
+/// the schedule: the same module and job under another scheduler seed
+/// often gives another outcome (and the same seed, the same one).
+#[test]
+fn threaded_cases_depend_on_the_schedule() {
+    use canon::sandbox::Sandbox;
+    let sandbox = Sandbox::builder().cache_dir(None).build().expect("sandbox");
+    let digest = |case: &Case, seed: u64| {
+        let mut job = case.job.clone();
+        job.fuel = job.fuel.min(FUEL_CAP);
+        if let Some(t) = &mut job.threads {
+            t.seed = Some(seed);
+        }
+        sandbox.run(&job.to_job(&case.module)).map(|o| o.summary().outcome_digest.to_string()).unwrap_or_else(|e| format!("no result: {e}"))
+    };
+    let mut depends = 0;
+    for seed in 0..40 {
+        let case = Case::from_seed(seed, Profile::Threads);
+        let outcomes: std::collections::BTreeSet<String> = (0..4).map(|s| digest(&case, s)).collect();
+        assert_eq!(digest(&case, 0), digest(&case, 0), "seed {seed}: one schedule, one outcome");
+        if outcomes.len() > 1 {
+            depends += 1;
+        }
+    }
+    assert!(depends >= 8, "only {depends} of 40 threaded cases change outcome with the schedule: the generator has drifted");
 }

@@ -1,5 +1,5 @@
 //! Differential fuzzing of canon's backends: each input becomes a generated
-//! WASI module (`canon::fuzzing`: general, float-heavy or WASI-call profile) and a
+//! WASI module (`canon::fuzzing`: general, float-heavy, WASI-call or threaded profile) and a
 //! small job; `canon::sandbox::differential` runs it twice on native
 //! Cranelift and once each on baseline Cranelift and Pulley, and this
 //! target aborts (a libFuzzer crash) on any finding: outcome digests or fuel

@@ -38,6 +38,7 @@ use crate::job::CORE_FEATURES;
 use crate::sandbox::differential::{DiffJob, Report};
 
 pub mod float;
+pub mod threads;
 pub mod wasi;
 
 /// Bytes of memory `_start` writes to stdout after `body` returns (from
@@ -62,11 +63,14 @@ pub enum Profile {
     /// memory and mounted inputs, everything the host wrote printed
     /// ([`wasi`]).
     Wasi,
+    /// Threads racing, waiting and notifying over shared memory under a
+    /// generated schedule policy, seed and slice ([`threads`]).
+    Threads,
 }
 
 impl Profile {
     /// Every profile.
-    pub const ALL: [Profile; 3] = [Profile::General, Profile::FloatHeavy, Profile::Wasi];
+    pub const ALL: [Profile; 4] = [Profile::General, Profile::FloatHeavy, Profile::Wasi, Profile::Threads];
 }
 
 /// A generated module and the job it runs as.
@@ -100,6 +104,16 @@ impl Case {
             };
             return Ok(Case { profile, module, job, layout: None });
         }
+        if profile == Profile::Threads {
+            let program = threads::Program::generate(u)?;
+            let job = DiffJob {
+                seed: u.arbitrary()?,
+                fuel: u.int_in_range(10_000..=DiffJob::MAX_FUEL)?,
+                threads: Some(program.threads),
+                ..DiffJob::default()
+            };
+            return Ok(Case { profile, module: program.encode(), job, layout: None });
+        }
         if profile == Profile::FloatHeavy {
             let m = float::FloatModule::generate(u)?;
             let job = DiffJob { seed: u.arbitrary()?, ..DiffJob::default() };
@@ -128,6 +142,7 @@ impl Case {
             call_depth: u.int_in_range(1..=DiffJob::DEFAULT_CALL_DEPTH)?,
             timeout: DiffJob::DEFAULT_TIMEOUT,
             inputs: false,
+            threads: None,
         };
         Ok(Case { profile, module, job, layout: None })
     }

@@ -85,6 +85,9 @@ pub struct DiffJob {
     /// symbolic link (preopens `/in` 3, `/w` 4, `/out` 5, `/tmp` 6; without
     /// inputs `/out` is 3 and `/tmp` 4). Default: false.
     pub inputs: bool,
+    /// A threaded module's scheduler settings (`[threads]` and
+    /// `limits.threads`); `None` for an unthreaded one. Default: none.
+    pub threads: Option<crate::job::Threads>,
 }
 
 impl DiffJob {
@@ -150,7 +153,7 @@ impl DiffJob {
             unknown_imports: UnknownImports::Refuse,
             preloads: Vec::new(),
             sandbox_dirs: true,
-            threads: None,
+            threads: self.threads,
         }
     }
 }
@@ -167,6 +170,7 @@ impl Default for DiffJob {
             call_depth: DiffJob::DEFAULT_CALL_DEPTH,
             timeout: DiffJob::DEFAULT_TIMEOUT,
             inputs: false,
+            threads: None,
         }
     }
 }
@@ -266,6 +270,9 @@ pub enum Finding {
     /// The native stack ran out before the job's call-depth limit: with the
     /// harness's small `call_depth`, a frame size canon did not foresee.
     NativeStackOverflow,
+    /// A backend without threads (Pulley) did not refuse a threaded job
+    /// with [`crate::sandbox::engine::PULLEY_NO_THREADS`].
+    ThreadsNotRefused,
 }
 
 /// The verdict on one module.
@@ -361,8 +368,21 @@ impl Differential {
                 }],
             }
         });
-        Report { verdict: judge(&runs), runs }
+        let verdict = if crate::job::is_threaded(module) { judge_threaded(&runs) } else { judge(&runs) };
+        Report { verdict, runs }
     }
+}
+
+/// The verdict on a threaded module's runs: those on backends that run
+/// threads are judged as any others; a backend that cannot (Pulley) must
+/// have refused the job, naming why, and nothing else.
+fn judge_threaded(runs: &[Run]) -> Verdict {
+    let (able, unable): (Vec<Run>, Vec<Run>) = runs.iter().cloned().partition(|r| r.backend != Backend::Pulley);
+    let refused = |r: &Run| matches!(&r.result, RunResult::Host(m) if m.contains(super::engine::PULLEY_NO_THREADS));
+    if let Some(bad) = unable.iter().find(|r| !refused(r)) {
+        return if matches!(bad.result, RunResult::Panic(_)) { Verdict::Fail(Finding::HostPanic) } else { Verdict::Fail(Finding::ThreadsNotRefused) };
+    }
+    judge(&able)
 }
 
 fn build(backends: &[Backend]) -> Result<Vec<Sandbox>, RunError> {
