@@ -194,7 +194,7 @@ async function nodeView(node, q) {
   main.replaceChildren(
     el('h2', { text: 'Node' }),
     el('p', { class: 'mono', text: node }),
-    el('p', { id: 'node-summary', 'data-agreed': agreed, 'data-dissented': dissented, text: `${page.runs.length} runs: agreed ${agreed}, dissented ${dissented}; credibility ${now.toFixed(3)}${policy.credibility ? ' (the policy weights votes by it)' : ' (the policy does not weight votes by it)'}` }),
+    el('p', { id: 'node-summary', 'data-agreed': agreed, 'data-dissented': dissented, text: `${page.runs.length} runs: agreed ${agreed}, dissented ${dissented}; credibility ${now.toFixed(3)}${policy.credibility ? " (the policy weights votes by credibility, but this coordinator keeps no ledger: it tallies each job as if every node were new)" : ' (the policy does not weight votes by it)'}` }),
     chart(history, policy.fault_rate ?? 0),
     table,
     more,
