@@ -349,3 +349,87 @@ fn canon_names_the_unsafe_cache_directory_and_runs_nothing() {
     assert!(err.contains(&fs::canonicalize(&cache).expect("real").display().to_string()) && err.contains("writable by"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// A module whose one function body does not validate (`i32.add` on an
+/// empty stack), though its imports and exports are those of a command.
+fn invalid_body_module() -> Vec<u8> {
+    use wasm_encoder::{CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, MemorySection, MemoryType, Module, TypeSection};
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    let mut funcs = FunctionSection::new();
+    funcs.function(0);
+    let mut memories = MemorySection::new();
+    memories.memory(MemoryType { minimum: 1, maximum: None, memory64: false, shared: false, page_size_log2: None });
+    let mut exports = ExportSection::new();
+    exports.export("_start", ExportKind::Func, 0).export("memory", ExportKind::Memory, 0);
+    let mut f = Function::new([]);
+    f.instruction(&Instruction::I32Add).instruction(&Instruction::Drop).instruction(&Instruction::End);
+    let mut code = CodeSection::new();
+    code.function(&f);
+    let mut m = Module::new();
+    m.section(&types).section(&funcs).section(&memories).section(&exports).section(&code);
+    m.finish()
+}
+
+/// `canon exec MODULE` with its cache at `cache`: (success, stderr).
+fn exec_with_cache(cache: &Path, module: &Path) -> (bool, String) {
+    let o = std::process::Command::new(crate::util::canon_bin())
+        .env("CANON_CACHE_DIR", cache)
+        .arg("exec")
+        .arg(module)
+        .arg("--argv0")
+        .arg("m")
+        .output()
+        .expect("canon exec");
+    (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// A command validated by one process is not validated by the next: the
+/// record beside the compiled code is what the next one goes by, so the
+/// outcome is the same, a damaged record or one in a directory others can
+/// write is ignored, and a failure is never recorded.
+#[cfg(unix)]
+#[test]
+fn a_validated_command_is_validated_once_per_machine() {
+    use canon::digest::Digest;
+    use canon::job::{Linking, stored_key};
+    let base = scratch();
+    let cache = base.path().join("cache");
+    let run = |job: &Path| {
+        let o =
+            std::process::Command::new(crate::util::canon_bin()).env("CANON_CACHE_DIR", &cache).arg("run").arg(job).arg("--json").output().expect("canon run");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        v["outcome_digest"].as_str().expect("outcome digest").to_string()
+    };
+    let hello = fixture("hello.wasm");
+    let key = stored_key(&Digest::of(&fs::read(&hello).expect("read")), &Linking::default());
+    let record = cache.join("validated").join(key.to_string());
+    let cold = run(&fixture("jobs/hello.toml"));
+    assert_eq!(fs::read_to_string(&record).expect("the record"), format!("canon-validated-v1 {key}\n"));
+    let warm = run(&fixture("jobs/hello.toml"));
+    assert_eq!(cold, warm, "validated or remembered, one outcome");
+
+    // A module canon's validator refuses leaves no record.
+    let bad = base.path().join("bad.wasm");
+    fs::write(&bad, invalid_body_module()).expect("write");
+    let bad_key = stored_key(&Digest::of(&invalid_body_module()), &Linking::default());
+    let bad_record = cache.join("validated").join(bad_key.to_string());
+    let (ok, err) = exec_with_cache(&cache, &bad);
+    assert!(!ok && err.contains("not a module canon can run"), "{err}");
+    assert!(!bad_record.exists(), "a failure is not recorded");
+    // A damaged record is no record.
+    fs::write(&bad_record, format!("canon-validated-v1 {key}\n")).expect("forge");
+    let (ok, err) = exec_with_cache(&cache, &bad);
+    assert!(!ok && err.contains("not a module canon can run"), "a record naming another key is ignored: {err}");
+    // A well-formed record is believed, as the compiled code beside it is:
+    // then wasmtime's own validation refuses the module when it compiles.
+    fs::write(&bad_record, format!("canon-validated-v1 {bad_key}\n")).expect("forge");
+    let (ok, err) = exec_with_cache(&cache, &bad);
+    assert!(!ok && !err.contains("not a module canon can run") && !err.contains("panicked"), "the record skipped canon's validator: {err}");
+    // ... unless others can write where it lies.
+    chmod(&cache.join("validated"), 0o777);
+    let (ok, err) = exec_with_cache(&cache, &bad);
+    assert!(!ok && err.contains("not a module canon can run"), "a record in a directory others can write is ignored: {err}");
+    chmod(&cache.join("validated"), 0o700);
+}

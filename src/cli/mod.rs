@@ -98,6 +98,11 @@ enum Command {
 /// Parses the command line, runs the subcommand and maps errors to exit statuses.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands validated by an earlier process are not validated again
+    // (beside the compiled code they were cached with: docs/CACHE.md).
+    if let Some(dir) = canon::sandbox::cache::default_cache_dir() {
+        canon::job::remember_validations(Some(std::sync::Arc::new(canon::sandbox::cache::ValidationRecords::new(&dir))));
+    }
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Exec(args) => exec::run(args),

@@ -106,12 +106,7 @@ impl Case {
         }
         if profile == Profile::Threads {
             let program = threads::Program::generate(u)?;
-            let job = DiffJob {
-                seed: u.arbitrary()?,
-                fuel: u.int_in_range(10_000..=DiffJob::MAX_FUEL)?,
-                threads: Some(program.threads),
-                ..DiffJob::default()
-            };
+            let job = DiffJob { seed: u.arbitrary()?, fuel: u.int_in_range(10_000..=DiffJob::MAX_FUEL)?, threads: Some(program.threads), ..DiffJob::default() };
             return Ok(Case { profile, module: program.encode(), job, layout: None });
         }
         if profile == Profile::FloatHeavy {

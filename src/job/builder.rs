@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::JobError;
-use super::validate::{LinkedModule, Linking, Role, validate_module_cached_for};
+use super::validate::{LinkedModule, Linking, Role, validate_command_cached, validate_module_cached_for};
 use super::{
     DEFAULT_EPOCH, DEFAULT_TIMEOUT, Job, Limits, MAX_ARGS_ENV_BYTES, MAX_CALL_DEPTH, MAX_CAPTURE_BYTES, MAX_INPUT_BYTES, MAX_MEMORY_BYTES, MAX_OUTPUT_FILES,
     MAX_PCT_DEPTH, MAX_SLICE, MAX_THREADS, MAX_TIMEOUT, MIN_CALL_DEPTH, MIN_FUEL, MIN_MEMORY_BYTES, MIN_SLICE, Mount, Policy, Preload, Threads, UnknownImports,
@@ -337,8 +337,11 @@ impl JobBuilder {
         {
             return Err(JobError::Sha256Mismatch { file: f(), path: module_path, expected, actual: module_sha256 });
         }
-        validate_module_cached_for(&module, &module_sha256, Role::Command, &Linking { unknown_imports, preloads: &linked })
-            .map_err(|source| JobError::Module { file: f(), path: module_path.clone(), source: Box::new(source) })?;
+        validate_command_cached(&module, &module_sha256, &Linking { unknown_imports, preloads: &linked }).map_err(|source| JobError::Module {
+            file: f(),
+            path: module_path.clone(),
+            source: Box::new(source),
+        })?;
         let threads = match (super::is_threaded(&module), self.threads) {
             (true, _) if !preloads.is_empty() => {
                 return Err(invalid(file, "preload", "preloads beside a threaded module", "no [[preload]]: canon runs threaded modules alone"));

@@ -137,8 +137,9 @@ pub use error::{JobError, ModuleError};
 pub use spec::{SIZE_FORMS, parse_size};
 pub use threads::{DEFAULT_MAX_THREADS, DEFAULT_PCT_DEPTH, DEFAULT_SLICE, MAX_PCT_DEPTH, MAX_SLICE, MAX_THREADS, MIN_SLICE, Policy, Threads, is_threaded};
 pub use validate::{
-    CORE_FEATURES, ExportType, Exports, ImportSource, LinkedModule, Linking, Role, SHARED_MEMORY_IMPORT, THREADED_FEATURES, import_source, validate_module,
-    validate_module_cached, validate_module_cached_for, validate_module_for,
+    CORE_FEATURES, ExportType, Exports, ImportSource, LinkedModule, Linking, Role, SHARED_MEMORY_IMPORT, THREADED_FEATURES, VALIDATION_VERSION,
+    ValidationStore, import_source, remember_validations, stored_key, validate_command_cached, validate_module, validate_module_cached,
+    validate_module_cached_for, validate_module_for,
 };
 
 use crate::digest::{Digest, JobDigest};

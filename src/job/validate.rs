@@ -14,7 +14,7 @@
 //! [`Role::Library`] (a preloaded module) it asks for no `_start`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use wasmparser::types::{CoreTypeId, TypesRef};
 use wasmparser::{CompositeInnerType, ExternalKind, FuncType, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures};
@@ -131,12 +131,77 @@ pub fn import_source<'a>(module: &str, name: &str, mut preload_names: impl Itera
 type Memo = HashMap<Digest, Arc<Exports>>;
 static VALIDATED: Mutex<Option<Memo>> = Mutex::new(None);
 
+/// The version of what [`validate_module_for`] checks. It is part of every
+/// key a [`ValidationStore`] is asked about, with canon's own version, so a
+/// canon whose checks differ never takes another's record for its own.
+/// Raise it with any change to what passes.
+pub const VALIDATION_VERSION: u32 = 1;
+
+/// Where a process finds the commands earlier processes validated, so that
+/// a large module (Yosys: 69 MB, a fifth of a second of wasmparser) is
+/// validated once per machine rather than once per process. A record says
+/// only "this key passed": the key ([`stored_key`]) covers the module's
+/// SHA-256, the linking context, [`VALIDATION_VERSION`] and canon's
+/// version, all of which the result is a pure function of. Failures are
+/// never recorded (they are checked again, and reported in full).
+///
+/// The sandbox's module cache keeps one on disk, in the same private
+/// directory as compiled code (`sandbox::cache::ValidationRecords`): who can
+/// forge a record there can as well replace the compiled code canon runs.
+pub trait ValidationStore: Send + Sync {
+    /// Whether a record says `key` passed.
+    fn passed(&self, key: &Digest) -> bool;
+    /// Records that `key` passed; failing to is only a cost in time.
+    fn record(&self, key: &Digest);
+}
+
+static STORE: RwLock<Option<Arc<dyn ValidationStore>>> = RwLock::new(None);
+
+/// Makes [`validate_command_cached`] consult and fill `store` (or, with
+/// `None`, stop doing so) for the rest of the process.
+pub fn remember_validations(store: Option<Arc<dyn ValidationStore>>) {
+    *STORE.write().unwrap_or_else(PoisonError::into_inner) = store;
+}
+
+fn store() -> Option<Arc<dyn ValidationStore>> {
+    STORE.read().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+/// The key a [`ValidationStore`] holds for a command under `linking`.
+pub fn stored_key(sha256: &Digest, linking: &Linking<'_>) -> Digest {
+    let mut e = crate::encoding::Encoder::new("canon/validated-command");
+    e.str(env!("CARGO_PKG_VERSION")).u32(VALIDATION_VERSION).digest(&memo_key(sha256, Role::Command, linking));
+    e.digest_of()
+}
+
+/// Checks that `bytes` (whose SHA-256 is `sha256`) is a command canon can
+/// run under `linking`, as [`validate_module_for`] does, unless this process
+/// or, through the [`ValidationStore`] set by [`remember_validations`], an
+/// earlier one found it valid already.
+pub fn validate_command_cached(bytes: &[u8], sha256: &Digest, linking: &Linking<'_>) -> Result<(), ModuleError> {
+    let memo = memo_key(sha256, Role::Command, linking);
+    if VALIDATED.lock().is_ok_and(|m| m.as_ref().is_some_and(|m| m.contains_key(&memo))) {
+        return Ok(());
+    }
+    let stored = store().map(|s| (stored_key(sha256, linking), s));
+    if let Some((key, s)) = &stored
+        && s.passed(key)
+    {
+        return Ok(());
+    }
+    validate_module_cached_for(bytes, sha256, Role::Command, linking)?;
+    if let Some((key, s)) = stored {
+        s.record(&key);
+    }
+    Ok(())
+}
+
 /// [`validate_module`], remembering which module digests passed: validation
 /// is a pure function of the bytes, and it is most of the cost of loading a
 /// job whose module the process has seen before. `sha256` must be the
 /// digest of `bytes`.
 pub fn validate_module_cached(bytes: &[u8], sha256: &Digest) -> Result<(), ModuleError> {
-    validate_module_cached_for(bytes, sha256, Role::Command, &Linking::default()).map(drop)
+    validate_command_cached(bytes, sha256, &Linking::default())
 }
 
 /// [`validate_module_for`], remembering what passed: the key is the

@@ -247,6 +247,48 @@ impl ModuleCache {
     }
 }
 
+/// The commands this machine's canon validated, kept beside the compiled
+/// code (`<cache dir>/validated/<key>`, the key from
+/// [`crate::job::stored_key`]), so that a later process loading the same
+/// module skips wasmparser's full validation, which on a large module costs
+/// more than loading its compiled code. The directory is checked as the
+/// compiled entries' are ([`check_private`]): a record is no more trusted
+/// than the native code next to it. A record is one line naming its own
+/// key; anything else is no record.
+pub struct ValidationRecords {
+    root: PathBuf,
+    dir: PathBuf,
+}
+
+const VALIDATED_TAG: &str = "canon-validated-v1";
+
+impl ValidationRecords {
+    /// Records under `cache_dir/validated/`.
+    pub fn new(cache_dir: &Path) -> ValidationRecords {
+        ValidationRecords { root: cache_dir.to_path_buf(), dir: cache_dir.join("validated") }
+    }
+}
+
+impl crate::job::ValidationStore for ValidationRecords {
+    fn passed(&self, key: &Digest) -> bool {
+        check_private(&self.root, &self.dir).is_ok()
+            && fs::read_to_string(self.dir.join(key.to_string())).is_ok_and(|text| text == format!("{VALIDATED_TAG} {key}\n"))
+    }
+
+    fn record(&self, key: &Digest) {
+        if check_private(&self.root, &self.dir).is_err() {
+            return;
+        }
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        if builder.create(&self.dir).is_ok() {
+            let _ = write_atomic(&self.dir, &self.dir.join(key.to_string()), format!("{VALIDATED_TAG} {key}\n").as_bytes());
+        }
+    }
+}
+
 /// What canon records about a cache entry when it writes it.
 #[derive(Debug, PartialEq, Eq)]
 struct Sidecar {
