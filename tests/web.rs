@@ -1012,6 +1012,9 @@ fn the_dashboard_verifies_a_job_live_and_shows_a_cancel_without_reload() {
     assert_eq!(b.exec("return document.getElementById('comparison').dataset.agrees;", json!([])), json!("true"), "{}", b.text());
     assert_eq!(b.exec("return document.querySelectorAll('#runs tbody tr').length;", json!([])), json!(2));
     assert!(b.text().contains("This page verified 2 of 2 receipts"), "{}", b.text());
+    let engines = b.exec("return [...document.querySelectorAll('#runs td.engine')].map(td => td.textContent);", json!([]));
+    let want = format!("cranelift, canon {}, wasmtime {}, ABI {}", env!("CARGO_PKG_VERSION"), canon::abi::WASMTIME_VERSION, canon::abi::DETERMINISM_ABI);
+    assert_eq!(engines, json!([want, want]), "each run's engine, from its verified receipt");
     b.screenshot(&shots.join("dashboard-job-desktop.png"));
     b.resize(390, 844);
     b.screenshot(&shots.join("dashboard-job-phone.png"));

@@ -79,7 +79,7 @@ async function listView(q) {
 async function jobView(id) {
   const [v, rc, policy] = await Promise.all([api(`/v1/jobs/${encodeURIComponent(id)}`), api(`/v1/jobs/${encodeURIComponent(id)}/receipts`), api('/v1/policy')]);
   const runs = el('table', { id: 'runs' }, el('caption', { text: 'Runs, per node' }));
-  runs.append(el('thead', {}, el('tr', {}, ['run', 'node', 'state', 'duration', 'outcome', 'log'].map((h) => el('th', { scope: 'col', text: h })))));
+  runs.append(el('thead', {}, el('tr', {}, ['run', 'node', 'state', 'duration', 'engine', 'outcome', 'log'].map((h) => el('th', { scope: 'col', text: h })))));
   runs.append(
     el(
       'tbody',
@@ -92,7 +92,7 @@ async function jobView(id) {
           cell.replaceChildren(el('pre', { class: 'log', text: res.ok ? await res.text() : `no log (${res.status})` }));
         });
         const dur = r.finished_at ? `${((r.finished_at - r.leased_at) / 1000).toFixed(1)} s` : '…';
-        return el('tr', { 'data-run': r.id, 'data-state': r.state }, el('td', { class: 'mono', title: r.id, text: short(r.id) }), el('td', {}, el('a', { class: 'node', href: `#/node/${encodeURIComponent(r.node)}`, title: r.node, text: shortId(r.node) })), el('td', { class: 'status', text: r.state + (r.reason ? `: ${r.reason}` : '') }), el('td', { text: dur }), el('td', { class: 'mono', text: short(r.outcome) }), cell);
+        return el('tr', { 'data-run': r.id, 'data-state': r.state }, el('td', { class: 'mono', title: r.id, text: short(r.id) }), el('td', {}, el('a', { class: 'node', href: `#/node/${encodeURIComponent(r.node)}`, title: r.node, text: shortId(r.node) })), el('td', { class: 'status', text: r.state + (r.reason ? `: ${r.reason}` : '') }), el('td', { text: dur }), el('td', { class: 'engine', text: r.outcome ? '…' : '-' }), el('td', { class: 'mono', text: short(r.outcome) }), cell);
       }),
     ),
   );
@@ -105,6 +105,11 @@ async function jobView(id) {
   );
   const receipts = rc.receipts.map(([run, env]) => ({ source: run, bytes: new TextEncoder().encode(env) }));
   const t = await tally(receipts, { policy, expectedJob: v.job_digest });
+  // Each run's engine, as its receipt (verified here) names it.
+  for (const c of t.checked) {
+    const cell = runs.querySelector(`tr[data-run="${CSS.escape(c.source)}"] td.engine`);
+    if (cell) cell.textContent = c.ok ? `${c.receipt.engine.backend}, canon ${c.receipt.engine.canon}, wasmtime ${c.receipt.engine.wasmtime}, ABI ${c.receipt.engine.determinism_abi}` : `receipt invalid: ${c.code}`;
+  }
   // Each receipt saves as the envelope the page verified, for `canon verify`.
   const links = receipts.map((r) => ({ href: URL.createObjectURL(new Blob([r.bytes], { type: 'application/json' })), download: `${r.source}.receipt.json`, title: 'save this receipt (the DSSE envelope verified here)' }));
   renderTally(section, t, { theirs: v.tally, theirsLabel: "the server's tally", links });
