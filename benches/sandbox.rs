@@ -35,6 +35,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+mod common;
+use common::ratio;
 use wasmtime::{Engine, Linker, Module, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -144,29 +147,6 @@ fn compute(c: &mut Criterion) {
         group.bench_function(format!("{name}/wasmtime+nan-pass"), |b| b.iter_custom(|iters| ratio(iters, || plain.run(&g.with_pass, &g.argv), baseline)));
     }
     group.finish();
-}
-
-/// Runs `side` and `baseline` alternately `iters` times (which goes first
-/// alternates too) and returns `iters` × (time of `side` ÷ time of
-/// `baseline`) as seconds, so that criterion's per-iteration figure is the
-/// ratio.
-fn ratio(iters: u64, mut side: impl FnMut(), mut baseline: impl FnMut()) -> Duration {
-    let (mut a, mut b) = (Duration::ZERO, Duration::ZERO);
-    for i in 0..iters {
-        let time = |f: &mut dyn FnMut()| {
-            let t = std::time::Instant::now();
-            f();
-            t.elapsed()
-        };
-        if i % 2 == 0 {
-            a += time(&mut side);
-            b += time(&mut baseline);
-        } else {
-            b += time(&mut baseline);
-            a += time(&mut side);
-        }
-    }
-    Duration::from_secs_f64(iters as f64 * a.as_secs_f64() / b.as_secs_f64().max(1e-9))
 }
 
 fn per_job(c: &mut Criterion) {

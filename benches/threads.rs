@@ -29,6 +29,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+mod common;
+use common::ratio;
 use wasmtime::{Config, Engine, ExternType, InstancePre, Linker, Module, SharedMemory, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -179,29 +182,6 @@ fn threads(c: &mut Criterion) {
     group.bench_function("pingpong-200000-switches/canon", |b| b.iter(|| sandbox.run(&pingpong).expect("run")));
     group.bench_function("pingpong-200000-yields/wasmtime-os-threads", |b| b.iter(|| plain.run(&module, &pingpong.args)));
     group.finish();
-}
-
-/// Runs `side` and `baseline` alternately `iters` times (which goes first
-/// alternates too) and returns `iters` × (time of `side` ÷ time of
-/// `baseline`) as seconds, so that criterion's per-iteration figure is the
-/// ratio (as in benches/sandbox.rs).
-fn ratio(iters: u64, mut side: impl FnMut(), mut baseline: impl FnMut()) -> Duration {
-    let (mut a, mut b) = (Duration::ZERO, Duration::ZERO);
-    for i in 0..iters {
-        let time = |f: &mut dyn FnMut()| {
-            let t = std::time::Instant::now();
-            f();
-            t.elapsed()
-        };
-        if i % 2 == 0 {
-            a += time(&mut side);
-            b += time(&mut baseline);
-        } else {
-            b += time(&mut baseline);
-            a += time(&mut side);
-        }
-    }
-    Duration::from_secs_f64(iters as f64 * a.as_secs_f64() / b.as_secs_f64().max(1e-9))
 }
 
 criterion_group!(benches, threads);
