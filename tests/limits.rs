@@ -150,3 +150,31 @@ fn a_stdio_tap_sees_the_captured_bytes_and_changes_nothing() {
     assert!(!tapped.stdout.is_empty());
     assert_eq!((&g.0, &g.1), (&tapped.stdout, &tapped.stderr));
 }
+
+/// A thread made by `sandbox::guest_thread` runs guests in place, with no
+/// thread of their own: the deepest recursion a job may ask for, a threaded
+/// job and a plain one end exactly as they do on a thread of their own.
+#[test]
+fn a_guest_thread_runs_guests_in_place_with_the_same_outcomes() {
+    use std::sync::Arc;
+    let sandbox = Arc::new(Sandbox::builder().cache_dir(None).build().expect("sandbox"));
+    let mut deep = Job::load(&crate::util::fixture("jobs/hostile-stackbomb.toml")).expect("stackbomb");
+    deep.limits.call_depth = canon::job::MAX_CALL_DEPTH;
+    let jobs = vec![
+        deep,
+        Job::load(&crate::util::fixture("jobs/threads-pipeline.toml")).expect("pipeline"),
+        Job::load(&crate::util::fixture("jobs/hello.toml")).expect("hello"),
+    ];
+    let spawned: Vec<String> = jobs.iter().map(|j| sandbox.run(j).expect("run").summary().outcome_digest.to_string()).collect();
+    let (sb, js) = (sandbox.clone(), jobs.clone());
+    let in_place: Vec<String> =
+        canon::sandbox::guest_thread("test", move || js.iter().map(|j| sb.run(j).expect("run").summary().outcome_digest.to_string()).collect())
+            .expect("guest thread")
+            .join()
+            .expect("no panic");
+    assert_eq!(spawned, in_place);
+    // The recursion runs until the guest's own stack in its linear memory
+    // is gone, deeper than any native stack margin would allow by luck.
+    let o = sandbox.run(&jobs[0]).expect("run");
+    assert_eq!(o.termination, Termination::Trap(TrapKind::MemoryOutOfBounds));
+}

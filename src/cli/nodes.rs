@@ -19,7 +19,6 @@ use canon::outcome::{Outcome, OutcomeSummary};
 use canon::quorum::policy::TrustedNode;
 use canon::quorum::{Policy, Tally, TallyOptions};
 use canon::receipt::{Engine, RunFacts, RunId, Statement, Timestamp};
-use canon::sandbox::engine::HOST_THREAD_STACK;
 use canon::sandbox::{Backend, Sandbox};
 
 /// Most local nodes one `canon run --nodes` will start.
@@ -144,7 +143,7 @@ pub fn run_nodes(job: &Job, n: usize, faulty: usize, backend: Backend, keys_dir:
     let job_digest = job.digest();
     let bar = ProgressBar::new(n as u64);
     bar.set_style(ProgressStyle::with_template("{spinner} running on {pos}/{len} nodes {wide_bar} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()));
-    let pool = rayon::ThreadPoolBuilder::new().stack_size(HOST_THREAD_STACK).build().context("cannot start the node threads")?;
+    let pool = canon::sandbox::guest_thread_pool(0).context("cannot start the node threads")?;
     let runs: Vec<Result<NodeRun>> = pool.install(|| {
         keys.par_iter()
             .enumerate()

@@ -235,14 +235,13 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), String> {
             ctx.leased.fetch_add(1, Ordering::SeqCst);
             busy.fetch_add(1, Ordering::SeqCst);
             let (ctx, busy, freed) = (ctx.clone(), busy.clone(), freed_tx.clone());
-            let h = std::thread::Builder::new()
-                .name("canon-slot".into())
-                .spawn(move || {
-                    slot(&ctx, lease);
-                    busy.fetch_sub(1, Ordering::SeqCst);
-                    let _ = freed.send(());
-                })
-                .map_err(|e| format!("cannot start a slot thread: {e}"))?;
+            // A guest thread: the slot's runs execute in place on it.
+            let h = crate::sandbox::guest_thread("canon-slot", move || {
+                slot(&ctx, lease);
+                busy.fetch_sub(1, Ordering::SeqCst);
+                let _ = freed.send(());
+            })
+            .map_err(|e| format!("cannot start a slot thread: {e}"))?;
             handles.push(h);
         }
     }

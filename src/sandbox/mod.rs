@@ -281,8 +281,9 @@ impl Sandbox {
 
     /// Runs `job` with options that do not affect the outcome.
     ///
-    /// The guest runs on a thread of its own with [`engine::HOST_THREAD_STACK`]
-    /// of native stack, so the caller's stack size never matters.
+    /// The guest runs with [`engine::HOST_THREAD_STACK`] of native stack,
+    /// whatever the caller's: in place on a thread made by [`guest_thread`]
+    /// or [`guest_thread_pool`], otherwise on a thread of its own.
     pub fn run_with(&self, job: &Job, options: RunOptions) -> Result<Outcome, RunError> {
         if crate::job::is_threaded(&job.module) != job.threads.is_some() {
             return Err(RunError::Compile {
@@ -297,35 +298,19 @@ impl Sandbox {
                 Backend::Cranelift | Backend::CraneliftBaseline => {}
             }
             let (module, _) = self.prepare(&job.module, &job.module_sha256)?;
-            return std::thread::scope(|scope| {
-                std::thread::Builder::new()
-                    .name("canon-guest".into())
-                    .stack_size(engine::HOST_THREAD_STACK)
-                    .spawn_scoped(scope, || threads::run(self, job, &module, threads, options))
-                    .map_err(|e| RunError::Host(format!("cannot start the guest thread: {e}")))?
-                    .join()
-                    .map_err(|payload| RunError::Panicked(panic_message(payload.as_ref())))?
-            });
+            return on_guest_thread(|| threads::run(self, job, &module, threads, options));
         }
         // Compile (or load) every module before anything runs.
         let mut modules = Vec::with_capacity(job.preloads.len() + 1);
         for p in &job.preloads {
-            modules.push((Some(p.name.as_str()), self.prepare(&p.module, &p.module_sha256)?.0, p.module_sha256));
+            modules.push((Some(p.name.clone()), self.prepare(&p.module, &p.module_sha256)?.0, p.module_sha256));
         }
         modules.push((None, self.prepare(&job.module, &job.module_sha256)?.0, job.module_sha256));
 
-        std::thread::scope(|scope| {
-            std::thread::Builder::new()
-                .name("canon-guest".into())
-                .stack_size(engine::HOST_THREAD_STACK)
-                .spawn_scoped(scope, || self.run_modules(job, &modules, options))
-                .map_err(|e| RunError::Host(format!("cannot start the guest thread: {e}")))?
-                .join()
-                .map_err(|payload| RunError::Panicked(panic_message(payload.as_ref())))?
-        })
+        on_guest_thread(|| self.run_modules(job, &modules, options))
     }
 
-    fn run_modules(&self, job: &Job, modules: &[(Option<&str>, Module, Digest)], options: RunOptions) -> Result<Outcome, RunError> {
+    fn run_modules(&self, job: &Job, modules: &[(Option<String>, Module, Digest)], options: RunOptions) -> Result<Outcome, RunError> {
         let host_err = |e: wasmtime::Error| RunError::Host(format!("{e:#}"));
         let mut config = HostConfig::for_job(job);
         config.stream_stdio = options.stream_stdio;
@@ -405,7 +390,7 @@ impl Sandbox {
         store: &mut Store<StoreData>,
         mut linker: Linker<StoreData>,
         job: &Job,
-        modules: &[(Option<&str>, Module, Digest)],
+        modules: &[(Option<String>, Module, Digest)],
         checks: &Checks<'_>,
     ) -> Result<Termination, RunError> {
         for (i, (name, module, sha)) in modules.iter().enumerate() {
@@ -418,7 +403,7 @@ impl Sandbox {
                 Err(e) => return classify(&e, job, store, checks, true),
                 Ok(instance) => instance,
             };
-            let Some(name) = name else {
+            let Some(name) = name.as_deref() else {
                 let memory = instance.get_memory(&mut *store, "memory");
                 store.data_mut().memory = memory;
                 return Ok(match instance.get_typed_func::<(), ()>(&mut *store, "_start") {
@@ -439,6 +424,61 @@ impl Sandbox {
         }
         Err(RunError::Host("internal: a job without a main module".into()))
     }
+}
+
+thread_local! {
+    /// Whether this thread was made by [`guest_thread`] (or
+    /// [`guest_thread_pool`]) and so has [`engine::HOST_THREAD_STACK`] of
+    /// native stack.
+    static GUEST_STACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A builder of threads that run guests in place: with
+/// [`engine::HOST_THREAD_STACK`] of native stack, and marked so that
+/// [`Sandbox::run_with`] called on them runs the guest right there instead
+/// of on a thread of its own. A caller that runs many jobs (a worker's
+/// slots, `canon run --nodes`) saves a thread per run this way: creating
+/// one, mapping its stack and unmapping it again (with the TLB shootdowns
+/// that brings) is most of an in-process `hello`.
+pub fn guest_thread<F, T>(name: &str, f: F) -> std::io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    std::thread::Builder::new().name(name.to_string()).stack_size(engine::HOST_THREAD_STACK).spawn(move || {
+        GUEST_STACK.set(true);
+        f()
+    })
+}
+
+/// A rayon pool of `threads` threads (0: one per core) that run guests in
+/// place, as [`guest_thread`]'s do.
+pub fn guest_thread_pool(threads: usize) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .stack_size(engine::HOST_THREAD_STACK)
+        .thread_name(|i| format!("canon-guest-{i}"))
+        .start_handler(|_| GUEST_STACK.set(true))
+        .build()
+}
+
+/// Runs `f` where a guest may run: here, on a thread made by
+/// [`guest_thread`] or [`guest_thread_pool`]; otherwise on a thread of its
+/// own with [`engine::HOST_THREAD_STACK`], so that the caller's stack never
+/// matters. A panic in `f` is [`RunError::Panicked`].
+fn on_guest_thread<R: Send>(f: impl FnOnce() -> Result<R, RunError> + Send) -> Result<R, RunError> {
+    if GUEST_STACK.get() {
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| RunError::Panicked(panic_message(payload.as_ref())))?;
+    }
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("canon-guest".into())
+            .stack_size(engine::HOST_THREAD_STACK)
+            .spawn_scoped(scope, f)
+            .map_err(|e| RunError::Host(format!("cannot start the guest thread: {e}")))?
+            .join()
+            .map_err(|payload| RunError::Panicked(panic_message(payload.as_ref())))?
+    })
 }
 
 /// The text of a panic's payload.
