@@ -6,9 +6,10 @@
 //! make it do the most work (`canon::fuzzing::wasi::cost_probes`) runs
 //! until its fuel is spent, as does `sha256chain` (plain compute), and the
 //! example prints each call's nanoseconds per unit of fuel as a multiple of
-//! compute's. It fails if any is above `BOUND` (so that a job's wall time
-//! stays a function of its fuel on every node, within that factor of what
-//! the same fuel of compute takes). `scripts/test.sh` runs it in release.
+//! compute's, measured just before it. It fails if any is above `BOUND` in
+//! three measurements in a row (so that a job's wall time stays a function
+//! of its fuel on every node, within that factor of what the same fuel of
+//! compute takes). `scripts/test.sh` runs it in release.
 
 use canon::fuzzing::wasi::{cost_probes, measure, ns_per_fuel};
 use canon::job::Job;
@@ -31,26 +32,47 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let compute = match compute_ns_per_fuel(&sandbox) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("host_costs: compute baseline: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("compute (sha256chain): {compute:.3} ns per unit of fuel");
+    // Wall time on a shared machine drifts (compute alone moved 2x between
+    // runs here), so each call is measured beside a fresh measurement of
+    // compute, and a call over the bound is measured again, twice: only a
+    // call over it every time fails. Work that fuel does not pay for is
+    // over it every time; a moment's noise is not.
     let mut over = Vec::new();
+    let mut shown_compute = false;
     for (name, program) in cost_probes() {
-        match measure(&sandbox, &program, FUEL) {
-            Ok(ns) => {
-                let r = ns / compute;
-                println!("{name:24} {ns:8.3} ns  {r:6.2}x compute");
-                if r > BOUND {
-                    over.push(name);
+        let mut passed = None;
+        let mut last = String::new();
+        for _attempt in 0..3 {
+            let compute = match compute_ns_per_fuel(&sandbox) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("host_costs: compute baseline: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if !shown_compute {
+                println!("compute (sha256chain): {compute:.3} ns per unit of fuel");
+                shown_compute = true;
+            }
+            match measure(&sandbox, &program, FUEL) {
+                Ok(ns) => {
+                    let r = ns / compute;
+                    last = format!("{name:24} {ns:8.3} ns  {r:6.2}x compute");
+                    if r <= BOUND {
+                        passed = Some(last.clone());
+                        break;
+                    }
+                }
+                Err(e) => {
+                    last = format!("{name:24} FAILED: {e}");
+                    break;
                 }
             }
-            Err(e) => {
-                println!("{name:24} FAILED: {e}");
+        }
+        match passed {
+            Some(line) => println!("{line}"),
+            None => {
+                println!("{last}");
                 over.push(name);
             }
         }
