@@ -3,7 +3,7 @@
 // coordinator's policy, which it shows), a node's runs; live from the
 // event stream. The server's own tally is only compared with.
 
-import { tally, supported } from './verify.js';
+import { tally, supported, credibilityOf, sha256Hex } from './verify.js';
 import { el, renderTally, time } from './render.js';
 
 const main = document.getElementById('main');
@@ -111,7 +111,7 @@ async function jobView(id) {
     if (cell) cell.textContent = c.ok ? `${c.receipt.engine.backend}, canon ${c.receipt.engine.canon}, wasmtime ${c.receipt.engine.wasmtime}, ABI ${c.receipt.engine.determinism_abi}` : `receipt invalid: ${c.code}`;
   }
   // Each receipt saves as the envelope the page verified, for `canon verify`.
-  const links = receipts.map((r) => ({ href: URL.createObjectURL(new Blob([r.bytes], { type: 'application/json' })), download: `${r.source}.receipt.json`, title: 'save this receipt (the DSSE envelope verified here)' }));
+  const links = receipts.map((r) => ({ href: objectUrl(new Blob([r.bytes], { type: 'application/json' })), download: `${r.source}.receipt.json`, title: 'save this receipt (the DSSE envelope verified here)' }));
   renderTally(section, t, { theirs: v.tally, theirsLabel: "the server's tally", links });
   section.append(artifacts(id, t, receipts));
 }
@@ -124,7 +124,7 @@ async function jobView(id) {
  */
 function artifacts(id, t, receipts) {
   const box = el('section', { id: 'artifacts', 'aria-label': 'artifacts' }, el('h2', { text: 'Artifacts' }));
-  const all = el('a', { id: 'all-receipts', href: URL.createObjectURL(new Blob([JSON.stringify(Object.fromEntries(receipts.map((r) => [r.source, new TextDecoder().decode(r.bytes)])), null, 2)], { type: 'application/json' })), download: `${id}.receipts.json`, text: `Save all ${receipts.length} receipts` });
+  const all = el('a', { id: 'all-receipts', href: objectUrl(new Blob([JSON.stringify(Object.fromEntries(receipts.map((r) => [r.source, new TextDecoder().decode(r.bytes)])), null, 2)], { type: 'application/json' })), download: `${id}.receipts.json`, text: `Save all ${receipts.length} receipts` });
   box.append(el('p', {}, all, el('span', { class: 'note', text: ' (one JSON object, run id → DSSE envelope; each alone is in the receipts table above)' })));
   const g = t.groups.find((x) => x.outcome === t.accepted);
   if (!g) {
@@ -150,13 +150,13 @@ function artifacts(id, t, receipts) {
           const r = await fetch(`/v1/jobs/${encodeURIComponent(id)}/blobs/${f.sha256}`, { headers: { Authorization: `Bearer ${token}` } });
           if (!r.ok) throw new Error(`the coordinator answered ${r.status}`);
           const bytes = new Uint8Array(await r.arrayBuffer());
-          const got = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((b) => b.toString(16).padStart(2, '0')).join('');
+          const got = await sha256Hex(bytes);
           if (got !== f.sha256) throw new Error(`the coordinator sent bytes with SHA-256 ${got.slice(0, 12)}, not the ${f.sha256.slice(0, 12)} the receipts signed: not saved`);
           if (f.kind === 'symlink') {
             cell.replaceChildren(el('span', { class: 'ok', text: `✔ → ${new TextDecoder().decode(bytes)}` }));
             return;
           }
-          const a = el('a', { href: URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' })), download: f.path.split('/').filter(Boolean).pop() ?? 'artifact', text: 'save' });
+          const a = el('a', { href: objectUrl(new Blob([bytes], { type: 'application/octet-stream' })), download: f.path.split('/').filter(Boolean).pop() ?? 'artifact', text: 'save' });
           cell.replaceChildren(el('span', { class: 'ok', 'data-checked': 'true', text: `✔ ${bytes.length} bytes, SHA-256 checked ` }), a);
           a.click();
         } catch (e) {
@@ -172,10 +172,6 @@ function artifacts(id, t, receipts) {
   return box;
 }
 
-// A node's credibility after `a` agreements and `d` dissents, as canon's
-// reputation ledger computes it (docs/QUORUM.md, "Reputation").
-const credibility = (a, d, f) => ((1 - f / (a + 1)) * (a + 1)) / (a + d + 1);
-
 async function nodeView(node, q) {
   const qs = new URLSearchParams({ limit: '200' });
   if (q.get('cursor')) qs.set('cursor', q.get('cursor'));
@@ -187,14 +183,14 @@ async function nodeView(node, q) {
     if (!r.accepted || !r.outcome) continue;
     if (r.outcome === r.accepted) agreed += 1;
     else dissented += 1;
-    history.push({ at: r.finished_at ?? r.leased_at, agreed: r.outcome === r.accepted, value: credibility(agreed, dissented, policy.fault_rate ?? 0) });
+    history.push({ at: r.finished_at ?? r.leased_at, agreed: r.outcome === r.accepted, value: credibilityOf(agreed, dissented, policy.fault_rate ?? 0) });
   }
   const rows = page.runs.map((r) => {
     const said = !r.accepted || !r.outcome ? '-' : r.outcome === r.accepted ? 'agreed' : 'dissented';
     return el('tr', { 'data-run': r.run, 'data-said': said }, el('td', {}, el('a', { href: `#/job/${encodeURIComponent(r.job)}`, text: r.job_name })), el('td', { class: 'status', text: r.state + (r.reason ? `: ${r.reason}` : '') }), el('td', { class: 'mono', title: r.outcome ?? '', text: short(r.outcome) }), el('td', { text: said }), el('td', {}, time(ms(r.leased_at))));
   });
   const table = el('table', { id: 'node-runs' }, el('caption', { text: "This node's runs, newest first (its outcomes and each job's accepted outcome as the server records them; open a job to verify its receipts)" }), el('thead', {}, el('tr', {}, ['job', 'run state', 'its outcome', 'with the accepted outcome', 'leased'].map((h) => el('th', { scope: 'col', text: h })))), el('tbody', {}, rows));
-  const now = history.length ? history[history.length - 1].value : credibility(0, 0, policy.fault_rate ?? 0);
+  const now = history.length ? history[history.length - 1].value : credibilityOf(0, 0, policy.fault_rate ?? 0);
   const more = page.next_cursor ? el('a', { id: 'next', href: `#/node/${encodeURIComponent(node)}?${new URLSearchParams({ cursor: page.next_cursor })}`, text: 'Older runs →' }) : '';
   main.replaceChildren(
     el('h2', { text: 'Node' }),
@@ -246,7 +242,18 @@ function chart(history, faultRate) {
   return fig;
 }
 
+// Object URLs of the view on screen (saved receipts, checked artifacts),
+// released when the view is drawn again: the live view redraws on every
+// event.
+const objectUrls = [];
+function objectUrl(blob) {
+  const url = URL.createObjectURL(blob);
+  objectUrls.push(url);
+  return url;
+}
+
 async function render() {
+  for (const url of objectUrls.splice(0)) URL.revokeObjectURL(url);
   const { parts, q } = params();
   try {
     if (parts[0] === 'job' && parts[1]) await jobView(decodeURIComponent(parts[1]));

@@ -63,6 +63,11 @@ async function sha256(bytes) {
   return new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
 }
 
+/** The SHA-256 of `bytes` in lowercase hex, as canon writes digests. */
+export async function sha256Hex(bytes) {
+  return hex(await sha256(bytes));
+}
+
 /** DSSE v1 pre-authentication encoding. */
 export function pae(payloadType, payload) {
   const t = utf8.encode(payloadType);
@@ -915,6 +920,15 @@ function totalCmp(a, b) {
 // Rust's f64 sum starts from -0.0.
 const sum = (xs) => xs.reduce((a, b) => a + b, -0);
 
+/**
+ * A node's credibility after `agreed` agreements and `dissented` dissents
+ * under fault rate `f`, as canon's reputation ledger computes it
+ * (`quorum::reputation::credibility`).
+ */
+export function credibilityOf(agreed, dissented, f) {
+  return ((1 - f / (agreed + 1)) * (agreed + 1)) / (agreed + dissented + 1);
+}
+
 /** The policy canon uses without a policy file: every valid signer, weight 1. */
 export function implicitPolicy() {
   return { implicit: true, nodes: [], min_quorum: 2, threshold: 2 / 3, unknown_weight: 1, credibility: false, fault_rate: 0.1 };
@@ -942,8 +956,7 @@ export async function tally(receipts, { policy = implicitPolicy(), expectedJob =
   const credibility = (node) => {
     if (!policy.credibility) return 1;
     const rec = (records && records[node]) || { agreed: 0, dissented: 0 };
-    const a = rec.agreed, d = rec.dissented, f = policy.fault_rate;
-    return ((1 - f / (a + 1)) * (a + 1)) / (a + d + 1);
+    return credibilityOf(rec.agreed, rec.dissented, policy.fault_rate);
   };
   const index = new Map(policy.nodes.map((n) => [parseNodeId(n.id).text, n]));
   const listed = (node) => index.get(node) ?? null;

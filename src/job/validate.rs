@@ -157,6 +157,11 @@ pub trait ValidationStore: Send + Sync {
 
 static STORE: RwLock<Option<Arc<dyn ValidationStore>>> = RwLock::new(None);
 
+/// Commands a [`ValidationStore`] said passed, by [`memo_key`], so that a
+/// process loading one many times (a worker) asks the store once; cleared
+/// at [`VALIDATED_MEMO_ENTRIES`] as the memo is.
+static STORED_PASSED: Mutex<Option<std::collections::HashSet<Digest>>> = Mutex::new(None);
+
 /// Makes [`validate_command_cached`] consult and fill `store` (or, with
 /// `None`, stop doing so) for the rest of the process.
 pub fn remember_validations(store: Option<Arc<dyn ValidationStore>>) {
@@ -180,13 +185,22 @@ pub fn stored_key(sha256: &Digest, linking: &Linking<'_>) -> Digest {
 /// earlier one found it valid already.
 pub fn validate_command_cached(bytes: &[u8], sha256: &Digest, linking: &Linking<'_>) -> Result<(), ModuleError> {
     let memo = memo_key(sha256, Role::Command, linking);
-    if VALIDATED.lock().is_ok_and(|m| m.as_ref().is_some_and(|m| m.contains_key(&memo))) {
+    if VALIDATED.lock().is_ok_and(|m| m.as_ref().is_some_and(|m| m.contains_key(&memo)))
+        || STORED_PASSED.lock().is_ok_and(|p| p.as_ref().is_some_and(|p| p.contains(&memo)))
+    {
         return Ok(());
     }
     let stored = store().map(|s| (stored_key(sha256, linking), s));
     if let Some((key, s)) = &stored
         && s.passed(key)
     {
+        if let Ok(mut passed) = STORED_PASSED.lock() {
+            let set = passed.get_or_insert_with(Default::default);
+            if set.len() >= VALIDATED_MEMO_ENTRIES {
+                set.clear();
+            }
+            set.insert(memo);
+        }
         return Ok(());
     }
     validate_module_cached_for(bytes, sha256, Role::Command, linking)?;

@@ -235,11 +235,7 @@ impl ModuleCache {
         let dir = entry.parent().unwrap_or(Path::new("."));
         // Private to the node: the SAFETY argument of `load_disk` relies on
         // no one else writing here.
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir)?;
+        create_private_dir(dir)?;
         let bytes = module.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
         write_atomic(dir, &entry, &bytes)?;
         let stamp = Stamp::of(&fs::metadata(&entry)?);
@@ -279,11 +275,7 @@ impl crate::job::ValidationStore for ValidationRecords {
         if check_private(&self.root, &self.dir).is_err() {
             return;
         }
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        if builder.create(&self.dir).is_ok() {
+        if create_private_dir(&self.dir).is_ok() {
             let _ = write_atomic(&self.dir, &self.dir.join(key.to_string()), format!("{VALIDATED_TAG} {key}\n").as_bytes());
         }
     }
@@ -428,6 +420,15 @@ fn check_owner_and_mode(path: &Path, meta: &fs::Metadata, shared_ok: bool) -> Re
     }
     let sticky = if mode & 0o1000 != 0 { ", sticky, which is not enough for the cache directory itself" } else { "" };
     Err(unsafe_(format!("writable by {who} (mode {mode:04o}{sticky})")))
+}
+
+/// Creates `dir` and its missing parents, mode 0700.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -303,14 +303,14 @@ impl Sandbox {
         // Compile (or load) every module before anything runs.
         let mut modules = Vec::with_capacity(job.preloads.len() + 1);
         for p in &job.preloads {
-            modules.push((Some(p.name.clone()), self.prepare(&p.module, &p.module_sha256)?.0, p.module_sha256));
+            modules.push((Some(p.name.as_str()), self.prepare(&p.module, &p.module_sha256)?.0, p.module_sha256));
         }
         modules.push((None, self.prepare(&job.module, &job.module_sha256)?.0, job.module_sha256));
 
         on_guest_thread(|| self.run_modules(job, &modules, options))
     }
 
-    fn run_modules(&self, job: &Job, modules: &[(Option<String>, Module, Digest)], options: RunOptions) -> Result<Outcome, RunError> {
+    fn run_modules(&self, job: &Job, modules: &[(Option<&str>, Module, Digest)], options: RunOptions) -> Result<Outcome, RunError> {
         let host_err = |e: wasmtime::Error| RunError::Host(format!("{e:#}"));
         let mut config = HostConfig::for_job(job);
         config.stream_stdio = options.stream_stdio;
@@ -390,7 +390,7 @@ impl Sandbox {
         store: &mut Store<StoreData>,
         mut linker: Linker<StoreData>,
         job: &Job,
-        modules: &[(Option<String>, Module, Digest)],
+        modules: &[(Option<&str>, Module, Digest)],
         checks: &Checks<'_>,
     ) -> Result<Termination, RunError> {
         for (i, (name, module, sha)) in modules.iter().enumerate() {
@@ -403,7 +403,7 @@ impl Sandbox {
                 Err(e) => return classify(&e, job, store, checks, true),
                 Ok(instance) => instance,
             };
-            let Some(name) = name.as_deref() else {
+            let Some(name) = *name else {
                 let memory = instance.get_memory(&mut *store, "memory");
                 store.data_mut().memory = memory;
                 return Ok(match instance.get_typed_func::<(), ()>(&mut *store, "_start") {
@@ -452,7 +452,9 @@ where
 }
 
 /// A rayon pool of `threads` threads (0: one per core) that run guests in
-/// place, as [`guest_thread`]'s do.
+/// place, as [`guest_thread`]'s do. A thread waiting in a nested parallel
+/// call may take another task of the pool onto its stack; that never puts
+/// one guest's frames on another's, because guests make no such calls.
 pub fn guest_thread_pool(threads: usize) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -341,6 +341,16 @@ fn receipt_blobs(envelope: &[u8], into: &mut BTreeSet<Digest>) {
     }
 }
 
+/// A page's size (capped at 1000) and the row it starts below: a cursor is
+/// the last row of the previous page.
+fn page(limit: usize, cursor: Option<&str>) -> Result<(usize, i64), StoreError> {
+    let before = match cursor {
+        None => i64::MAX,
+        Some(c) => c.parse().map_err(|_| StoreError::BadRequest(format!("`cursor` {c:?}: not a cursor this coordinator gave")))?,
+    };
+    Ok((limit.clamp(1, 1000), before))
+}
+
 fn parse_state<T: std::str::FromStr<Err = String>>(s: String) -> Result<T, StoreError> {
     s.parse().map_err(StoreError::Db)
 }
@@ -495,11 +505,7 @@ impl Store for SqliteStore {
     }
 
     fn list(&self, tenant: &str, filter: &ListFilter) -> Result<JobPage, StoreError> {
-        let limit = filter.limit.clamp(1, 1000);
-        let before: i64 = match &filter.cursor {
-            None => i64::MAX,
-            Some(c) => c.parse().map_err(|_| StoreError::BadRequest(format!("`cursor` {c:?}: not a cursor this coordinator gave")))?,
-        };
+        let (limit, before) = page(filter.limit, filter.cursor.as_deref())?;
         self.tx(|tx| {
             let mut stmt = tx
                 .prepare_cached(
@@ -541,11 +547,7 @@ impl Store for SqliteStore {
     }
 
     fn node_runs(&self, tenant: &str, node: &str, limit: usize, cursor: Option<&str>) -> Result<NodeRunPage, StoreError> {
-        let limit = limit.clamp(1, 1000);
-        let before: i64 = match cursor {
-            None => i64::MAX,
-            Some(c) => c.parse().map_err(|_| StoreError::BadRequest(format!("`cursor` {c:?}: not a cursor this coordinator gave")))?,
-        };
+        let (limit, before) = page(limit, cursor)?;
         self.tx(|tx| {
             let mut stmt = tx
                 .prepare_cached(
